@@ -1,0 +1,20 @@
+# Debian packages (tools/setup installs them): yaml-cpp, nlohmann-json, CLI11, sentencepiece, GoogleTest.
+# SCORCH_DEPS_PREFIX (tools/gpu/check.sh) points at packages unpacked without root.
+if(SCORCH_DEPS_PREFIX)
+  list(PREPEND CMAKE_PREFIX_PATH "${SCORCH_DEPS_PREFIX}/usr" "${SCORCH_DEPS_PREFIX}/usr/lib/x86_64-linux-gnu/cmake")
+endif()
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(CLI11 REQUIRED)
+find_library(SENTENCEPIECE_LIB sentencepiece HINTS ${SCORCH_DEPS_PREFIX}/usr/lib/x86_64-linux-gnu REQUIRED)
+find_path(SENTENCEPIECE_INCLUDE sentencepiece_processor.h HINTS ${SCORCH_DEPS_PREFIX}/usr/include REQUIRED)
+find_package(Threads REQUIRED)
+
+add_library(scorch_deps INTERFACE)
+if(TARGET yaml-cpp::yaml-cpp)
+  target_link_libraries(scorch_deps INTERFACE yaml-cpp::yaml-cpp)
+else()
+  target_link_libraries(scorch_deps INTERFACE yaml-cpp)
+endif()
+target_link_libraries(scorch_deps INTERFACE nlohmann_json::nlohmann_json ${SENTENCEPIECE_LIB} Threads::Threads)
+target_include_directories(scorch_deps INTERFACE ${SENTENCEPIECE_INCLUDE})

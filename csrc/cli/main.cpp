@@ -1,0 +1,49 @@
+// The `scorch` binary: parse, dispatch, and map failures to exit codes (DESIGN.md): user errors 2,
+// internal errors 1, a run stopped by the non-finite policy 3. No stack traces for user errors.
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"scorch: native C++/CUDA post-training for language models (SFT, DPO/ScPO, GRPO, SCoRe)", "scorch"};
+  app.require_subcommand(1);
+  app.fallthrough(false);
+  app.set_help_all_flag("--help-all", "Print help for every subcommand");
+  scorch::cli::register_train(app);
+  scorch::cli::register_generate(app);
+  scorch::cli::register_eval(app);
+  scorch::cli::register_export(app);
+  scorch::cli::register_init_model(app);
+  scorch::cli::register_reward(app);
+  scorch::cli::register_version(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "error: %s\nRun `scorch --help` (or `scorch <command> --help`) for usage.\n", e.what());
+    return scorch::kExitUser;
+  } catch (const scorch::NonFiniteStop& e) {
+    std::fprintf(stderr, "stopped: %s\n", e.what());
+    return scorch::kExitNonFinite;
+  } catch (const scorch::UserError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return scorch::kExitUser;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "internal error (torch): %s\n", e.what_without_backtrace());
+    return scorch::kExitInternal;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return scorch::kExitInternal;
+  }
+  return scorch::kExitOk;
+}

@@ -1,0 +1,21 @@
+// Small string helpers shared across layers (no torch).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace scorch {
+
+std::string trim(const std::string& s);
+std::vector<std::string> split(const std::string& s, char sep);
+bool starts_with(const std::string& s, const std::string& prefix);
+bool ends_with(const std::string& s, const std::string& suffix);
+// Levenshtein distance over bytes; used for "did you mean" suggestions and the SCoRe edit distance.
+size_t edit_distance(const std::string& a, const std::string& b);
+// Edit distance over token sequences.
+size_t edit_distance(const std::vector<long>& a, const std::vector<long>& b);
+// The candidate closest to `key` if it is close enough to be a plausible typo, else "".
+std::string nearest(const std::string& key, const std::vector<std::string>& candidates);
+// ", "-joined list, each item quoted with backticks.
+std::string join_quoted(const std::vector<std::string>& items);
+
+}  // namespace scorch

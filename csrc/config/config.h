@@ -1,0 +1,188 @@
+// The job configuration: YAML -> typed structs, strictly validated (DESIGN.md "Config").
+// Defaults live in the member initialisers below (one place per struct); constraints and key
+// names live in config.cpp's schema. Keys reuse TRL's names where TRL has one.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/node/node.h>
+
+namespace scorch {
+
+struct ModelSection {
+  std::string path;                 // HF model directory (config.json + safetensors)
+  std::string dtype = "auto";       // auto | float32 | bfloat16 (auto: bf16 on CUDA, fp32 on CPU)
+  std::string device = "auto";      // auto | cpu | cuda
+  bool gradient_checkpointing = false;
+};
+
+struct TokenizerSection {
+  std::string path;                 // tokenizer.model; empty = <model.path>/tokenizer.model
+  std::string chat_template = "plain";  // chatml | llama-2 | plain | none
+};
+
+struct DataSection {
+  std::string train;                // JSONL
+  std::string eval;                 // JSONL, optional
+  int64_t max_length = 512;         // prompt + completion tokens per sample
+  std::string truncation = "right"; // right | left | error
+  bool packing = false;
+  bool shuffle = true;
+  bool skip_malformed = false;      // count and skip malformed lines instead of failing
+  int64_t eval_limit = 0;           // 0 = whole eval set
+};
+
+struct TrainSection {
+  int64_t max_steps = 0;            // optimizer steps; 0 = derive from epochs
+  int64_t epochs = 1;
+  int64_t micro_batch_size = 8;     // samples (prompts for RL) per micro-batch per rank
+  int64_t gradient_accumulation_steps = 1;
+  double max_grad_norm = 1.0;       // 0 disables clipping
+  int64_t eval_every = 0;           // steps; 0 = only at the end
+  int64_t max_nonfinite_steps = 3;  // consecutive skipped steps before exit 3
+  std::string precision = "auto";   // auto | fp32 | bf16
+  int64_t threads = 0;              // CPU intra-op threads; 0 = torch default
+};
+
+struct OptimSection {
+  std::string name = "adamw";
+  double learning_rate = 1e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  std::string lr_scheduler_type = "constant";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  double min_lr_ratio = 0.0;        // cosine/linear floor as a fraction of learning_rate
+  bool decay_norms_and_biases = false;
+};
+
+struct GenerationSection {
+  double temperature = 1.0;         // 0 = greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;                // 0 = off
+  int64_t max_prompt_length = 512;
+  int64_t max_completion_length = 256;
+  std::vector<std::string> stop;    // stop strings
+  int64_t eval_max_new_tokens = 256;
+};
+
+struct RewardSpec {
+  std::string name;
+  double weight = 1.0;
+  YAML::Node params;                // validated by the reward's own schema (rewards/)
+  int line = 0;                     // where it was declared, for error messages
+};
+
+struct CheckpointSection {
+  int64_t save_every = 0;           // steps; 0 = only at the end
+  int64_t keep_last = 2;
+  std::string resume_from;          // a checkpoint directory; empty = latest in the run dir
+  bool export_final = true;         // write run_dir/export (HF format) at the end
+};
+
+struct LogSection {
+  std::string level = "info";
+  int64_t every = 1;                // steps between metrics.jsonl lines
+  int64_t samples = 4;              // decoded rollouts per log step in samples.jsonl
+  bool progress = true;
+};
+
+struct DistSection {
+  std::string backend = "auto";     // auto | nccl | gloo
+  double timeout_s = 600.0;
+  int64_t bucket_mb = 25;
+  bool zero1 = false;
+};
+
+struct SftSection {
+  bool completion_only_loss = true;
+};
+
+struct DpoSection {
+  double beta = 0.1;
+  std::string loss_type = "sigmoid";  // sigmoid | ipo | hinge | robust
+  std::vector<double> loss_weights;   // optional, one per loss_type entry
+  double label_smoothing = 0.0;
+  double rpo_alpha = 0.0;             // weight of the NLL-on-chosen term; 0 = off
+  std::string reference = "live";     // live | precompute
+};
+
+struct ScpoSection {
+  int64_t num_samples = 8;
+  double threshold = 0.5;             // tau as a fraction of num_samples
+  int64_t rounds = 1;
+  std::vector<double> round_thresholds;  // per round; empty = `threshold` every round
+  double beta = 0.5;
+  double alpha = 1.0;
+  double temperature = 0.7;
+  double top_p = 0.9;
+};
+
+struct GrpoSection {
+  int64_t num_generations = 8;
+  double beta = 0.0;
+  double epsilon = 0.2;
+  double epsilon_high = 0.0;          // 0 = same as epsilon
+  double delta = 0.0;                 // two-sided clip of the ratio; 0 = off
+  std::string loss_type = "dapo";     // grpo | bnpo | dr_grpo | dapo
+  std::string scale_rewards = "group";  // group | batch | none
+  std::string advantage = "grpo";     // grpo | rloo | reinforce_pp
+  int64_t num_iterations = 1;
+  std::string importance_sampling_level = "token";  // token | sequence
+  bool mask_truncated_completions = false;
+  double top_entropy_quantile = 1.0;
+  double entropy_coef = 0.0;
+};
+
+struct ScoreSection {
+  std::string stage = "both";         // 1 | 2 | both
+  int64_t stage1_steps = 100;
+  int64_t stage2_steps = 100;
+  double alpha = 10.0;
+  double beta1 = 0.01;
+  double beta2 = 0.1;
+  int64_t num_attempts = 2;
+  std::string correction_instruction =
+      "There might be an error in the solution above because of lack of understanding of the "
+      "question. Please correct the error, if any, and rewrite the solution.";
+  std::string policy_gradient = "reinforce";  // reinforce | group
+  int64_t num_generations = 1;
+};
+
+struct Config {
+  std::string trainer;                // sft | dpo | scpo | grpo | score
+  uint64_t seed = 42;
+  std::string run_dir;                // default runs/<config file stem>
+  ModelSection model;
+  TokenizerSection tokenizer;
+  DataSection data;
+  TrainSection train;
+  OptimSection optim;
+  GenerationSection generation;
+  std::vector<RewardSpec> rewards;
+  CheckpointSection checkpoint;
+  LogSection log;
+  DistSection dist;
+  SftSection sft;
+  DpoSection dpo;
+  ScpoSection scpo;
+  GrpoSection grpo;
+  ScoreSection score;
+};
+
+// Loads and validates `path`, applying `overrides` ("a.b.c=value", same checks as the file).
+// Throws UserError naming the key path, the file and line, and what would be valid.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from YAML text (`source` names it in messages).
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+// The resolved config (every key, defaults filled in) as YAML; parse_config of it gives it back.
+std::string to_yaml(const Config& config);
+// All valid dotted key paths (for help and suggestions).
+std::vector<std::string> config_keys();
+
+}  // namespace scorch
