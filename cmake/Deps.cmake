@@ -2,6 +2,8 @@
 # SCORCH_DEPS_PREFIX (tools/gpu/check.sh) points at packages unpacked without root.
 if(SCORCH_DEPS_PREFIX)
   list(PREPEND CMAKE_PREFIX_PATH "${SCORCH_DEPS_PREFIX}/usr" "${SCORCH_DEPS_PREFIX}/usr/lib/x86_64-linux-gnu/cmake")
+  include_directories(SYSTEM "${SCORCH_DEPS_PREFIX}/usr/include")
+  link_directories("${SCORCH_DEPS_PREFIX}/usr/lib/x86_64-linux-gnu")
 endif()
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json REQUIRED)

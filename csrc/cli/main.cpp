@@ -3,11 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/strings.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"scorch: native C++/CUDA post-training for language models (SFT, DPO/ScPO, GRPO, SCoRe)", "scorch"};
@@ -21,6 +23,17 @@ int main(int argc, char** argv) {
   scorch::cli::register_init_model(app);
   scorch::cli::register_reward(app);
   scorch::cli::register_version(app);
+  scorch::cli::register_make_data(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      const std::string hint = scorch::nearest(argv[1], names);
+      std::fprintf(stderr, "error: unknown command '%s'%s\nRun `scorch --help` for the list of commands.\n", argv[1],
+                   hint.empty() ? "" : (" (did you mean '" + hint + "'?)").c_str());
+      return scorch::kExitUser;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

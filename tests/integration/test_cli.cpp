@@ -1,0 +1,58 @@
+// The scorch binary as a user runs it: help, exit codes, and errors without stack traces.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/run_cli.h"
+
+using scorch::test::run_scorch;
+
+TEST(Cli, HelpListsEverySubcommand) {
+  auto r = run_scorch("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* sub : {"train", "generate", "eval", "export", "init-model", "reward", "version"}) {
+    EXPECT_NE(r.output.find(sub), std::string::npos) << sub;
+  }
+  auto t = run_scorch("train --help");
+  EXPECT_EQ(t.exit_code, 0);
+  EXPECT_NE(t.output.find("--set"), std::string::npos);
+  EXPECT_NE(t.output.find("--run-dir"), std::string::npos);
+}
+
+TEST(Cli, UnknownSubcommandIsAUserError) {
+  auto r = run_scorch("trian cfg.yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown command 'trian'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'train'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, MissingConfigFileIsAUserErrorWithoutStackTrace) {
+  auto r = run_scorch("train /nonexistent/job.yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("cannot read config file '/nonexistent/job.yaml'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos) << r.output;
+}
+
+TEST(Cli, UnreadableConfigIsAUserError) {
+  const std::string dir = scorch::test::temp_dir("cli");
+  auto r = run_scorch("train " + dir);  // a directory is not a readable config file
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("is a directory"), std::string::npos) << r.output;
+}
+
+TEST(Cli, DryRunValidatesAndWritesNothing) {
+  const std::string dir = scorch::test::temp_dir("cli-dry");
+  std::ofstream(dir + "/job.yaml") << "trainer: sft\nmodel:\n  path: m\ndata:\n  train: t.jsonl\nrun_dir: " << dir << "/run\n";
+  auto r = run_scorch("train " + dir + "/job.yaml --dry-run --set optim.learning_rate=0.001");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("learning_rate: 0.001"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is valid"), std::string::npos);
+  std::ifstream probe(dir + "/run/config.yaml");
+  EXPECT_FALSE(probe.good()) << "--dry-run wrote the run directory";
+}
+
+TEST(Cli, VersionPrintsTorchVersion) {
+  auto r = run_scorch("version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("torch 2.11.0"), std::string::npos) << r.output;
+}

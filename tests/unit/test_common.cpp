@@ -1,0 +1,109 @@
+// common/: strings, atomic writes, run directories, RNG derivation, progress formatting.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "common/rng.h"
+#include "common/run_dir.h"
+#include "common/strings.h"
+#include "tests/support/run_cli.h"
+
+using namespace scorch;
+
+TEST(Strings, EditDistanceMatchesHandComputedCases) {
+  EXPECT_EQ(edit_distance(std::string("kitten"), std::string("sitting")), 3u);
+  EXPECT_EQ(edit_distance(std::string(""), std::string("abc")), 3u);
+  EXPECT_EQ(edit_distance(std::string("flaw"), std::string("lawn")), 2u);
+  EXPECT_EQ(edit_distance(std::vector<long>{1, 2, 3}, std::vector<long>{1, 3}), 1u);
+}
+
+TEST(Strings, NearestSuggestsTyposButNotUnrelatedWords) {
+  const std::vector<std::string> keys{"learning_rate", "weight_decay", "warmup_steps"};
+  EXPECT_EQ(nearest("learnig_rate", keys), "learning_rate");
+  EXPECT_EQ(nearest("weight_decy", keys), "weight_decay");
+  EXPECT_EQ(nearest("zzz", keys), "");
+}
+
+TEST(Strings, SplitTrimAffixes) {
+  EXPECT_EQ(split("a.b..c", '.'), (std::vector<std::string>{"a", "b", "", "c"}));
+  EXPECT_EQ(trim("  x y \n"), "x y");
+  EXPECT_TRUE(starts_with("optim.lr", "optim."));
+  EXPECT_TRUE(ends_with("norm.weight", ".weight"));
+  EXPECT_FALSE(ends_with("a", "abc"));
+}
+
+TEST(AtomicWrite, ReplacesContentAndLeavesNoTempFile) {
+  const std::string dir = test::temp_dir("atomic");
+  const std::string path = dir + "/file.txt";
+  fs::atomic_write(path, "first");
+  fs::atomic_write(path, "second");
+  EXPECT_EQ(fs::read_file(path), "second");
+  size_t files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) (void)e, ++files;
+  EXPECT_EQ(files, 1u);
+}
+
+TEST(AtomicWrite, InterruptedBeforeRenameLeavesOldFileIntact) {
+  const std::string dir = test::temp_dir("atomic-crash");
+  const std::string path = dir + "/state.json";
+  fs::atomic_write(path, "{\"step\": 1}");
+  fs::set_fail_before_rename_for_testing(true);
+  EXPECT_THROW(fs::atomic_write(path, "{\"step\": 2, truncated"), std::runtime_error);
+  fs::set_fail_before_rename_for_testing(false);
+  EXPECT_EQ(fs::read_file(path), "{\"step\": 1}");
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    EXPECT_EQ(e.path().filename().string(), "state.json") << "temp file left behind";
+  }
+}
+
+TEST(ReadFile, MissingFileAndDirectoryAreUserErrors) {
+  const std::string dir = test::temp_dir("read");
+  try {
+    fs::read_file(dir + "/nope.yaml", "config file");
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("no such file"), std::string::npos);
+  }
+  EXPECT_THROW(fs::read_file(dir, "config file"), UserError);
+}
+
+TEST(RunDir, SameConfigResumesDifferentConfigIsRefused) {
+  const std::string root = test::temp_dir("rundir");
+  const std::string path = root + "/run";
+  RunDir first = prepare_run_dir(path, "trainer: sft\nseed: 1\n");
+  EXPECT_FALSE(first.resuming);
+  RunDir again = prepare_run_dir(path, "trainer: sft\nseed: 1\n");
+  EXPECT_TRUE(again.resuming);
+  try {
+    prepare_run_dir(path, "trainer: sft\nseed: 2\n");
+    FAIL() << "another job's run directory was accepted";
+  } catch (const UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("belongs to another job"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(fs::read_file(path + "/config.yaml"), "trainer: sft\nseed: 1\n") << "the other job's config was damaged";
+}
+
+TEST(Rng, DerivedSeedsAreDeterministicAndDistinctPerTag) {
+  EXPECT_EQ(rng::derive(42, {rng::kTagData, 3}), rng::derive(42, {rng::kTagData, 3}));
+  std::set<uint64_t> seen;
+  for (uint64_t tag = 0; tag < 64; ++tag) seen.insert(rng::derive(42, {tag}));
+  seen.insert(rng::derive(43, {0}));
+  EXPECT_EQ(seen.size(), 65u);
+  auto a = rng::engine(7, {rng::kTagSampling});
+  auto b = rng::engine(7, {rng::kTagSampling});
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a(), b());
+}
+
+TEST(Progress, DurationFormatting) {
+  EXPECT_EQ(ProgressBar::format_duration(5), "5s");
+  EXPECT_EQ(ProgressBar::format_duration(185), "3m05s");
+  EXPECT_EQ(ProgressBar::format_duration(3720), "1h02m");
+  EXPECT_EQ(ProgressBar::format_duration(-1), "?");
+}

@@ -1,0 +1,101 @@
+// config/: strict YAML binding, defaults, --set overrides, and the resolved-config round trip.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/error.h"
+#include "config/config.h"
+
+using namespace scorch;
+
+namespace {
+const char* kMinimal = "trainer: sft\nmodel:\n  path: models/tiny\ndata:\n  train: data/train.jsonl\n";
+
+std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(yaml, "job.yaml", overrides);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Config, MinimalConfigGetsDocumentedDefaults) {
+  Config c = parse_config(kMinimal, "job.yaml");
+  EXPECT_EQ(c.trainer, "sft");
+  EXPECT_EQ(c.model.path, "models/tiny");
+  EXPECT_EQ(c.seed, 42u);
+  EXPECT_DOUBLE_EQ(c.optim.learning_rate, 1e-5);
+  EXPECT_EQ(c.grpo.num_generations, 8);
+  EXPECT_EQ(c.grpo.loss_type, "dapo");
+  EXPECT_DOUBLE_EQ(c.grpo.epsilon, 0.2);
+  EXPECT_DOUBLE_EQ(c.dpo.beta, 0.1);
+  EXPECT_DOUBLE_EQ(c.score.alpha, 10.0);
+  EXPECT_DOUBLE_EQ(c.scpo.beta, 0.5);
+  EXPECT_TRUE(c.rewards.empty());
+}
+
+TEST(Config, ResolvedYamlRoundTripsExactly) {
+  const std::string yaml = std::string(kMinimal) +
+                           "seed: 7\noptim:\n  learning_rate: 3.0e-6\n  lr_scheduler_type: cosine\n"
+                           "generation:\n  stop: [\"\\n\\n\", '</s>']\n  temperature: 0.7\n"
+                           "dpo:\n  loss_weights: [0.25]\n"
+                           "rewards:\n  - name: math_answer\n    weight: 2\n    params: {boxed: true, tol: 0.001}\n"
+                           "  - name: format\n";
+  Config a = parse_config(yaml, "job.yaml");
+  const std::string text = to_yaml(a);
+  Config b = parse_config(text, "resolved.yaml");
+  EXPECT_EQ(to_yaml(b), text);
+  EXPECT_EQ(b.seed, 7u);
+  EXPECT_DOUBLE_EQ(b.optim.learning_rate, 3e-6);
+  EXPECT_EQ(b.generation.stop, (std::vector<std::string>{"\n\n", "</s>"}));
+  ASSERT_EQ(b.rewards.size(), 2u);
+  EXPECT_EQ(b.rewards[0].name, "math_answer");
+  EXPECT_DOUBLE_EQ(b.rewards[0].weight, 2.0);
+  EXPECT_TRUE(b.rewards[0].params["boxed"].as<bool>());
+  EXPECT_DOUBLE_EQ(b.rewards[1].weight, 1.0);
+}
+
+TEST(Config, EveryKeyAppearsInTheResolvedYaml) {
+  const std::string text = to_yaml(parse_config(kMinimal, "job.yaml"));
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    EXPECT_NE(text.find(leaf + ":"), std::string::npos) << key;
+  }
+  EXPECT_GT(config_keys().size(), 80u);
+}
+
+TEST(Config, SetOverridesApplyWithTheSameChecks) {
+  Config c = parse_config(kMinimal, "job.yaml",
+                          {"optim.learning_rate=2e-4", "grpo.num_generations=4", "generation.stop=[a, b]", "log.level=debug"});
+  EXPECT_DOUBLE_EQ(c.optim.learning_rate, 2e-4);
+  EXPECT_EQ(c.grpo.num_generations, 4);
+  EXPECT_EQ(c.generation.stop.size(), 2u);
+  EXPECT_EQ(c.log.level, "debug");
+  const std::string e = error_of(kMinimal, {"optim.learning_rate=abc"});
+  EXPECT_NE(e.find("(from --set optim.learning_rate)"), std::string::npos) << e;
+  EXPECT_NE(e.find("must be a finite number"), std::string::npos) << e;
+  const std::string u = error_of(kMinimal, {"optim.learnin_rate=1e-3"});
+  EXPECT_NE(u.find("did you mean `optim.learning_rate`"), std::string::npos) << u;
+  EXPECT_NE(error_of(kMinimal, {"no_equals_sign"}).find("expected key.path=value"), std::string::npos);
+}
+
+TEST(Config, ErrorsNameKeyLineAndFix) {
+  std::string e = error_of(std::string(kMinimal) + "train:\n  micro_batch_size: 0\n");
+  EXPECT_NE(e.find("job.yaml:7"), std::string::npos) << e;
+  EXPECT_NE(e.find("`train.micro_batch_size` must be >= 1, got 0"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "grpo:\n  loss_type: dapoo\n");
+  EXPECT_NE(e.find("did you mean `dapo`"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "optimizer:\n  learning_rate: 1e-5\n");
+  EXPECT_NE(e.find("unknown key `optimizer`"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean `optim`"), std::string::npos) << e;
+  e = error_of("model:\n  path: m\ndata:\n  train: t\n");
+  EXPECT_NE(e.find("missing required key `trainer`"), std::string::npos) << e;
+}
+
+TEST(Config, BooleansAndIntegersAreStrict) {
+  EXPECT_TRUE(parse_config("trainer: sft\nmodel: {path: m}\ndata:\n  packing: true\n  train: x\n", "j").data.packing);
+  EXPECT_NE(error_of(std::string(kMinimal) + "log:\n  progress: maybe\n").find("must be true or false"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal) + "train:\n  epochs: 1.5\n").find("must be an integer"), std::string::npos);
+  EXPECT_EQ(parse_config(std::string(kMinimal) + "train:\n  max_steps: 1e3\n", "j").train.max_steps, 1000);
+}
