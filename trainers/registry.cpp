@@ -1,11 +1,15 @@
 #include "trainers/registry.h"
 
 #include "common/error.h"
+#include "trainers/grpo/grpo_trainer.h"
+#include "trainers/sft/sft_trainer.h"
 
 namespace scorch::trainers {
 
-void run(const Config& config, const RunDir&, const RunOptions&) {
-  // Each trainer's issue replaces its line with a call into trainers/<name>/.
+void run(const Config& config, const RunDir& run_dir, const RunOptions& options) {
+  if (config.trainer == "sft") return run_sft(config, run_dir, options);
+  if (config.trainer == "grpo") return run_grpo(config, run_dir, options);
+  // Trainers whose issue has not landed yet.
   throw NotImplemented("the `" + config.trainer + "` trainer");
 }
 

@@ -15,6 +15,7 @@ void register_export(CLI::App& app);
 void register_init_model(CLI::App& app);
 void register_reward(CLI::App& app);
 void register_version(CLI::App& app);
+void register_make_data(CLI::App& app);
 
 // For subcommands whose issue has not landed: accepts any arguments and fails with exit 2.
 void register_not_implemented(CLI::App& app, const char* name, const char* what);

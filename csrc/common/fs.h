@@ -13,6 +13,10 @@ std::string read_file(const std::string& path, const std::string& what = "file")
 bool exists(const std::string& path);
 bool is_directory(const std::string& path);
 void make_directories(const std::string& path);
+// Deletes `path` and everything below it (no error if it does not exist). Use this, never
+// std::filesystem::remove_all: the torch wheel's libtorch.so exports its own std::filesystem
+// symbols, and its remove_all crashes on non-empty directories when linked ahead of libstdc++.
+void remove_all(const std::string& path);
 // fsync a directory so a rename inside it is durable.
 void sync_directory(const std::string& path);
 

@@ -1,0 +1,78 @@
+// `scorch eval --model DIR --data FILE.jsonl --out FILE.json [--attempts 2] ...`: accuracy by
+// greedy generation on a dataset with answers (and the two-attempt self-correction metrics).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "train/evaluation.h"
+#include "train/session.h"
+
+namespace scorch::cli {
+namespace {
+struct EvalArgs {
+  std::string model, data, out, tokenizer, chat_template = "plain", device = "auto";
+  int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  std::string instruction = ScoreSection{}.correction_instruction;
+};
+
+void run_eval(const EvalArgs& a) {
+  if (a.attempts < 1 || a.attempts > 2) throw UserError("--attempts must be 1 or 2, got " + std::to_string(a.attempts));
+  if (a.max_new_tokens < 1) throw UserError("--max-new-tokens must be >= 1");
+  if (a.temperature < 0) throw UserError("--temperature must be >= 0");
+  auto dataset = data::load_prompt_dataset(a.data);
+  std::vector<data::PromptRecord> prompts;
+  int64_t without_answer = 0;
+  for (auto& r : dataset.records) {
+    if (r.answer) prompts.push_back(std::move(r));
+    else ++without_answer;
+  }
+  if (prompts.empty()) throw UserError("'" + a.data + "' has no line with an \"answer\" field: eval needs gold answers");
+  if (a.limit > 0 && static_cast<int64_t>(prompts.size()) > a.limit) prompts.resize(static_cast<size_t>(a.limit));
+  ModelSession session = open_model_session(a.model, a.tokenizer, a.chat_template, a.device, "auto");
+  EvalOptions options;
+  options.max_new_tokens = a.max_new_tokens;
+  options.attempts = a.attempts;
+  options.correction_instruction = a.instruction;
+  options.temperature = a.temperature;
+  options.seed = a.seed;
+  options.batch_size = a.batch_size;
+  const EvalReport report = evaluate_accuracy(*session.model, *session.renderer, prompts, options);
+  std::printf("%-18s %s\n", "metric", "value");
+  std::printf("%-18s %lld\n", "n", static_cast<long long>(report.n));
+  const nlohmann::json summary = report.to_json();
+  for (auto& [k, v] : summary.items()) {
+    if (k != "n" && v.is_number()) std::printf("%-18s %.4f\n", k.c_str(), v.get<double>());
+  }
+  if (without_answer > 0) std::fprintf(stderr, "note: %lld lines without an answer were left out\n", static_cast<long long>(without_answer));
+  if (!a.out.empty()) fs::atomic_write(a.out, summary.dump(2) + "\n");
+}
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Accuracy by generation on a dataset with answers (and two-attempt self-correction)");
+  cmd->add_option("--model", a->model, "HF model directory")->required();
+  cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->required();
+  cmd->add_option("--out", a->out, "Write the report as JSON here");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: <model>/tokenizer.model)");
+  cmd->add_option("--chat-template", a->chat_template, "chatml | llama-2 | plain | none")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str();
+  cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str();
+  cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)");
+  cmd->add_option("--limit", a->limit, "Evaluate the first N problems only");
+  cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--correction-instruction", a->instruction, "The user turn before attempt 2 (default: SCoRe's)");
+  cmd->callback([a] { run_eval(*a); });
+}
+
+}  // namespace scorch::cli

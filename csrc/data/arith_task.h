@@ -1,0 +1,65 @@
+// The quickstart task family: seeded multi-step integer arithmetic with carries.
+//
+// A problem is a left-to-right chain of + and - over non-negative integers, e.g.
+//   prompt:     "Compute 47+38-19."
+//   completion: "47+38=85. 85-19=66. The answer is \boxed{66}."
+//   answer:     "66"
+// Every step is written out (one "a op b = c." per operator), so the model learns column addition
+// with carries one step at a time; the difficulty knobs (operator count, operand size) move a tiny
+// model's held-out accuracy. Intermediate results never go below zero (a subtrahend larger than the
+// running value is redrawn), so the model never has to handle signs.
+//
+// Determinism: example i of a file depends only on (seed, i), never on n, so a larger file with the
+// same seed starts with the smaller one's lines (`rng::derive(seed, {kTagGenerator, i})`).
+//
+// Two-attempt examples (SCoRe warm-up, ALGORITHMS.md §7): with correction_percent K, K% of the
+// examples are conversations
+//   user: prompt / assistant: first attempt / user: correction instruction / assistant: answer
+// Three in four first attempts are wrong (one step off by a carry-like error, propagated to the
+// end) and marked `"train": false` so SFT does not learn the error; the rest are correct first
+// attempts repeated unchanged, so the model also learns that a right answer survives the check.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace scorch::data {
+
+struct ArithOptions {
+  int64_t min_ops = 2;         // operators per expression (>= 1)
+  int64_t max_ops = 3;         // >= min_ops
+  int64_t max_operand = 99;    // operands are drawn uniformly in [1, max_operand] (>= 1)
+  int64_t correction_percent = 0;  // 0..100: share of two-attempt (self-correction) examples
+};
+
+// ALGORITHMS.md §7's fixed correction instruction (the same text as config ScoreSection's default).
+extern const char* const kCorrectionInstruction;
+
+struct ArithProblem {
+  std::vector<int64_t> operands;  // [ops + 1]
+  std::vector<char> ops;          // '+' or '-'
+  int64_t answer = 0;
+  std::string expression() const;  // "47+38-19"
+  std::string prompt() const;      // "Compute 47+38-19."
+};
+
+// Throws UserError naming the flag when the options are out of range.
+void validate(const ArithOptions& options);
+
+ArithProblem make_arith_problem(std::mt19937_64& rng, const ArithOptions& options);
+
+// The worked solution. With error_step >= 0, step `error_step` gets the wrong result
+// `correct + error_delta` and the later steps continue from it (a consistent but wrong attempt).
+std::string arith_solution(const ArithProblem& problem, int64_t error_step = -1, int64_t error_delta = 0);
+
+// Example i of the dataset drawn with `seed`: {"prompt","completion","answer"} or, for a
+// two-attempt example, {"messages":[...],"answer"}.
+nlohmann::ordered_json make_arith_example(uint64_t seed, int64_t index, const ArithOptions& options);
+
+// Writes n examples as JSONL (atomically). Throws UserError on bad options or an unwritable path.
+void write_arith_jsonl(const std::string& path, int64_t n, uint64_t seed, const ArithOptions& options);
+
+}  // namespace scorch::data

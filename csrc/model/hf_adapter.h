@@ -1,0 +1,24 @@
+// The one place that knows HuggingFace tensor names (model.layers.{i}.self_attn.q_proj.weight, ...).
+// Everything else (named_parameters, load, export, init, checkpoints) enumerates the model's
+// weights through hf_tensor_slots().
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace scorch {
+
+class Transformer;
+
+// (HF name, the model's tensor slot) for every weight the config gives the model, in a fixed order
+// (embedding, layers in order, final norm, lm_head when not tied). Biases appear only when the
+// config has them; lm_head.weight only when tie_word_embeddings is false.
+std::vector<std::pair<std::string, at::Tensor*>> hf_tensor_slots(Transformer& model);
+
+// Names a HF checkpoint may carry that the model does not use and that are safely ignored
+// (rotary inv_freq buffers of old checkpoints; lm_head.weight of a tied model).
+bool hf_ignorable_tensor(const std::string& name, bool tie_word_embeddings);
+
+}  // namespace scorch

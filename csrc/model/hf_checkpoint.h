@@ -1,0 +1,51 @@
+// HuggingFace model directories in and out: config.json + model.safetensors (or shards +
+// model.safetensors.index.json), generation_config.json and tokenizer files. Loading checks the
+// tensors against the config: missing, unexpected or mis-shaped tensors are one UserError listing them.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "model/safetensors.h"
+#include "model/transformer.h"
+
+namespace scorch {
+
+struct LoadOptions {
+  std::optional<at::ScalarType> dtype;  // nullopt = the dtype stored in the files
+  at::Device device = at::kCPU;
+};
+
+// Loads `dir` (any directory holding config.json + model.safetensors or an index with shards:
+// a HF model or a scorch training checkpoint).
+Transformer load_hf_model(const std::string& dir, const LoadOptions& options = {});
+// Every tensor of `dir`'s weights (single file or shards listed by the index), on the CPU.
+safetensors::TensorMap read_hf_weights(const std::string& dir);
+// Puts `tensors` (HF names) into `model`, cast to the model's dtype and to `device` (default: the
+// model's); `source` names them in errors. Throws UserError listing missing, unexpected and
+// mis-shaped tensors (nothing is assigned then).
+void assign_hf_weights(Transformer& model, const safetensors::TensorMap& tensors, const std::string& source,
+                       std::optional<at::Device> device = std::nullopt);
+
+struct ExportOptions {
+  // Above this many bytes of weights, write model-0000i-of-0000N.safetensors + index (HF default 5 GB).
+  int64_t max_shard_bytes = 5'000'000'000;
+  // A tokenizer directory (copies tokenizer.model, tokenizer.json, tokenizer_config.json,
+  // special_tokens_map.json, added_tokens.json that exist) or a single tokenizer file; "" = none.
+  std::string tokenizer_source;
+  // A directory whose generation_config.json is copied; "" or absent file = one generated from the config.
+  std::string generation_config_source;
+};
+
+// Writes a directory transformers loads with from_pretrained (each file written atomically; weight
+// files of a previous export in `out_dir` that this layout does not use are removed).
+void export_hf_model(const Transformer& model, const std::string& out_dir, const ExportOptions& options = {});
+
+// "float32" | "bfloat16" | "float16" <-> ScalarType (UserError for anything else).
+at::ScalarType parse_model_dtype(const std::string& name);
+std::string model_dtype_name(at::ScalarType dtype);
+
+}  // namespace scorch

@@ -1,0 +1,212 @@
+// The Llama-family forward pass. Numerics follow transformers' modeling_llama so logits match to
+// fp32 rounding: RMSNorm upcasts to fp32 and casts back before the weight multiply; RoPE angles
+// are computed in fp32 (positions × inv_freq), cos/sin cast to the activation dtype and applied
+// with the rotate_half pairing (dimension i pairs with i + head_dim/2); attention is
+// at::scaled_dot_product_attention with scale head_dim^-0.5.
+#include "model/transformer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+#include "common/rng.h"
+#include "model/hf_adapter.h"
+
+namespace scorch {
+namespace {
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const auto input_dtype = x.scalar_type();
+  const at::Tensor h = x.to(at::kFloat);
+  const at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (h * at::rsqrt(variance + eps)).to(input_dtype);
+}
+
+at::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t dim = c.head_dim;
+  // As transformers: int64 arange cast to fp32, divided, theta ** that, reciprocal — all in fp32.
+  const at::Tensor exponent = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / dim;
+  at::Tensor inv_freq = at::reciprocal(at::pow(at::Scalar(c.rope_theta), exponent));
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "linear") {
+    inv_freq = inv_freq / s.factor;
+  } else if (s.type == "llama3") {
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_freq_wavelen = old_len / s.low_freq_factor;
+    const double high_freq_wavelen = old_len / s.high_freq_factor;
+    const at::Tensor wavelen = 2 * M_PI / inv_freq;
+    at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+    const at::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    const at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+    const at::Tensor medium = wavelen.ge(high_freq_wavelen).logical_and(wavelen.le(low_freq_wavelen));
+    inv_freq = at::where(medium, smoothed, scaled);
+  } else if (s.type != "default") {
+    throw UserError("rope scaling '" + s.type + "' is not supported");
+  }
+  return inv_freq;
+}
+
+Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device device) : config_(std::move(config)) {
+  const ModelConfig& c = config_;
+  const auto o = at::TensorOptions().dtype(dtype).device(device);
+  embed_tokens_ = at::empty({c.vocab_size, c.hidden_size}, o);
+  layers_.resize(c.num_hidden_layers);
+  for (auto& L : layers_) {
+    L.input_norm = at::empty({c.hidden_size}, o);
+    L.q_weight = at::empty({c.q_dim(), c.hidden_size}, o);
+    L.k_weight = at::empty({c.kv_dim(), c.hidden_size}, o);
+    L.v_weight = at::empty({c.kv_dim(), c.hidden_size}, o);
+    L.o_weight = at::empty({c.hidden_size, c.q_dim()}, o);
+    if (c.has_qkv_bias()) {
+      L.q_bias = at::empty({c.q_dim()}, o);
+      L.k_bias = at::empty({c.kv_dim()}, o);
+      L.v_bias = at::empty({c.kv_dim()}, o);
+    }
+    if (c.has_o_bias()) L.o_bias = at::empty({c.hidden_size}, o);
+    L.post_attention_norm = at::empty({c.hidden_size}, o);
+    L.gate_weight = at::empty({c.intermediate_size, c.hidden_size}, o);
+    L.up_weight = at::empty({c.intermediate_size, c.hidden_size}, o);
+    L.down_weight = at::empty({c.hidden_size, c.intermediate_size}, o);
+  }
+  norm_ = at::empty({c.hidden_size}, o);
+  if (!c.tie_word_embeddings) lm_head_ = at::empty({c.vocab_size, c.hidden_size}, o);
+  inv_freq_ = rope_inv_freq(c);
+}
+
+at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& positions,
+                                const std::optional<at::Tensor>& attention_mask, KvCache* cache) const {
+  const ModelConfig& c = config_;
+  if (input_ids.dim() != 2) throw std::invalid_argument("Transformer::forward: input_ids must be [B, T]");
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  if (positions.sizes() != input_ids.sizes()) {
+    throw std::invalid_argument("Transformer::forward: positions must have input_ids' shape [B, T]");
+  }
+  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+  const auto dev = embed_tokens_.device();
+
+  at::Tensor h = at::embedding(embed_tokens_, input_ids.to(dev));  // [B, T, hidden]
+  const auto act_dtype = h.scalar_type();
+
+  // RoPE tables [B, 1, T, D]: fp32 angles, then cast to the activation dtype (as transformers).
+  const at::Tensor freqs = positions.to(dev, at::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  const at::Tensor cos = emb.cos().to(act_dtype).unsqueeze(1);
+  const at::Tensor sin = emb.sin().to(act_dtype).unsqueeze(1);
+
+  std::optional<at::Tensor> mask;
+  bool causal = false;
+  if (cache) {
+    if (cache->batch() != B) throw std::invalid_argument("Transformer::forward: cache batch != input batch");
+    mask = cache->begin_step(T, attention_mask);  // [B, 1, T, used + T]
+  } else if (attention_mask) {
+    at::Tensor m = attention_mask->to(dev, at::kBool);
+    if (m.dim() == 3) m = m.unsqueeze(1);
+    if (m.dim() != 4 || m.size(0) != B || m.size(1) != 1 || m.size(2) != T || m.size(3) != T) {
+      throw std::invalid_argument("Transformer::forward: attention_mask must be [B, 1, T, T] bool without a cache");
+    }
+    // Every query sees itself, so a fully masked (padding) row cannot turn into NaN.
+    mask = m.logical_or(at::eye(T, at::TensorOptions().dtype(at::kBool).device(dev)));
+  } else {
+    causal = true;
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const TransformerLayer& L = layers_[i];
+    const at::Tensor x = rms_norm(h, L.input_norm, c.rms_norm_eps);
+    at::Tensor q = at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B, H, T, D]
+    at::Tensor k = at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B, KV, T, D]
+    at::Tensor v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    if (cache) std::tie(k, v) = cache->write(static_cast<int64_t>(i), k, v);  // [B, KV, used + T, D]
+    const at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
+    h = h + at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
+    const at::Tensor y = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+    h = h + at::linear(at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight), L.down_weight);
+  }
+  if (cache) cache->end_step();
+  return rms_norm(h, norm_, c.rms_norm_eps);
+}
+
+at::Tensor Transformer::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_weight()); }
+
+std::map<std::string, at::Tensor> Transformer::named_parameters() const {
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, slot] : hf_tensor_slots(const_cast<Transformer&>(*this))) out.emplace(name, *slot);
+  return out;
+}
+
+std::vector<at::Tensor> Transformer::parameters() const {
+  std::vector<at::Tensor> out;
+  for (auto& [name, slot] : hf_tensor_slots(const_cast<Transformer&>(*this))) out.push_back(*slot);
+  return out;
+}
+
+void Transformer::set_requires_grad(bool requires_grad) {
+  for (auto& [name, slot] : hf_tensor_slots(*this)) slot->requires_grad_(requires_grad);
+}
+
+int64_t Transformer::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& t : parameters()) n += t.numel();
+  return n;
+}
+
+void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
+  for (auto& [name, slot] : hf_tensor_slots(*this)) {
+    const bool rg = slot->requires_grad();
+    *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
+  }
+}
+
+Transformer Transformer::clone() const {
+  Transformer copy = *this;
+  for (auto& [name, slot] : hf_tensor_slots(copy)) {
+    const bool rg = slot->requires_grad();
+    *slot = slot->detach().clone().requires_grad_(rg);
+  }
+  return copy;
+}
+
+void Transformer::init_weights(uint64_t seed) {
+  // Drawn in fp32 on the CPU in slot order, so the weights do not depend on device or dtype.
+  at::Generator gen = at::detail::createCPUGenerator(rng::derive(seed, {rng::kTagInit}));
+  const double std = config_.initializer_range;
+  c10::NoGradGuard no_grad;
+  std::vector<const at::Tensor*> norms{&norm_}, biases;
+  for (const auto& L : layers_) {
+    norms.insert(norms.end(), {&L.input_norm, &L.post_attention_norm});
+    biases.insert(biases.end(), {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
+  }
+  const auto is_in = [](const std::vector<const at::Tensor*>& set, const at::Tensor* t) {
+    return std::find(set.begin(), set.end(), t) != set.end();
+  };
+  for (auto& [name, slot] : hf_tensor_slots(*this)) {
+    at::Tensor value;
+    if (is_in(norms, slot)) {
+      value = at::ones(slot->sizes(), at::kFloat);
+    } else if (is_in(biases, slot)) {
+      value = at::zeros(slot->sizes(), at::kFloat);
+    } else {
+      value = at::empty(slot->sizes(), at::kFloat).normal_(0.0, std, gen);
+      if (slot == &embed_tokens_ && config_.pad_token_id >= 0 && config_.pad_token_id < config_.vocab_size) {
+        value[config_.pad_token_id].zero_();
+      }
+    }
+    slot->copy_(value);
+  }
+}
+
+}  // namespace scorch

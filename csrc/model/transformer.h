@@ -1,0 +1,93 @@
+// Transformer: the Llama-family decoder (llama, qwen2, mistral) as plain ATen ops over a set of
+// weight tensors. forward() returns the final-normed hidden states; logits() applies the LM head
+// separately, so the fused log-prob path never materialises [B, T, V] logits.
+//
+// The model knows nothing of training or distribution: parameters are ordinary tensors (set
+// requires_grad on them to train), and HF tensor names live only in hf_adapter.cpp, which
+// named_parameters() goes through. Copying a Transformer shares its tensors; clone() deep-copies.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "model/kv_cache.h"
+#include "model/model_config.h"
+
+namespace scorch {
+
+struct TransformerLayer {
+  at::Tensor input_norm;                  // [hidden]
+  at::Tensor q_weight, k_weight, v_weight; // [q_dim, hidden], [kv_dim, hidden], [kv_dim, hidden]
+  at::Tensor q_bias, k_bias, v_bias;      // [q_dim], [kv_dim], [kv_dim]; undefined when absent
+  at::Tensor o_weight;                    // [hidden, q_dim]
+  at::Tensor o_bias;                      // [hidden]; llama attention_bias only
+  at::Tensor post_attention_norm;         // [hidden]
+  at::Tensor gate_weight, up_weight;      // [intermediate, hidden]
+  at::Tensor down_weight;                 // [hidden, intermediate]
+};
+
+class Transformer {
+ public:
+  // Allocates every weight (uninitialised) with the config's shapes on `device` in `dtype`.
+  Transformer(ModelConfig config, at::ScalarType dtype = at::kFloat, at::Device device = at::kCPU);
+
+  // Hidden states after the final norm: [B, T, hidden].
+  //   input_ids  [B, T] int64
+  //   positions  [B, T] int64 RoPE positions (SFT packing resets them per sample; with a cache use
+  //              cache->next_positions())
+  //   attention_mask, without a cache: [B, 1, T, T] (or [B, T, T]) bool, true = attend (e.g. the
+  //              block-diagonal causal mask of packed samples); nullopt = causal. Each query always
+  //              attends to itself, so fully padded rows stay finite.
+  //   attention_mask, with a cache: [B, T] bool token mask (true = real token, false = pad /
+  //              row not taking part); nullopt = all real. See kv_cache.h.
+  //   cache      nullptr = no cache; else this step's keys/values are appended to it.
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& positions,
+                     const std::optional<at::Tensor>& attention_mask = std::nullopt,
+                     KvCache* cache = nullptr) const;
+  // LM head: hidden [..., hidden] -> logits [..., vocab] in the weights' dtype.
+  at::Tensor logits(const at::Tensor& hidden) const;
+  // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.
+  const at::Tensor& lm_head_weight() const { return config_.tie_word_embeddings ? embed_tokens_ : lm_head_; }
+
+  // HF name -> tensor (shared storage: writing into a returned tensor writes the model). The tied
+  // LM head is not listed (HF files omit lm_head.weight when tied).
+  std::map<std::string, at::Tensor> named_parameters() const;
+  std::vector<at::Tensor> parameters() const;
+  void set_requires_grad(bool requires_grad);
+  int64_t num_parameters() const;
+
+  // Moves/casts every weight (in place on this object; requires_grad is kept).
+  void to(at::Device device, std::optional<at::ScalarType> dtype = std::nullopt);
+  Transformer clone() const;
+  // Normal(0, initializer_range) for projections and embeddings, ones for norms, zeros for biases
+  // and the pad token's embedding row (as transformers' _init_weights). Deterministic in `seed`.
+  void init_weights(uint64_t seed);
+
+  const ModelConfig& config() const { return config_; }
+  ModelConfig& mutable_config() { return config_; }
+  at::ScalarType dtype() const { return embed_tokens_.scalar_type(); }
+  at::Device device() const { return embed_tokens_.device(); }
+
+  // Direct access for the HF adapter and tests.
+  at::Tensor embed_tokens_;          // [vocab, hidden]
+  std::vector<TransformerLayer> layers_;
+  at::Tensor norm_;                  // [hidden]
+  at::Tensor lm_head_;               // [vocab, hidden]; undefined when tied
+
+ private:
+  ModelConfig config_;
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32, rope scaling applied
+};
+
+// RMSNorm exactly as transformers computes it: in fp32, cast back before the weight multiply.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// RoPE inverse frequencies [head_dim / 2] (fp32, CPU) with the config's rope scaling applied.
+at::Tensor rope_inv_freq(const ModelConfig& config);
+
+}  // namespace scorch

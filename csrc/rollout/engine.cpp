@@ -1,0 +1,264 @@
+// GenerationEngine: prefill, group expansion, the decode loop with stop rules and compaction.
+// The design is described in engine.h; the KV cache layout in model/kv_cache.h.
+#include "rollout/engine.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "common/error.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace scorch {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+// Stop-string matcher over a row's generated tokens. Decoding the whole completion every step would
+// be quadratic; a stop string of S bytes lies within the last S + 2 tokens once it is complete
+// (every non-control token decodes to at least one byte; +2 covers a byte-fallback character cut
+// at the window's start), so only that tail is decoded. A match must end in the newest token:
+// any earlier one would have stopped the row at an earlier step.
+class StopStringMatcher {
+ public:
+  StopStringMatcher(const Tokenizer* tokenizer, const std::vector<std::string>& stops) : tokenizer_(tokenizer), stops_(stops) {
+    for (const auto& s : stops_) window_ = std::max<int64_t>(window_, static_cast<int64_t>(s.size()) + 2);
+  }
+  bool active() const { return !stops_.empty(); }
+  bool matches(const std::vector<int64_t>& ids) const {
+    const int64_t n = static_cast<int64_t>(ids.size());
+    const int64_t from = std::max<int64_t>(0, n - window_);
+    const std::string tail = tokenizer_->decode(std::vector<int64_t>(ids.begin() + from, ids.end()));
+    for (const auto& s : stops_) {
+      if (tail.find(s) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+ private:
+  const Tokenizer* tokenizer_;
+  const std::vector<std::string>& stops_;
+  int64_t window_ = 0;
+};
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+  }
+  return "unknown";
+}
+
+GenerationEngine::GenerationEngine(const Transformer& model, const Tokenizer* tokenizer, EngineOptions options)
+    : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
+  std::set<int64_t> eos(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
+  if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.insert(tokenizer_->eos_id());
+  eos.insert(options_.extra_eos_ids.begin(), options_.extra_eos_ids.end());
+  for (int64_t id : eos) {
+    if (id >= 0) eos_ids_.push_back(id);
+  }
+}
+
+int64_t GenerationEngine::context_length() const { return model_.config().max_position_embeddings; }
+
+at::Tensor GenerationEngine::append_tokens(KvCache& cache, const std::vector<std::vector<int64_t>>& tokens) const {
+  const int64_t R = static_cast<int64_t>(tokens.size());
+  if (R != cache.batch()) throw std::invalid_argument("GenerationEngine::append_tokens: one token list per cache row");
+  int64_t T = 1;
+  for (const auto& t : tokens) T = std::max<int64_t>(T, static_cast<int64_t>(t.size()));
+  // Left padding: every row's last real token sits at position T - 1, whose logits predict its next token.
+  at::Tensor ids = at::zeros({R, T}, at::kLong);        // [R, T]
+  at::Tensor mask = at::zeros({R, T}, at::kBool);       // [R, T] true = real token
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto mask_a = mask.accessor<bool, 2>();
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t pad = T - static_cast<int64_t>(tokens[r].size());
+    for (size_t t = 0; t < tokens[r].size(); ++t) {
+      ids_a[r][pad + static_cast<int64_t>(t)] = tokens[r][t];
+      mask_a[r][pad + static_cast<int64_t>(t)] = true;
+    }
+  }
+  const auto dev = model_.device();
+  ids = ids.to(dev);
+  mask = mask.to(dev);
+  const at::Tensor positions = cache.next_positions(T, mask);
+  const at::Tensor hidden = model_.forward(ids, positions, mask, &cache);  // [R, T, hidden]
+  return model_.logits(hidden.select(1, T - 1)).to(at::kFloat);          // [R, V]
+}
+
+void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vector<DecodeRow>& rows,
+                              const SamplingParams& params, at::Generator& generator, bool compact,
+                              const std::vector<int64_t>& extra_eos, GenerationStats& stats) const {
+  const int64_t R0 = static_cast<int64_t>(rows.size());
+  if (R0 != cache.batch() || next_logits.size(0) != R0) {
+    throw std::invalid_argument("GenerationEngine::decode: rows, cache and logits disagree on the batch");
+  }
+  const StopStringMatcher stop_strings(tokenizer_, params.stop_strings);
+  if (stop_strings.active() && !tokenizer_) {
+    throw UserError("sampling: stop strings need a tokenizer to decode text (give the engine one)");
+  }
+  std::vector<int64_t> eos = eos_ids_;
+  eos.insert(eos.end(), extra_eos.begin(), extra_eos.end());
+  const auto dev = model_.device();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+
+  int64_t max_steps = 0;
+  for (const auto& r : rows) max_steps = std::max(max_steps, r.budget);
+  // Sampling log-probs stay on the device until the end: [R0, max_steps], column = step.
+  at::Tensor logprob_buffer = at::zeros({R0, std::max<int64_t>(max_steps, 1)}, next_logits.options().dtype(at::kFloat));
+
+  // live[i] = the original row index of cache row i (changes with compaction).
+  std::vector<int64_t> live(R0);
+  for (int64_t i = 0; i < R0; ++i) live[i] = i;
+  at::Tensor live_dev = at::arange(R0, long_opts);
+  int64_t finished_count = 0;
+  for (auto& r : rows) {
+    if (r.budget <= 0) {  // no room at all (context full): nothing to generate
+      r.finished = true;
+      r.finish_reason = FinishReason::kLength;
+      ++finished_count;
+    }
+  }
+
+  const auto t0 = Clock::now();
+  at::Tensor logits = next_logits;
+  at::Tensor token_mask;  // [R, 1] bool when some rows sit out, else undefined
+  bool rows_changed = finished_count > 0;  // rows finished since the cache was last compacted / masked
+  for (int64_t step = 0; finished_count < R0 && step < max_steps; ++step) {
+    const SampledTokens s = sample_next_tokens(logits, params, generator);  // [R], [R]
+    logprob_buffer.select(1, step).index_copy_(0, live_dev, s.logprobs);
+    const at::Tensor tokens_host = s.tokens.to(at::kCPU);  // the per-step synchronisation
+    const int64_t* tok = tokens_host.data_ptr<int64_t>();
+    const int64_t R = static_cast<int64_t>(live.size());
+    stats.row_steps += R;
+    for (int64_t i = 0; i < R; ++i) {
+      DecodeRow& row = rows[live[i]];
+      if (row.finished) continue;  // sitting out
+      row.ids.push_back(tok[i]);
+      if (contains(eos, tok[i])) {
+        row.finished = true;
+        row.finish_reason = FinishReason::kEos;
+      } else if (contains(params.stop_token_ids, tok[i]) || (stop_strings.active() && stop_strings.matches(row.ids))) {
+        row.finished = true;
+        row.finish_reason = FinishReason::kStop;
+      } else if (static_cast<int64_t>(row.ids.size()) >= row.budget) {
+        row.finished = true;
+        row.finish_reason = FinishReason::kLength;
+      }
+      if (row.finished) {
+        row.decode_seconds = seconds_since(t0);
+        ++finished_count;
+        rows_changed = true;
+      }
+    }
+    if (finished_count == R0) break;
+
+    at::Tensor next = s.tokens;  // [R]
+    std::optional<at::Tensor> mask;
+    if (rows_changed && compact) {
+      std::vector<int64_t> keep, keep_live;
+      for (int64_t i = 0; i < R; ++i) {
+        if (!rows[live[i]].finished) {
+          keep.push_back(i);
+          keep_live.push_back(live[i]);
+        }
+      }
+      const at::Tensor keep_dev = at::tensor(keep, at::kLong).to(dev);
+      cache.keep_rows(keep_dev);
+      next = next.index_select(0, keep_dev);
+      live = std::move(keep_live);
+      live_dev = at::tensor(live, at::kLong).to(dev);
+      stats.compactions += 1;
+    } else if (!compact) {
+      if (rows_changed) {  // masking: finished rows write an invalid slot from now on
+        at::Tensor m = at::empty({R, 1}, at::kBool);
+        auto ma = m.accessor<bool, 2>();
+        for (int64_t i = 0; i < R; ++i) ma[i][0] = !rows[live[i]].finished;
+        token_mask = m.to(dev);
+      }
+      if (token_mask.defined()) mask = token_mask;
+    }
+    rows_changed = false;
+    const at::Tensor positions = cache.next_positions(1, mask);
+    const at::Tensor hidden = model_.forward(next.view({-1, 1}), positions, mask, &cache);  // [R, 1, hidden]
+    logits = model_.logits(hidden.select(1, 0)).to(at::kFloat);                             // [R, V]
+    stats.decode_steps += 1;
+  }
+  stats.decode_seconds += seconds_since(t0);
+
+  const at::Tensor lp_host = logprob_buffer.to(at::kCPU);
+  const auto lp = lp_host.accessor<float, 2>();
+  for (int64_t r = 0; r < R0; ++r) {
+    DecodeRow& row = rows[r];
+    row.logprobs.resize(row.ids.size());
+    for (size_t t = 0; t < row.ids.size(); ++t) row.logprobs[t] = lp[r][static_cast<int64_t>(t)];
+    if (!row.finished) {  // cannot happen (budget <= max_steps), kept for safety
+      row.finished = true;
+      row.finish_reason = FinishReason::kLength;
+    }
+    stats.generated_tokens += static_cast<int64_t>(row.ids.size());
+  }
+}
+
+std::vector<Sample> GenerationEngine::generate(const std::vector<std::vector<int64_t>>& prompts,
+                                               const SamplingParams& params) {
+  validate_sampling_params(params);
+  if (prompts.empty()) throw UserError("generate: no prompts given");
+  if (!params.stop_strings.empty() && !tokenizer_) {
+    throw UserError("sampling: stop strings need a tokenizer to decode text (give the engine one)");
+  }
+  const int64_t ctx = context_length(), V = model_.config().vocab_size;
+  int64_t longest = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    validate_prompt(prompts[i], static_cast<int64_t>(i), ctx, V);
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
+  }
+  c10::InferenceMode inference;
+  stats_ = GenerationStats{};
+  const int64_t B = static_cast<int64_t>(prompts.size()), n = params.n;
+  const int64_t max_new = std::min(params.max_new_tokens, ctx - 1);
+  KvCache cache = KvCache::for_model(model_.config(), B, longest + max_new, model_.dtype(), model_.device());
+  at::Generator generator = make_sampling_generator(params.seed, model_.device());
+
+  const auto t0 = Clock::now();
+  at::Tensor logits = append_tokens(cache, prompts);  // [B, V]
+  if (n > 1) {
+    cache.repeat_rows(n);
+    logits = logits.repeat_interleave(n, 0);  // [B * n, V]
+  }
+  stats_.prefill_seconds = seconds_since(t0);
+  for (const auto& p : prompts) stats_.prompt_tokens += static_cast<int64_t>(p.size());
+
+  std::vector<DecodeRow> rows(B * n);
+  for (int64_t r = 0; r < B * n; ++r) {
+    rows[r].budget = std::min(params.max_new_tokens, ctx - static_cast<int64_t>(prompts[r / n].size()));
+  }
+  decode(cache, logits, rows, params, generator, options_.compact, {}, stats_);
+
+  std::vector<Sample> out(B * n);
+  for (int64_t r = 0; r < B * n; ++r) {
+    Sample& s = out[r];
+    s.prompt_index = r / n;
+    s.sample_index = r % n;
+    s.completion_ids = std::move(rows[r].ids);
+    s.logprobs = std::move(rows[r].logprobs);
+    s.finish_reason = rows[r].finish_reason;
+    s.timings.prefill_seconds = stats_.prefill_seconds;
+    s.timings.decode_seconds = rows[r].decode_seconds;
+  }
+  return out;
+}
+
+}  // namespace scorch

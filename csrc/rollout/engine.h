@@ -1,0 +1,123 @@
+// GenerationEngine: batched sampling from a Transformer with a preallocated KV cache — the part of
+// RL that takes most of the wall time (DESIGN.md "The walk of one GRPO step").
+//
+// One generate() call:
+//   1. prefill: the B prompts, LEFT-padded to the longest, in one forward with a token mask (pad
+//      slots are invalid in the cache, RoPE positions count real tokens only, so every row computes
+//      exactly what it would alone); only the last position goes through the LM head.
+//   2. repeat_rows(n): each prompt's KV is copied to its n sample rows (prefilled once per prompt).
+//   3. decode: one token per row per step. After each step the new tokens come to the host (the one
+//      synchronisation per step: stop ids, stop strings, budgets); log-probs stay on the device
+//      until the end. Finished rows are dropped from the cache with keep_rows ("compaction"), so
+//      they stop costing compute; EngineOptions::compact = false makes them sit out with a false
+//      token mask instead (same results; the benchmark measures the difference).
+// Greedy output does not depend on which other prompts share the batch (up to floating-point
+// reassociation in batched matmuls). No CUDA graph capture of the decode step (yet): the cache's
+// shapes change with compaction and the attention width grows each step.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "rollout/sampling.h"
+
+namespace scorch {
+
+class Transformer;
+class Tokenizer;
+class KvCache;
+
+enum class FinishReason {
+  kEos,     // generated an end-of-sequence id (model config / tokenizer / chat template); included
+  kStop,    // generated one of SamplingParams::stop_token_ids, or the text contains a stop string
+  kLength,  // hit max_new_tokens or the model's context length
+};
+const char* finish_reason_name(FinishReason reason);  // "eos" | "stop" | "length"
+
+struct SampleTimings {
+  double prefill_seconds = 0;  // the batch's prefill (shared by all samples of the call)
+  double decode_seconds = 0;   // from the first decode step until this sample finished
+};
+
+struct Sample {
+  int64_t prompt_index = 0;             // index into the prompts given to generate()
+  int64_t sample_index = 0;             // 0 .. n-1
+  std::vector<int64_t> completion_ids;  // generated ids, the final EOS / stop id included; with a stop
+                                        // string, up to and including the token that completed it
+  std::vector<float> logprobs;          // [completion_ids] sampling log-probs (sampling.h)
+  FinishReason finish_reason = FinishReason::kLength;
+  SampleTimings timings;
+};
+
+struct EngineOptions {
+  // Drop finished rows from the batch (true) or let them sit out masked (false).
+  bool compact = true;
+  // End-of-sequence ids in addition to the model config's eos_token_ids and the tokenizer's EOS.
+  std::vector<int64_t> extra_eos_ids;
+};
+
+// Totals of the last generate() / episode call (benchmarks and logs).
+struct GenerationStats {
+  double prefill_seconds = 0, decode_seconds = 0;
+  int64_t prompt_tokens = 0;      // real (unpadded) prompt tokens prefilled
+  int64_t generated_tokens = 0;   // tokens in the returned samples
+  int64_t decode_steps = 0;       // forward passes of the decode loop
+  int64_t row_steps = 0;          // sum over decode steps of the rows in the batch (compute spent)
+  int64_t compactions = 0;
+};
+
+// One sequence being decoded (internal to the engine and the episode runner).
+struct DecodeRow {
+  std::vector<int64_t> ids;       // tokens generated in this decode
+  std::vector<float> logprobs;
+  int64_t budget = 0;             // most tokens this row may generate
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kLength;
+  double decode_seconds = 0;
+};
+
+class GenerationEngine {
+ public:
+  // `tokenizer` (may be null) decodes text for stop strings and adds its EOS id. Keeps references:
+  // the model and tokenizer must outlive the engine.
+  GenerationEngine(const Transformer& model, const Tokenizer* tokenizer = nullptr, EngineOptions options = {});
+
+  // Samples params.n completions for every prompt; returns them ordered by (prompt_index, sample_index).
+  // UserError for invalid params or prompts (sampling.h), or stop strings without a tokenizer.
+  std::vector<Sample> generate(const std::vector<std::vector<int64_t>>& prompts, const SamplingParams& params);
+
+  const GenerationStats& last_stats() const { return stats_; }
+  void set_last_stats(const GenerationStats& stats) { stats_ = stats; }  // for the episode runner
+  const std::vector<int64_t>& eos_ids() const { return eos_ids_; }
+  const Transformer& model() const { return model_; }
+  const Tokenizer* tokenizer() const { return tokenizer_; }
+  const EngineOptions& options() const { return options_; }
+  // The model's context length (max_position_embeddings).
+  int64_t context_length() const;
+
+  // --- building blocks shared with the episode runner (episode.h) ---
+  // Appends each row's `tokens` (rows may differ in length; an empty list = the row sits this step
+  // out) to `cache`, left-padded, in one forward; returns the next-token logits [R, V] fp32 of every
+  // row (garbage for rows that sat out).
+  at::Tensor append_tokens(KvCache& cache, const std::vector<std::vector<int64_t>>& tokens) const;
+  // Decodes rows[i] = cache row i from `next_logits` [R, V] until every row finishes (eos ids +
+  // `extra_eos`, stop ids, stop strings, budget). With compact = true finished rows are dropped from
+  // the cache (do that only when the cache is not needed afterwards); otherwise the cache keeps all
+  // R rows in order and finished rows sit out. Each row's LAST sampled token is not written to the
+  // cache (nothing needs its KV unless the sequence continues: the caller appends it first). Adds to `stats`.
+  void decode(KvCache& cache, at::Tensor next_logits, std::vector<DecodeRow>& rows, const SamplingParams& params,
+              at::Generator& generator, bool compact, const std::vector<int64_t>& extra_eos,
+              GenerationStats& stats) const;
+
+ private:
+  const Transformer& model_;
+  const Tokenizer* tokenizer_;
+  EngineOptions options_;
+  std::vector<int64_t> eos_ids_;
+  GenerationStats stats_;
+};
+
+}  // namespace scorch

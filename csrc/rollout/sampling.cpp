@@ -1,0 +1,104 @@
+// Next-token sampling: temperature, top-k, top-p, and the draw itself. See sampling.h for the exact
+// definition of the reported log-probabilities.
+//
+// The draw uses the exponential race: token = argmax_i p_i / E_i with E_i ~ Exp(1) i.i.d., which
+// picks i with probability exactly p_i (the minimum of independent Exp(p_i)-scaled clocks). Unlike
+// at::multinomial it is one elementwise pass plus an argmax, needs no host synchronisation, and is
+// deterministic for a seeded generator on CPU.
+#include "rollout/sampling.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include "common/error.h"
+
+namespace scorch {
+
+void validate_sampling_params(const SamplingParams& p) {
+  if (p.n < 1) throw UserError("sampling: n (samples per prompt) must be >= 1, got " + std::to_string(p.n));
+  if (!std::isfinite(p.temperature) || p.temperature < 0) {
+    throw UserError("sampling: temperature must be >= 0 (0 = greedy), got " + std::to_string(p.temperature));
+  }
+  if (!(p.top_p > 0.0 && p.top_p <= 1.0)) {
+    throw UserError("sampling: top_p must be in (0, 1] (1 = off), got " + std::to_string(p.top_p));
+  }
+  if (p.top_k < 0) throw UserError("sampling: top_k must be >= 0 (0 = off), got " + std::to_string(p.top_k));
+  if (p.max_new_tokens < 1) {
+    throw UserError("sampling: max_new_tokens must be >= 1, got " + std::to_string(p.max_new_tokens));
+  }
+  for (const auto& s : p.stop_strings) {
+    if (s.empty()) throw UserError("sampling: a stop string is empty (remove it)");
+  }
+}
+
+void validate_prompt(const std::vector<int64_t>& prompt, int64_t index, int64_t context_length, int64_t vocab_size) {
+  const std::string name = "prompt " + std::to_string(index);
+  if (prompt.empty()) throw UserError(name + " is empty: give at least one token (or a non-empty text)");
+  if (static_cast<int64_t>(prompt.size()) >= context_length) {
+    throw UserError(name + " has " + std::to_string(prompt.size()) + " tokens, which leaves no room to generate in the " +
+                    "model's context of " + std::to_string(context_length) + " tokens (shorten the prompt)");
+  }
+  for (int64_t id : prompt) {
+    if (id < 0 || id >= vocab_size) {
+      throw UserError(name + " holds token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                      std::to_string(vocab_size) + ") (tokenizer and model do not match?)");
+    }
+  }
+}
+
+at::Tensor top_k_filter(const at::Tensor& logits, int64_t top_k) {
+  const int64_t V = logits.size(-1);
+  if (top_k <= 0 || top_k >= V) return logits;
+  // k-th largest value per row [B, 1]; everything strictly below it goes (ties at it stay).
+  const at::Tensor kth = std::get<0>(logits.topk(top_k, -1, /*largest=*/true, /*sorted=*/false)).amin(-1, true);
+  return logits.masked_fill(logits.lt(kth), -std::numeric_limits<float>::infinity());
+}
+
+at::Tensor top_p_keep_mask(const at::Tensor& probs, double top_p) {
+  if (top_p >= 1.0) return at::ones_like(probs, probs.options().dtype(at::kBool));
+  auto [sorted, order] = probs.sort(-1, /*descending=*/true);  // [B, V]
+  // A token is kept iff the mass strictly before it (in descending order) is < p: that is the
+  // smallest prefix reaching p, and it always includes the most probable token.
+  const at::Tensor before = sorted.cumsum(-1) - sorted;
+  const at::Tensor keep_sorted = before.lt(top_p);
+  return at::zeros_like(keep_sorted).scatter(-1, order, keep_sorted);
+}
+
+SampledTokens sample_next_tokens(const at::Tensor& logits_in, const SamplingParams& p, at::Generator& generator) {
+  const at::Tensor logits = logits_in.to(at::kFloat);  // [B, V]
+  SampledTokens out;
+  if (p.temperature == 0.0) {
+    out.tokens = logits.argmax(-1);
+    out.logprobs = logits.log_softmax(-1).gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1);
+    return out;
+  }
+  const at::Tensor z = logits / p.temperature;             // [B, V]
+  const at::Tensor full_logp = z.log_softmax(-1);           // reported log-probs (full vocabulary)
+  // Without truncation the sampling distribution is exp(full_logp): one softmax pass saved.
+  at::Tensor probs = (p.top_k == 0 && p.top_p >= 1.0) ? full_logp.exp() : top_k_filter(z, p.top_k).softmax(-1);
+  if (p.top_p < 1.0) {
+    probs = probs.masked_fill(top_p_keep_mask(probs, p.top_p).logical_not(), 0.0);
+    // No renormalisation needed: the argmax of p_i / E_i is invariant to scaling p.
+  }
+  at::Tensor race = at::empty_like(probs);
+  race.exponential_(1.0, generator);
+  // Exp(1) can return exactly 0 (u = 0 in -log(1 - u)); 0/0 would be NaN, which argmax picks.
+  race.clamp_min_(1e-20);
+  out.tokens = (probs / race).argmax(-1);
+  out.logprobs = full_logp.gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1);
+  return out;
+}
+
+at::Generator make_sampling_generator(uint64_t seed, const at::Device& device) {
+  at::Generator gen = at::globalContext().defaultGenerator(device).clone();
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  return gen;
+}
+
+}  // namespace scorch

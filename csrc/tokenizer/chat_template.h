@@ -1,0 +1,98 @@
+// Chat templates, rendered at the token level so multi-turn conversations are APPEND-ONLY.
+//
+// Every message is tokenized on its own and the ids are concatenated; the history is never
+// re-tokenized. So adding a turn only appends tokens, a rollout's sampled tokens can be spliced in
+// verbatim (DESIGN.md "turn 2 must see turn 1's exact tokens"), and each turn's token span is known.
+// An assistant turn is three separately encoded parts:
+//   header (the generation prompt)  |  completion = encode(content) + [end-of-turn id]  |  separator
+// The completion part is what a model generates and what SFT trains (EOS / end-of-turn included).
+//
+// Built-in templates and their exact renderings (shown for a user u, an assistant a, a second user
+// u2; <s> = BOS id, </s> = EOS id, the other markers are text unless noted):
+//
+//   chatml   "<|im_start|>user\n{u}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
+//            "<|im_start|>user\n{u2}<|im_end|>\n"          (any role r: "<|im_start|>{r}\n...")
+//            No BOS. <|im_end|> is a single id: the vocabulary's "<|im_end|>" piece when it has one,
+//            else EOS. Generation prompt: "<|im_start|>assistant\n".
+//   llama-2  "<s>[INST] {u} [/INST]{a}</s><s>[INST] {u2} [/INST]"
+//            A system message s opens the next user turn: "<s>[INST] <<SYS>>\n{s}\n<</SYS>>\n\n{u} [/INST]".
+//            Generation prompt: nothing (the user turn already ends with "[/INST]").
+//   plain    "<s>User: {u}\nAssistant: {a}</s>\nUser: {u2}\n"
+//            (a role r other than user/assistant renders as "{R}: ...\n" with r capitalised, e.g.
+//            "System: "). Generation prompt: "Assistant: ".
+//   none     "<s>{u}{a}</s>{u2}"   the texts alone; BOS at the start, EOS after each assistant text.
+//
+// BOS is emitted only when the tokenizer has one. Because each part is encoded separately, a
+// tokenizer that adds a SentencePiece dummy prefix (Llama-2's) shows one extra leading space per
+// part when decoded; the quickstart tokenizer has none, so the renderings above are exact there.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scorch {
+
+class Tokenizer;
+
+struct ChatMessage {
+  std::string role;     // "system" | "user" | "assistant" | any other role (rendered like user)
+  std::string content;
+  bool train = true;    // assistant only: false keeps this turn out of the SFT targets
+};
+
+// One message's tokens in a rendered conversation.
+struct TurnSpan {
+  std::string role;
+  int64_t begin = 0, end = 0;               // [begin, end): all of the turn's tokens
+  int64_t target_begin = 0, target_end = 0; // assistant: the completion tokens (content + end-of-turn);
+                                            // other roles: empty (target_begin == target_end == end)
+  bool trainable = false;                   // assistant turn with train == true
+};
+
+struct RenderedChat {
+  std::vector<int64_t> ids;
+  std::vector<TurnSpan> turns;  // one per message, in order, tiling ids except a leading BOS
+};
+
+class ChatRenderer {
+ public:
+  // Throws UserError for an unknown template name (listing the valid ones) or a tokenizer that
+  // lacks a token the template needs (EOS). Keeps a reference to `tokenizer`.
+  ChatRenderer(const Tokenizer& tokenizer, const std::string& template_name);
+
+  // The whole conversation (BOS, then each message; an assistant message includes its separator).
+  RenderedChat render(const std::vector<ChatMessage>& messages) const;
+  // render(messages) followed by the assistant header: what generation continues from.
+  std::vector<int64_t> render_prompt(const std::vector<ChatMessage>& messages) const;
+  // What the assistant generates for `text`: encode(text) + end-of-turn id.
+  std::vector<int64_t> render_completion(const std::string& text) const;
+  // Tokens that follow a finished completion to add `new_messages` and a new generation prompt:
+  //   render_prompt(h + [assistant a] + new) ==
+  //   render_prompt(h) + render_completion(a) + render_continuation(new)        (as id sequences)
+  // This is how multi-turn rollouts extend a conversation without re-tokenizing sampled tokens.
+  std::vector<int64_t> render_continuation(const std::vector<ChatMessage>& new_messages) const;
+
+  int64_t end_of_turn_id() const { return end_of_turn_; }
+  // Token ids that end generation: end-of-turn and EOS (deduplicated).
+  std::vector<int64_t> stop_ids() const;
+  const std::string& name() const { return name_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  enum class Kind { ChatML, Llama2, Plain, None };
+  // Appends `messages` to `out`, given the role of the message before them ("" at the start).
+  void append(const std::vector<ChatMessage>& messages, std::string prev_role, RenderedChat& out) const;
+  void append_text(const std::string& text, std::vector<int64_t>& ids) const;
+  std::vector<int64_t> assistant_header() const;
+  std::vector<int64_t> assistant_separator() const;
+
+  const Tokenizer& tokenizer_;
+  std::string name_;
+  Kind kind_;
+  int64_t end_of_turn_ = -1;
+};
+
+// Names of the built-in templates: chatml, llama-2, plain, none.
+std::vector<std::string> chat_template_names();
+
+}  // namespace scorch

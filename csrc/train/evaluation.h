@@ -1,0 +1,59 @@
+// Accuracy by generation on prompts with gold answers: greedy (by default) decoding through the
+// rollout engine, answers checked by the math_answer reward's extractor and comparer (gold first).
+// With attempts = 2 it is the SCoRe evaluation (ALGORITHMS.md §7): after attempt 1 the
+// self-correction instruction is appended as a user turn (append-only, attempt 1's exact tokens)
+// and the model answers again; the report then holds Acc@t1, Acc@t2, Δ, Δ^{i→c}, Δ^{c→i}, the mean
+// edit distance between the attempts and the fraction of second attempts that change the answer.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace scorch {
+
+class Transformer;
+class ChatRenderer;
+namespace data {
+struct PromptRecord;
+}
+
+struct EvalOptions {
+  int64_t max_new_tokens = 256;
+  int64_t batch_size = 64;           // prompts per generation batch
+  int64_t attempts = 1;              // 1, or 2 for the self-correction evaluation
+  std::string correction_instruction;  // attempts > 1: the user turn before each new attempt
+  double temperature = 0.0;          // 0 = greedy
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  int64_t keep_samples = 0;          // decoded samples kept in the report (for logs)
+};
+
+struct EvalReport {
+  int64_t n = 0;
+  int64_t attempts_reported = 1;
+  double accuracy = 0.0;             // attempt 1
+  // attempts >= 2 (attempt 2 vs attempt 1):
+  double accuracy_t2 = 0.0;
+  double delta = 0.0;                // accuracy_t2 - accuracy
+  double delta_i_to_c = 0.0;         // fraction of all problems wrong at t1 and right at t2
+  double delta_c_to_i = 0.0;         // right at t1, wrong at t2
+  double edit_distance = 0.0;        // mean token edit distance between the attempts
+  double changed_fraction = 0.0;     // second attempts whose extracted answer differs from the first
+  double no_answer_fraction = 0.0;   // attempt-1 completions with no extractable answer
+  nlohmann::json samples = nlohmann::json::array();
+  nlohmann::json to_json() const;    // the keys above (SCoRe's exact key names when attempts >= 2)
+};
+
+EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& renderer,
+                             const std::vector<data::PromptRecord>& prompts, const EvalOptions& options);
+
+// Self-correction metrics from per-problem outcomes (t1 correct, t2 correct): the part of the
+// report that is pure counting, exposed for tests.
+struct CorrectionCounts {
+  double accuracy_t1, accuracy_t2, delta, delta_i_to_c, delta_c_to_i;
+};
+CorrectionCounts correction_metrics(const std::vector<bool>& t1_correct, const std::vector<bool>& t2_correct);
+
+}  // namespace scorch

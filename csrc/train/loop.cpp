@@ -1,0 +1,148 @@
+#include "train/loop.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/run_dir.h"
+#include "config/config.h"
+#include "model/hf_checkpoint.h"
+#include "model/model_config.h"
+#include "model/transformer.h"
+#include "train/checkpoint.h"
+#include "train/gradients.h"
+#include "train/loss_norm.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+namespace scorch {
+namespace {
+
+std::string short_status(const StepMetrics& m) {
+  std::ostringstream o;
+  o.precision(4);
+  bool first = true;
+  for (const char* key : {"loss", "reward", "kl", "eval_accuracy", "grad_norm"}) {
+    auto it = m.find(key);
+    if (it == m.end()) continue;
+    o << (first ? "" : " ") << key << ' ' << it->second;
+    first = false;
+  }
+  return o.str();
+}
+
+TrainState capture_state(int64_t step, Transformer& model, const AdamW& optimizer, const LrSchedule& schedule,
+                         const TrainTask& task, const NonFiniteGuard& guard, const std::string& config_yaml) {
+  TrainState state;
+  state.step = step;
+  state.model = model.named_parameters();
+  state.model_config = model_config_to_json(model.config());
+  state.optimizer_tensors = optimizer.state_tensors();
+  state.optimizer = optimizer.state_json();
+  state.scheduler = schedule.to_json();
+  state.rng = RngStates::capture();
+  state.data_cursor = task.data_cursor();
+  state.config_yaml = config_yaml;
+  state.trainer_state = {{"nonfinite", guard.to_json()}};
+  return state;
+}
+
+}  // namespace
+
+LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer& model, TrainTask& task,
+                        const LoopOptions& options) {
+  const auto params = model.named_parameters();
+  model.set_requires_grad(true);
+  AdamWOptions adam;
+  adam.lr = config.optim.learning_rate;
+  adam.beta1 = config.optim.adam_beta1;
+  adam.beta2 = config.optim.adam_beta2;
+  adam.eps = config.optim.adam_epsilon;
+  adam.weight_decay = config.optim.weight_decay;
+  AdamWSettings settings;
+  settings.decay_norms_and_biases = config.optim.decay_norms_and_biases;
+  AdamW optimizer(params, adam, settings);
+
+  const int64_t total = task.total_steps();
+  if (total <= 0) throw UserError("the run has 0 optimizer steps: set train.max_steps or check the dataset size");
+  const LrSchedule schedule = LrSchedule::from_config(config.optim, total);
+  NonFiniteGuard guard(config.train.max_nonfinite_steps);
+  CheckpointManager checkpoints(run_dir.path, config.checkpoint.keep_last, options.rank);
+  const std::string config_yaml = to_yaml(config);
+
+  // Resume: an explicit checkpoint, else the run directory's latest (the same command again).
+  int64_t step = 0;
+  std::string resume = options.resume_from;
+  if (resume.empty() && checkpoints.latest()) resume = "latest";
+  if (!resume.empty()) {
+    TrainState state = checkpoints.load(resume, &params);
+    CheckpointManager::copy_into(state.model, params, resume);
+    optimizer.load_state(state.optimizer_tensors, state.optimizer);
+    state.rng.restore();
+    task.restore_data_cursor(state.data_cursor);
+    if (state.trainer_state.contains("nonfinite")) guard.load_json(state.trainer_state["nonfinite"]);
+    step = state.step;
+    log::info("resumed from checkpoint at step ", step, " of ", total);
+  }
+
+  LoopResult result;
+  result.first_step = step + 1;
+  MetricsLogger metrics(run_dir.path, options.rank, resume.empty() ? -1 : step);
+  IdentityReducer identity;
+  Reducer* reducer = options.reducer ? options.reducer : &identity;
+  ProgressBar progress("train", total);
+  if (step >= total) log::info("the run is already complete (step ", step, " of ", total, ")");
+
+  for (int64_t s = step + 1; s <= total; ++s) {
+    StepMetrics m;
+    Stopwatch step_clock;
+    const double lr = schedule.lr(s - 1);
+    optimizer.set_lr(lr);
+    const std::vector<int64_t> units = task.prepare_step(s, m);
+    const double denominator = global_token_count(units, reducer);
+    double loss_sum = 0.0;
+    if (denominator > 0) {
+      for (size_t i = 0; i < units.size(); ++i) loss_sum += task.forward_backward(i, denominator, m);
+    }
+    const double loss = denominator > 0 ? loss_sum / denominator : 0.0;
+    const double grad_norm = clip_grad_norm(params, config.train.max_grad_norm > 0 ? config.train.max_grad_norm : INFINITY);
+    if (guard.check(loss, grad_norm, params)) optimizer.step();
+    optimizer.zero_grad();
+
+    m["loss"] = loss;
+    m["grad_norm"] = grad_norm;
+    m["learning_rate"] = lr;
+    m["num_tokens"] = denominator;
+    m["epoch"] = task.epoch();
+    m["time/step"] = step_clock.seconds();  // before eval and checkpointing: the training step alone
+    m["train/tokens_per_second"] = denominator / std::max(1e-9, m["time/step"]);
+    if (guard.total_skipped() > 0) m["nonfinite_skipped_steps"] = static_cast<double>(guard.total_skipped());
+    const bool last = s == total;
+    if (config.train.eval_every > 0 && (s % config.train.eval_every == 0) && !last) task.evaluate(s, m);
+    if (last) task.evaluate(s, m);
+    if (s % config.log.every == 0 || last || s == step + 1) metrics.log(s, m);
+    if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last) {
+      if (options.rank == 0) checkpoints.save(capture_state(s, model, optimizer, schedule, task, guard, config_yaml));
+    }
+    if (config.log.progress) progress.update(s, short_status(m), denominator, "tok");
+    result.last_metrics = m;
+    result.last_step = s;
+  }
+  if (config.log.progress && result.last_step > 0) progress.finish();
+
+  if (config.checkpoint.export_final && options.rank == 0) {
+    result.export_dir = run_dir.path + "/export";
+    ExportOptions export_options;
+    export_options.tokenizer_source = options.tokenizer_dir;
+    export_hf_model(model, result.export_dir, export_options);
+    log::info("exported the final model to ", result.export_dir);
+  }
+  return result;
+}
+
+}  // namespace scorch

@@ -1,0 +1,73 @@
+#include "train/session.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "model/hf_checkpoint.h"
+#include "model/transformer.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace scorch {
+
+ModelSession::ModelSession() = default;
+ModelSession::~ModelSession() = default;
+ModelSession::ModelSession(ModelSession&&) noexcept = default;
+ModelSession& ModelSession::operator=(ModelSession&&) noexcept = default;
+
+c10::Device resolve_device(const std::string& device) {
+  const bool cuda = torch::cuda::is_available();
+  if (device == "auto") return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (device == "cpu") return c10::kCPU;
+  if (device == "cuda") {
+    if (!cuda) throw UserError("model.device is `cuda` but no CUDA device is available; use `auto` or `cpu`");
+    return c10::Device(c10::kCUDA, 0);
+  }
+  throw UserError("unknown device '" + device + "': use auto, cpu or cuda");
+}
+
+c10::ScalarType resolve_dtype(const std::string& dtype, c10::Device device) {
+  if (dtype == "auto") return device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
+  if (dtype == "float32") return c10::kFloat;
+  if (dtype == "bfloat16") return c10::kBFloat16;
+  throw UserError("unknown dtype '" + dtype + "': use auto, float32 or bfloat16");
+}
+
+std::string resolve_tokenizer_path(const Config& config) {
+  return config.tokenizer.path.empty() ? config.model.path + "/tokenizer.model" : config.tokenizer.path;
+}
+
+ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
+                                const std::string& chat_template, const std::string& device,
+                                const std::string& dtype) {
+  ModelSession s;
+  s.device = resolve_device(device);
+  s.dtype = resolve_dtype(dtype, s.device);
+  s.tokenizer_path = tokenizer_path.empty() ? model_dir + "/tokenizer.model" : tokenizer_path;
+  s.tokenizer = load_tokenizer(s.tokenizer_path);
+  s.renderer = std::make_unique<ChatRenderer>(*s.tokenizer, chat_template);
+  LoadOptions load;
+  load.dtype = s.dtype;
+  load.device = s.device;
+  s.model = std::make_unique<Transformer>(load_hf_model(model_dir, load));
+  if (s.tokenizer->vocab_size() > s.model->config().vocab_size) {
+    throw UserError("tokenizer '" + s.tokenizer_path + "' has " + std::to_string(s.tokenizer->vocab_size()) +
+                    " tokens but model '" + model_dir + "' has vocab_size " +
+                    std::to_string(s.model->config().vocab_size) + ": use the model's own tokenizer");
+  }
+  log::info("model ", model_dir, ": ", s.model->num_parameters(), " parameters on ", s.device.str(), " (",
+            c10::toString(s.dtype), "), tokenizer ", s.tokenizer_path, ", chat template ", chat_template);
+  return s;
+}
+
+ModelSession open_model_session(const Config& config) {
+  if (config.train.threads > 0) at::set_num_threads(static_cast<int>(config.train.threads));
+  return open_model_session(config.model.path, resolve_tokenizer_path(config), config.tokenizer.chat_template,
+                            config.model.device, config.model.dtype);
+}
+
+}  // namespace scorch

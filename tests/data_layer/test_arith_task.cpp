@@ -1,0 +1,207 @@
+// The quickstart arithmetic generator: answers checked by evaluating the prompt independently,
+// determinism, difficulty flags, the two-attempt (self-correction) examples, and `scorch make-data`.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/arith_task.h"
+
+namespace {
+
+using scorch::data::ArithOptions;
+using scorch::data::make_arith_example;
+
+// Left-to-right evaluation of "a+b-c..." (the task's documented semantics), written independently.
+int64_t evaluate(const std::string& expr, int* n_ops = nullptr, int64_t* max_operand = nullptr) {
+  std::regex term(R"(([+-]?)(\d+))");
+  int64_t value = 0;
+  int ops = -1;
+  int64_t largest = 0;
+  for (auto it = std::sregex_iterator(expr.begin(), expr.end(), term); it != std::sregex_iterator(); ++it) {
+    const int64_t x = std::stoll((*it)[2]);
+    largest = std::max(largest, x);
+    value = ((*it)[1] == "-") ? value - x : value + x;
+    ++ops;
+  }
+  if (n_ops) *n_ops = ops;
+  if (max_operand) *max_operand = largest;
+  return value;
+}
+
+std::string expression_of(const std::string& prompt) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_match(prompt, m, std::regex(R"(Compute ([0-9+-]+)\.)"))) << prompt;
+  return m[1];
+}
+
+std::string boxed(const std::string& completion) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(completion, m, std::regex(R"(The answer is \\boxed\{(-?\d+)\}\.$)"))) << completion;
+  return m[1];
+}
+
+// Every "a op b=c." step of a worked solution; returns how many steps are wrong.
+int wrong_steps(const std::string& completion, int* steps = nullptr) {
+  std::regex step(R"((\d+)([+-])(\d+)=(-?\d+)\. )");
+  int wrong = 0, n = 0;
+  for (auto it = std::sregex_iterator(completion.begin(), completion.end(), step); it != std::sregex_iterator(); ++it) {
+    const int64_t a = std::stoll((*it)[1]), b = std::stoll((*it)[3]), c = std::stoll((*it)[4]);
+    wrong += ((*it)[2] == "+" ? a + b : a - b) != c;
+    ++n;
+  }
+  if (steps) *steps = n;
+  return wrong;
+}
+
+TEST(ArithTask, AnswersAndEveryWorkedStepAreCorrect) {
+  ArithOptions o;
+  for (int64_t i = 0; i < 500; ++i) {
+    const auto ex = make_arith_example(123, i, o);
+    const std::string prompt = ex["prompt"], completion = ex["completion"], answer = ex["answer"];
+    const int64_t expected = evaluate(expression_of(prompt));
+    EXPECT_EQ(answer, std::to_string(expected)) << prompt;
+    EXPECT_EQ(boxed(completion), answer);
+    int steps = 0;
+    EXPECT_EQ(wrong_steps(completion, &steps), 0) << completion;
+    int n_ops = 0;
+    evaluate(expression_of(prompt), &n_ops);
+    EXPECT_EQ(steps, n_ops) << completion;
+  }
+}
+
+TEST(ArithTask, DifficultyFlagsBoundOperatorsAndOperandsAndValuesStayNonNegative) {
+  ArithOptions o;
+  o.min_ops = 3;
+  o.max_ops = 5;
+  o.max_operand = 999;
+  int seen_ops[6] = {0};
+  bool carried = false;
+  for (int64_t i = 0; i < 400; ++i) {
+    const auto ex = make_arith_example(7, i, o);
+    int n_ops = 0;
+    int64_t largest = 0;
+    const std::string expr = expression_of(ex["prompt"]);
+    evaluate(expr, &n_ops, &largest);
+    ASSERT_GE(n_ops, 3);
+    ASSERT_LE(n_ops, 5);
+    ++seen_ops[n_ops];
+    EXPECT_LE(largest, 999);
+    EXPECT_EQ(std::string(ex["completion"]).find("=-"), std::string::npos) << ex["completion"];
+    // A carry: some step's units digits add to 10 or more.
+    const std::string c = ex["completion"];
+    const std::regex addition(R"((\d+)\+(\d+)=)");
+    for (auto it = std::sregex_iterator(c.begin(), c.end(), addition); it != std::sregex_iterator(); ++it) {
+      carried |= (std::stoll((*it)[1]) % 10 + std::stoll((*it)[2]) % 10) >= 10;
+    }
+  }
+  EXPECT_GT(seen_ops[3], 0);
+  EXPECT_GT(seen_ops[4], 0);
+  EXPECT_GT(seen_ops[5], 0);
+  EXPECT_TRUE(carried);
+}
+
+TEST(ArithTask, SameSeedSameExamplesAndExampleIDependsOnlyOnSeedAndI) {
+  ArithOptions o;
+  EXPECT_EQ(make_arith_example(5, 17, o).dump(), make_arith_example(5, 17, o).dump());
+  int differ = 0;
+  for (int64_t i = 0; i < 50; ++i) differ += make_arith_example(5, i, o).dump() != make_arith_example(6, i, o).dump();
+  EXPECT_GT(differ, 45);
+}
+
+TEST(ArithTask, CorrectionExamplesHaveTheInstructionAWrongFirstAttemptMaskedAndACorrectSecond) {
+  ArithOptions o;
+  o.correction_percent = 40;
+  int two_attempt = 0, wrong_first = 0;
+  const int n = 1000;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto ex = make_arith_example(11, i, o);
+    if (!ex.contains("messages")) continue;
+    ++two_attempt;
+    const auto& m = ex["messages"];
+    ASSERT_EQ(m.size(), 4u);
+    EXPECT_EQ(m[0]["role"], "user");
+    EXPECT_EQ(m[1]["role"], "assistant");
+    EXPECT_EQ(m[2]["role"], "user");
+    EXPECT_EQ(m[3]["role"], "assistant");
+    // ALGORITHMS.md §7's instruction, verbatim.
+    EXPECT_EQ(m[2]["content"],
+              "There might be an error in the solution above because of lack of understanding of the question. "
+              "Please correct the error, if any, and rewrite the solution.");
+    const std::string answer = ex["answer"];
+    EXPECT_EQ(answer, std::to_string(evaluate(expression_of(m[0]["content"]))));
+    EXPECT_EQ(boxed(m[3]["content"]), answer);
+    EXPECT_EQ(wrong_steps(m[3]["content"]), 0);
+    const std::string first = m[1]["content"];
+    const bool first_right = boxed(first) == answer;
+    // A wrong first attempt has exactly one wrong step and is kept out of the loss.
+    EXPECT_EQ(m[1]["train"].get<bool>(), first_right) << first;
+    if (!first_right) {
+      ++wrong_first;
+      EXPECT_EQ(wrong_steps(first), 1) << first;
+      EXPECT_EQ(first.find("=-"), std::string::npos) << first;
+    }
+  }
+  EXPECT_NEAR(two_attempt, 0.40 * n, 60);
+  EXPECT_NEAR(wrong_first, 0.75 * two_attempt, 45);
+}
+
+TEST(ArithTask, BadOptionsAreUserErrorsNamingTheFlag) {
+  ArithOptions o;
+  o.min_ops = 3;
+  o.max_ops = 2;
+  try {
+    scorch::data::validate(o);
+    FAIL();
+  } catch (const scorch::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--max-ops"), std::string::npos);
+  }
+  o = ArithOptions{};
+  o.correction_percent = 101;
+  EXPECT_THROW(scorch::data::validate(o), scorch::UserError);
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int run(const std::string& args) {
+  const int status = std::system((std::string(SCORCH_BIN) + " " + args + " 2>/dev/null").c_str());
+  return WEXITSTATUS(status);
+}
+
+TEST(ArithTask, MakeDataCommandIsDeterministicPrefixStableAndRejectsBadFlags) {
+  const auto dir = std::filesystem::temp_directory_path() / ("scorch_make_data_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string a = (dir / "a.jsonl").string(), b = (dir / "b.jsonl").string(), c = (dir / "c.jsonl").string();
+  ASSERT_EQ(run("make-data --task arith --n 200 --seed 9 --out " + a + " --with-correction 10"), 0);
+  ASSERT_EQ(run("make-data --task arith --n 200 --seed 9 --out " + b + " --with-correction 10"), 0);
+  ASSERT_EQ(run("make-data --task arith --n 50 --seed 9 --out " + c + " --with-correction 10"), 0);
+  const std::string full = read(a);
+  EXPECT_EQ(full, read(b));
+  EXPECT_EQ(full.substr(0, read(c).size()), read(c));
+  int lines = 0;
+  std::istringstream in(full);
+  for (std::string line; std::getline(in, line); ++lines) {
+    const auto ex = nlohmann::json::parse(line);
+    EXPECT_TRUE(ex.contains("answer"));
+  }
+  EXPECT_EQ(lines, 200);
+  EXPECT_EQ(run("make-data --task arith --n 10 --seed 9 --out " + c + " --min-ops 0"), 2);
+  EXPECT_EQ(run("make-data --task algebra --n 10 --seed 9 --out " + c), 2);
+  EXPECT_EQ(run("make-data --task arith --n 0 --seed 9 --out " + c), 2);
+  scorch::fs::remove_all(dir.string());
+}
+
+}  // namespace

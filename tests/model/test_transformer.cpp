@@ -1,0 +1,210 @@
+// The Llama-family forward against a naive float64 reference written out here (RMSNorm, RoPE pairs,
+// per-head softmax attention with GQA, SwiGLU), plus SFT packing masks and the behaviour of init,
+// parameters and gradients that the trainers rely on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model_test_util.h"
+
+using scorch::ModelConfig;
+using scorch::Transformer;
+using scorch::test::arange_positions;
+using scorch::test::max_abs_diff;
+using scorch::test::random_model;
+using scorch::test::tiny_config;
+
+namespace {
+
+at::Tensor d(const at::Tensor& t) { return t.detach().to(at::kDouble); }
+
+at::Tensor ref_rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {  // x [T, C]
+  at::Tensor out = at::empty_like(x);
+  for (int64_t t = 0; t < x.size(0); ++t) {
+    double ss = 0;
+    for (int64_t c = 0; c < x.size(1); ++c) ss += x[t][c].item<double>() * x[t][c].item<double>();
+    out[t] = x[t] / std::sqrt(ss / x.size(1) + eps) * d(w);
+  }
+  return out;
+}
+
+at::Tensor ref_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  at::Tensor y = x.matmul(d(w).t());
+  return b.defined() ? y + d(b) : y;
+}
+
+// Rotates pairs (i, i + D/2) of each head by pos * theta^(-2i/D) (divided by the linear factor).
+at::Tensor ref_rope(const at::Tensor& x, int64_t heads, int64_t D, const std::vector<int64_t>& pos,
+                    const ModelConfig& c) {  // x [T, heads*D]
+  at::Tensor out = x.clone();
+  auto a = x.accessor<double, 2>();
+  auto o = out.accessor<double, 2>();
+  const double factor = c.rope_scaling.type == "linear" ? c.rope_scaling.factor : 1.0;
+  for (int64_t t = 0; t < x.size(0); ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < D / 2; ++i) {
+        const double angle = pos[t] * std::pow(c.rope_theta, -2.0 * i / D) / factor;
+        const double x1 = a[t][h * D + i], x2 = a[t][h * D + i + D / 2];
+        o[t][h * D + i] = x1 * std::cos(angle) - x2 * std::sin(angle);
+        o[t][h * D + i + D / 2] = x2 * std::cos(angle) + x1 * std::sin(angle);
+      }
+  return out;
+}
+
+// Hidden states [T, C] and logits [T, V] of one sequence, every query attending to keys j <= t.
+std::pair<at::Tensor, at::Tensor> reference(const Transformer& m, const std::vector<int64_t>& ids,
+                                            const std::vector<int64_t>& pos) {
+  const ModelConfig& c = m.config();
+  const int64_t T = ids.size(), H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+  at::Tensor h = at::empty({T, c.hidden_size}, at::kDouble);
+  for (int64_t t = 0; t < T; ++t) h[t] = d(m.embed_tokens_[ids[t]]);
+  for (const auto& L : m.layers_) {
+    const at::Tensor x = ref_rms_norm(h, L.input_norm, c.rms_norm_eps);
+    const at::Tensor q = ref_rope(ref_linear(x, L.q_weight, L.q_bias), H, D, pos, c);
+    const at::Tensor k = ref_rope(ref_linear(x, L.k_weight, L.k_bias), KV, D, pos, c);
+    const at::Tensor v = ref_linear(x, L.v_weight, L.v_bias);
+    at::Tensor attn = at::zeros({T, H * D}, at::kDouble);
+    auto qa = q.accessor<double, 2>(), ka = k.accessor<double, 2>(), va = v.accessor<double, 2>();
+    auto out = attn.accessor<double, 2>();
+    for (int64_t head = 0; head < H; ++head) {
+      const int64_t kvh = head / (H / KV);  // GQA: consecutive query heads share a KV head
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<double> s(t + 1);
+        double mx = -1e300, z = 0;
+        for (int64_t j = 0; j <= t; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < D; ++e) dot += qa[t][head * D + e] * ka[j][kvh * D + e];
+          s[j] = dot / std::sqrt(static_cast<double>(D));
+          mx = std::max(mx, s[j]);
+        }
+        for (auto& x : s) z += (x = std::exp(x - mx));
+        for (int64_t j = 0; j <= t; ++j)
+          for (int64_t e = 0; e < D; ++e) out[t][head * D + e] += s[j] / z * va[j][kvh * D + e];
+      }
+    }
+    h = h + ref_linear(attn, L.o_weight, L.o_bias);
+    const at::Tensor y = ref_rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+    const at::Tensor g = ref_linear(y, L.gate_weight, {});
+    const at::Tensor silu = g / (1 + at::exp(-g));
+    h = h + ref_linear(silu * ref_linear(y, L.up_weight, {}), L.down_weight, {});
+  }
+  h = ref_rms_norm(h, m.norm_, c.rms_norm_eps);
+  return {h, h.matmul(d(m.lm_head_weight()).t())};
+}
+
+void expect_matches_reference(const Transformer& m, double tol) {
+  const std::vector<std::vector<int64_t>> rows = {{5, 17, 3, 44, 8, 21, 0}, {52, 1, 30, 30, 9, 2, 11}};
+  const at::Tensor ids = at::tensor(std::vector<int64_t>{5, 17, 3, 44, 8, 21, 0, 52, 1, 30, 30, 9, 2, 11}).view({2, 7});
+  // Row 1 starts at position 3: positions are honoured, not assumed to be 0..T-1.
+  const at::Tensor pos = at::tensor(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 7, 8, 9}).view({2, 7});
+  const at::Tensor hidden = m.forward(ids, pos);
+  const at::Tensor logits = m.logits(hidden);
+  ASSERT_EQ(hidden.sizes(), (std::vector<int64_t>{2, 7, m.config().hidden_size}));
+  ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{2, 7, m.config().vocab_size}));
+  for (int64_t b = 0; b < 2; ++b) {
+    std::vector<int64_t> p(7);
+    for (int i = 0; i < 7; ++i) p[i] = pos[b][i].item<int64_t>();
+    const auto [ref_h, ref_logits] = reference(m, rows[b], p);
+    EXPECT_LT(max_abs_diff(hidden[b], ref_h), tol) << "row " << b;
+    EXPECT_LT(max_abs_diff(logits[b], ref_logits), tol * 10) << "row " << b;
+  }
+}
+
+}  // namespace
+
+TEST(Transformer, LlamaWithGqaMatchesFloat64Reference) {
+  expect_matches_reference(random_model(tiny_config("llama"), 1), 1e-4);
+}
+
+TEST(Transformer, Qwen2WithQkvBiasMatchesFloat64Reference) {
+  expect_matches_reference(random_model(tiny_config("qwen2", false, 4), 2), 1e-4);
+}
+
+TEST(Transformer, TiedLlamaWithAttentionBiasAndLinearRopeMatchesFloat64Reference) {
+  ModelConfig c = tiny_config("llama", /*tied=*/true, 1);
+  c.attention_bias = true;
+  c.rope_scaling.type = "linear";
+  c.rope_scaling.factor = 2.5;
+  const Transformer m = random_model(c, 3);
+  ASSERT_FALSE(m.lm_head_.defined());
+  ASSERT_TRUE(m.layers_[0].o_bias.defined());
+  expect_matches_reference(m, 1e-4);
+}
+
+TEST(Transformer, Bfloat16ForwardTracksFloat32) {
+  const Transformer m32 = random_model(tiny_config("llama"), 4);
+  const Transformer m16 = random_model(tiny_config("llama"), 4, at::kBFloat16);
+  EXPECT_EQ(m16.dtype(), at::kBFloat16);
+  const at::Tensor ids = at::randint(53, {2, 9}, at::kLong);
+  const at::Tensor h32 = m32.forward(ids, arange_positions(2, 9));
+  const at::Tensor h16 = m16.forward(ids, arange_positions(2, 9));
+  EXPECT_EQ(h16.scalar_type(), at::kBFloat16);
+  EXPECT_FALSE(at::isnan(h16).any().item<bool>());
+  EXPECT_LT(max_abs_diff(h16, h32), 0.1 * h32.abs().max().item<double>());
+}
+
+TEST(Transformer, PackedSamplesWithBlockDiagonalMaskMatchSeparateRuns) {
+  const Transformer m = random_model(tiny_config("qwen2"), 5);
+  const at::Tensor a = at::randint(53, {1, 4}, at::kLong), b = at::randint(53, {1, 6}, at::kLong);
+  const at::Tensor packed = at::cat({a, b}, 1);
+  const at::Tensor pos = at::cat({arange_positions(1, 4), arange_positions(1, 6)}, 1);
+  at::Tensor mask = at::zeros({1, 1, 10, 10}, at::kBool);
+  mask.index({0, 0, at::indexing::Slice(0, 4), at::indexing::Slice(0, 4)}).copy_(at::ones({4, 4}, at::kBool).tril());
+  mask.index({0, 0, at::indexing::Slice(4, 10), at::indexing::Slice(4, 10)}).copy_(at::ones({6, 6}, at::kBool).tril());
+  const at::Tensor h = m.forward(packed, pos, mask);
+  EXPECT_LT(max_abs_diff(h.narrow(1, 0, 4), m.forward(a, arange_positions(1, 4))), 1e-5);
+  EXPECT_LT(max_abs_diff(h.narrow(1, 4, 6), m.forward(b, arange_positions(1, 6))), 1e-5);
+  // Without the mask the second sample would see the first: the mask is doing the work.
+  const at::Tensor leaky = m.forward(packed, pos);
+  EXPECT_GT(max_abs_diff(leaky.narrow(1, 4, 6), m.forward(b, arange_positions(1, 6))), 1e-3);
+}
+
+TEST(Transformer, FullyMaskedPaddingRowsStayFinite) {
+  const Transformer m = random_model(tiny_config("llama"), 6);
+  at::Tensor mask = at::ones({1, 1, 5, 5}, at::kBool).tril();
+  mask.index({0, 0, at::indexing::Slice(3, 5)}).zero_();  // two padding queries see nothing
+  const at::Tensor h = m.forward(at::randint(53, {1, 5}, at::kLong), arange_positions(1, 5), mask);
+  EXPECT_TRUE(at::isfinite(h).all().item<bool>());
+}
+
+TEST(Transformer, InitWeightsIsSeededWithTheConfiguredStd) {
+  ModelConfig c = tiny_config("qwen2");
+  c.initializer_range = 0.05;
+  c.pad_token_id = 0;
+  Transformer a(c), b(c), other(c);
+  a.init_weights(42);
+  b.init_weights(42);
+  other.init_weights(43);
+  for (const auto& [name, t] : a.named_parameters()) EXPECT_TRUE(at::equal(t, b.named_parameters().at(name))) << name;
+  EXPECT_FALSE(at::equal(a.layers_[0].q_weight, other.layers_[0].q_weight));
+  const double std = a.layers_[1].gate_weight.std().item<double>();
+  EXPECT_NEAR(std, 0.05, 0.005);
+  EXPECT_TRUE(at::equal(a.layers_[0].input_norm, at::ones({32})));
+  EXPECT_TRUE(at::equal(a.layers_[0].q_bias, at::zeros({32})));
+  EXPECT_TRUE(at::equal(a.embed_tokens_[0], at::zeros({32})));  // pad row, as transformers
+  EXPECT_GT(a.embed_tokens_[1].abs().sum().item<double>(), 0);
+}
+
+TEST(Transformer, ParametersAreSharedNamedAndTrainable) {
+  Transformer m = random_model(tiny_config("qwen2", /*tied=*/true), 7);
+  const auto named = m.named_parameters();
+  EXPECT_EQ(named.size(), 1 + 2 * 12 + 1u);  // embed, 12 per qwen2 layer, final norm; tied: no lm_head
+  EXPECT_TRUE(named.count("model.layers.1.self_attn.k_proj.bias"));
+  EXPECT_FALSE(named.count("lm_head.weight"));
+  int64_t n = 0;
+  for (const auto& t : m.parameters()) n += t.numel();
+  EXPECT_EQ(n, m.num_parameters());
+
+  const Transformer copy = m.clone();
+  named.at("model.norm.weight").fill_(3.0f);  // writes through to the model, not to the clone
+  EXPECT_TRUE(at::equal(m.norm_, at::full({32}, 3.0f)));
+  EXPECT_FALSE(at::equal(copy.norm_, m.norm_));
+
+  m.set_requires_grad(true);
+  const at::Tensor ids = at::randint(53, {2, 5}, at::kLong);
+  m.logits(m.forward(ids, arange_positions(2, 5))).pow(2).mean().backward();
+  for (const auto& [name, t] : m.named_parameters()) {
+    ASSERT_TRUE(t.grad().defined()) << name;
+    EXPECT_GT(t.grad().abs().sum().item<double>(), 0) << name;
+  }
+}

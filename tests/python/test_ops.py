@@ -1,0 +1,69 @@
+"""torch.ops.scorch.* from Python: loads libscorch_ops.so (path in SCORCH_OPS_LIBRARY, set by ctest)
+and checks the ops against torch's own formulas on CPU — the loading path the benchmarks rely on."""
+import math
+import os
+
+import pytest
+import torch
+
+LIB = os.environ.get("SCORCH_OPS_LIBRARY")
+if not LIB:
+    pytest.skip("SCORCH_OPS_LIBRARY is not set (ctest sets it to build/libscorch_ops.so)", allow_module_level=True)
+torch.ops.load_library(LIB)
+ops = torch.ops.scorch
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,v", [(1, 1), (4, 7), (33, 1000), (2, 32000)])
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.3])
+def test_token_logprobs_matches_torch_log_softmax(dtype, n, v, temperature):
+    torch.manual_seed(0)
+    logits = (torch.randn(n, v) * 3).to(dtype)
+    targets = torch.randint(0, v, (n,))
+    targets[::3] = -100
+    logp, entropy = ops.token_logprobs(logits, targets, temperature, True)
+    log_p = torch.log_softmax(logits.double() / temperature, -1)
+    ref = log_p.gather(1, targets.clamp_min(0)[:, None]).squeeze(1) * (targets >= 0)
+    ref_entropy = -(log_p.exp() * log_p).sum(-1)
+    assert logp.dtype == torch.float32 and entropy.dtype == torch.float32
+    torch.testing.assert_close(logp.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), ref_entropy, rtol=1e-5, atol=1e-5)
+
+
+def test_token_logprobs_backward_matches_autograd_of_log_softmax():
+    torch.manual_seed(1)
+    base = torch.randn(16, 257)
+    targets = torch.randint(0, 257, (16,))
+    targets[3] = -100
+    z = base.clone().requires_grad_()
+    logp, entropy = ops.token_logprobs(z, targets, 0.9, True)
+    (logp.sum() + 0.5 * entropy.sum()).backward()
+    z64 = base.double().requires_grad_()
+    log_p = torch.log_softmax(z64 / 0.9, -1)
+    ref = (log_p.gather(1, targets.clamp_min(0)[:, None]).squeeze(1) * (targets >= 0)).sum()
+    (ref - 0.5 * (log_p.exp() * log_p).sum()).backward()
+    torch.testing.assert_close(z.grad.double(), z64.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_token_logprobs_rejects_a_non_contiguous_last_dimension():
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ops.token_logprobs(torch.randn(50, 4).t(), torch.zeros(4, dtype=torch.long), 1.0, False)
+
+
+def test_group_advantages_grpo_matches_trl_formula():
+    torch.manual_seed(2)
+    rewards = torch.randn(6 * 8)
+    adv, mean, std, zero = ops.group_advantages(rewards, 8, "grpo", 1e-4, "group")
+    g = rewards.view(-1, 8)
+    ref = ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4)).flatten()
+    torch.testing.assert_close(adv, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std, g.std(1), rtol=1e-5, atol=1e-6)
+    assert zero.dtype == torch.bool and not zero.any()
+
+
+def test_group_advantages_defaults_and_nan_rewards():
+    rewards = torch.tensor([1.0, math.nan, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    adv, mean, std, zero = ops.group_advantages(rewards, 4)  # grpo, eps 1e-4, scale group
+    assert adv[1].item() == 0.0 and torch.all(adv[4:] == 0)
+    assert zero.tolist() == [False, True]
+    assert mean[0].item() == pytest.approx(2 / 3)

@@ -1,0 +1,118 @@
+// The sampler on fixed distributions: top-p keeps the smallest set with mass >= p, top-k keeps the
+// k largest, the draw follows the (truncated) distribution, logprobs are the full-vocabulary
+// temperature-scaled log-softmax, and parameter validation names the bad field.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "rollout/sampling.h"
+
+namespace scorch {
+namespace {
+
+TEST(TopP, KeepsTheSmallestSetWhoseMassReachesP) {
+  // Shuffled distribution; masses are exact binary fractions so the boundary cases are exact.
+  const at::Tensor probs = at::tensor({0.0625, 0.25, 0.0625, 0.5, 0.125}, at::kFloat).view({1, 5});
+  auto kept = [&](double p) {
+    const at::Tensor m = top_p_keep_mask(probs, p).view({-1});
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < 5; ++i) if (m[i].item<bool>()) idx.push_back(i);
+    return idx;
+  };
+  EXPECT_EQ(kept(0.3), (std::vector<int64_t>{3}));           // 0.5 >= 0.3
+  EXPECT_EQ(kept(0.5), (std::vector<int64_t>{3}));           // exactly reaches p
+  EXPECT_EQ(kept(0.51), (std::vector<int64_t>{1, 3}));       // 0.75
+  EXPECT_EQ(kept(0.75), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(kept(0.76), (std::vector<int64_t>{1, 3, 4}));    // 0.875
+  EXPECT_EQ(kept(0.9).size(), 4u);                           // 0.9375 with one of the tied 0.0625
+  EXPECT_EQ(kept(1.0).size(), 5u);
+  EXPECT_EQ(kept(1e-6), (std::vector<int64_t>{3}));          // the top token is always kept
+}
+
+TEST(TopP, RowsAreIndependent) {
+  const at::Tensor probs = at::tensor({0.7, 0.2, 0.1, 0.1, 0.2, 0.7}, at::kFloat).view({2, 3});
+  const at::Tensor m = top_p_keep_mask(probs, 0.8);
+  EXPECT_TRUE(at::equal(m, at::tensor({1, 1, 0, 0, 1, 1}, at::kInt).view({2, 3}).to(at::kBool)));
+}
+
+TEST(TopK, KeepsTheKLargestPerRow) {
+  const at::Tensor logits = at::tensor({1.0, 5.0, 3.0, -2.0, 4.0, 0.0, 2.0, 9.0}, at::kFloat).view({2, 4});
+  const at::Tensor f = top_k_filter(logits, 2);
+  const at::Tensor finite = at::isfinite(f);
+  EXPECT_TRUE(at::equal(finite, at::tensor({0, 1, 1, 0, 1, 0, 0, 1}, at::kInt).view({2, 4}).to(at::kBool)));
+  EXPECT_TRUE(at::equal(top_k_filter(logits, 0), logits));
+  EXPECT_TRUE(at::equal(top_k_filter(logits, 4), logits));
+}
+
+TEST(Sampler, GreedyIsArgmaxWithTemperatureOneLogprob) {
+  const at::Tensor logits = at::randn({6, 50}, at::TensorOptions().dtype(at::kFloat));
+  SamplingParams p;
+  p.temperature = 0;
+  at::Generator g = make_sampling_generator(1, at::kCPU);
+  const SampledTokens s = sample_next_tokens(logits, p, g);
+  EXPECT_TRUE(at::equal(s.tokens, logits.argmax(-1)));
+  const at::Tensor ref = logits.to(at::kDouble).log_softmax(-1).gather(-1, s.tokens.unsqueeze(-1)).squeeze(-1);
+  EXPECT_LE((s.logprobs.to(at::kDouble) - ref).abs().max().item<double>(), 1e-6);
+}
+
+TEST(Sampler, TopPAndTopKDrawOnlyKeptTokensAndReportFullVocabularyLogprobs) {
+  at::manual_seed(3);
+  const at::Tensor logits = at::randn({1, 40}, at::kFloat).mul(2).expand({4000, 40}).contiguous();
+  SamplingParams p;
+  p.temperature = 0.8;
+  p.top_p = 0.6;
+  p.top_k = 10;
+  at::Generator g = make_sampling_generator(11, at::kCPU);
+  const SampledTokens s = sample_next_tokens(logits, p, g);
+  const at::Tensor z = logits.select(0, 0) / 0.8;                                   // [V]
+  const at::Tensor after_k = top_k_filter(z.view({1, -1}), 10);
+  const at::Tensor allowed = top_p_keep_mask(after_k.softmax(-1), 0.6).view({-1});  // [V]
+  const at::Tensor drawn_allowed = allowed.index_select(0, s.tokens);
+  EXPECT_TRUE(drawn_allowed.all().item<bool>());
+  EXPECT_GE(std::get<0>(at::_unique(s.tokens)).size(0), 2);  // it really samples (p = 0.6 keeps several here)
+  const at::Tensor ref = z.to(at::kDouble).log_softmax(-1).index_select(0, s.tokens);
+  EXPECT_LE((s.logprobs.to(at::kDouble) - ref).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Sampler, SameSeedSameDrawsDifferentSeedDifferentDraws) {
+  const at::Tensor logits = at::randn({64, 30}, at::kFloat);
+  SamplingParams p;
+  at::Generator a = make_sampling_generator(5, at::kCPU), b = make_sampling_generator(5, at::kCPU),
+                c = make_sampling_generator(6, at::kCPU);
+  const at::Tensor ta = sample_next_tokens(logits, p, a).tokens;
+  EXPECT_TRUE(at::equal(ta, sample_next_tokens(logits, p, b).tokens));
+  EXPECT_FALSE(at::equal(ta, sample_next_tokens(logits, p, c).tokens));
+}
+
+TEST(SamplingParams, BadValuesAreUserErrorsNamingTheField) {
+  auto fails_with = [](SamplingParams p, const std::string& word) {
+    try {
+      validate_sampling_params(p);
+    } catch (const UserError& e) {
+      return std::string(e.what()).find(word) != std::string::npos;
+    }
+    return false;
+  };
+  SamplingParams p;
+  EXPECT_NO_THROW(validate_sampling_params(p));
+  p = {}; p.n = 0;               EXPECT_TRUE(fails_with(p, "n (samples per prompt)"));
+  p = {}; p.temperature = -0.5;  EXPECT_TRUE(fails_with(p, "temperature"));
+  p = {}; p.top_p = 0.0;         EXPECT_TRUE(fails_with(p, "top_p"));
+  p = {}; p.top_p = 1.5;         EXPECT_TRUE(fails_with(p, "top_p"));
+  p = {}; p.top_k = -1;          EXPECT_TRUE(fails_with(p, "top_k"));
+  p = {}; p.max_new_tokens = 0;  EXPECT_TRUE(fails_with(p, "max_new_tokens"));
+  p = {}; p.stop_strings = {""}; EXPECT_TRUE(fails_with(p, "stop string"));
+}
+
+TEST(SamplingParams, EmptyTooLongOrOutOfVocabularyPromptsAreUserErrors) {
+  EXPECT_THROW(validate_prompt({}, 0, 16, 10), UserError);
+  EXPECT_THROW(validate_prompt(std::vector<int64_t>(16, 1), 0, 16, 10), UserError);
+  EXPECT_NO_THROW(validate_prompt(std::vector<int64_t>(15, 1), 0, 16, 10));
+  EXPECT_THROW(validate_prompt({1, 10}, 0, 16, 10), UserError);
+  EXPECT_THROW(validate_prompt({-1}, 0, 16, 10), UserError);
+}
+
+}  // namespace
+}  // namespace scorch

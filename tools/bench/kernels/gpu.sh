@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Run by tools/gpu/check.sh on a GPU machine (SCORCH_BUILD_DIR, SCORCH_PYTHON set there).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+"${SCORCH_PYTHON:-python3}" tools/bench/kernels/bench_kernels.py --device cuda --lib "${SCORCH_BUILD_DIR:-build}/libscorch_ops.so"

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""SFT step throughput and peak memory on CPU: `scorch train` (trainer: sft) next to an equivalent
+eager PyTorch loop (transformers LlamaForCausalLM, AdamW, the same batch shapes and masked loss) on
+the same model weights, same thread count, in the same run.
+
+    tools/bench/sft/bench_sft.py [--build-dir build] [--threads 2] [--steps 12]
+
+Throughput counts trained (completion) tokens per second of optimizer-step time, median over the
+steps after two warm-up steps. Peak memory is the process's max RSS (includes ~0.4 GB of LibTorch /
+torch libraries on both sides)."""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+TOKENIZER = os.path.join(ROOT, "configs", "quickstart", "tokenizer.model")
+
+MODELS = {
+    "quickstart (0.85M)": json.load(open(os.path.join(ROOT, "configs", "quickstart", "model_config.json"))),
+    "small (19M)": {"model_type": "llama", "vocab_size": 512, "hidden_size": 512, "intermediate_size": 1536,
+                    "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+                    "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                    "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2},
+}
+
+BASELINE = r'''
+import json, sys, time, statistics, torch, sentencepiece, transformers
+model_dir, data, threads, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads); torch.manual_seed(0)
+sp = sentencepiece.SentencePieceProcessor(model_file=model_dir + "/tokenizer.model")
+rows = [json.loads(l) for l in open(data)]
+samples = []
+for r in rows:  # the `plain` chat template: <s>User: P\nAssistant: C</s>, loss on C and </s>
+    p = [1] + sp.encode("User: " + r["prompt"] + "\n") + sp.encode("Assistant: ")
+    c = sp.encode(r["completion"]) + [2]
+    samples.append((p + c, [-100] * len(p) + c))
+model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+model.train()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+times, tokens = [], []
+for step in range(steps):
+    chunk = samples[step * batch:(step + 1) * batch]
+    T = max(len(s[0]) for s in chunk)
+    ids = torch.tensor([s[0] + [3] * (T - len(s[0])) for s in chunk])
+    labels = torch.tensor([s[1] + [-100] * (T - len(s[1])) for s in chunk])
+    start = time.perf_counter()
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    target = labels[:, 1:]
+    n = (target != -100).sum()
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum") / n
+    loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
+    times.append(time.perf_counter() - start); tokens.append(int(n))
+print(json.dumps({"tok_s": statistics.median([t / s for t, s in zip(tokens[2:], times[2:])])}))
+'''
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    return r
+
+
+def peak_rss_mb(cmd):
+    """Runs cmd in a fresh child and returns (stdout, max RSS of that child in MB)."""
+    code = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+            "sys.stdout.write(r.stdout);sys.stderr.write(r.stderr);"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
+    r = run([sys.executable, "-c", code, *cmd])
+    lines = r.stdout.strip().splitlines()
+    return "\n".join(lines[:-1]), int(lines[-1].split()[1]) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=32)
+    a = ap.parse_args()
+    scorch = os.path.join(a.build_dir, "scorch")
+    print(f"SFT step throughput, CPU fp32, {a.threads} threads, micro-batch {a.batch}, {a.steps} steps (median after 2 warm-up)")
+    print(f"{'model':<20} {'scorch tok/s':>13} {'pytorch tok/s':>14} {'ratio':>6} {'scorch MB':>10} {'pytorch MB':>11}")
+    for name, cfg in MODELS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            json.dump(cfg, open(f"{tmp}/config.json", "w"))
+            run([scorch, "init-model", "--config", f"{tmp}/config.json", "--out", f"{tmp}/model", "--tokenizer", TOKENIZER])
+            run([scorch, "make-data", "--task", "arith", "--n", str(a.batch * a.steps), "--seed", "5", "--out", f"{tmp}/train.jsonl"])
+            with open(f"{tmp}/job.yaml", "w") as f:
+                f.write(f"trainer: sft\nmodel: {{path: {tmp}/model}}\ntokenizer: {{path: {TOKENIZER}, chat_template: plain}}\n"
+                        f"data: {{train: {tmp}/train.jsonl, shuffle: false}}\n"
+                        f"train: {{max_steps: {a.steps}, micro_batch_size: {a.batch}, threads: {a.threads}}}\n"
+                        f"optim: {{learning_rate: 1.0e-3}}\ncheckpoint: {{export_final: false, save_every: 0}}\n"
+                        f"log: {{every: 1, level: warn, progress: false}}\n")
+            _, ours_mb = peak_rss_mb([scorch, "train", f"{tmp}/job.yaml", "--run-dir", f"{tmp}/run"])
+            metrics = [json.loads(l) for l in open(f"{tmp}/run/metrics.jsonl")][2:]
+            ours = statistics.median(m["num_tokens"] / m["time/step"] for m in metrics)
+            out, theirs_mb = peak_rss_mb([sys.executable, "-c", BASELINE, f"{tmp}/model", f"{tmp}/train.jsonl",
+                                          str(a.threads), str(a.steps), str(a.batch)])
+            theirs = json.loads(out.strip().splitlines()[-1])["tok_s"]
+            print(f"{name:<20} {ours:>13.0f} {theirs:>14.0f} {ours / theirs:>6.2f} {ours_mb:>10.0f} {theirs_mb:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()

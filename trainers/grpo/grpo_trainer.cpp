@@ -1,0 +1,360 @@
+// The GRPO step (grpo_trainer.h has the outline; grpo_loss.h the loss and its normalisation).
+// Sequences are laid out per row as prompt ‖ completion ‖ pad (right padding), so the causal mask
+// of a plain forward is exact and positions are 0..len−1 as in the rollout; only the hidden states
+// that predict completion tokens go through the LM head.
+#include "trainers/grpo/grpo_trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "kernels/ops.h"
+#include "model/transformer.h"
+#include "rollout/engine.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "train/evaluation.h"
+#include "trainers/grpo/grpo_loss.h"
+
+namespace scorch::trainers {
+
+std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const GrpoMicroBatch& b,
+                                                      double temperature, bool with_entropy) {
+  const int64_t B = b.input_ids.size(0), S = b.input_ids.size(1), C = b.completion_ids.size(1);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(b.input_ids.device());
+  const at::Tensor positions = at::arange(S, long_opts).unsqueeze(0).expand({B, S});
+  const at::Tensor hidden = model.forward(b.input_ids, positions);                      // [B, S, H]
+  // Completion token j of row b is predicted by the hidden state at P_b − 1 + j.
+  const at::Tensor where = (b.prompt_lengths.unsqueeze(1) - 1 + at::arange(C, long_opts).unsqueeze(0))
+                               .clamp_max(S - 1);                                       // [B, C]
+  const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({B, C, hidden.size(-1)}));  // [B, C, H]
+  const at::Tensor logits = model.logits(h);                                            // [B, C, V]
+  auto [logp, entropy] = token_logprobs(logits.reshape({B * C, logits.size(-1)}), b.completion_ids.reshape({-1}),
+                                        temperature, with_entropy);
+  return {logp.view({B, C}), with_entropy ? entropy.view({B, C}) : entropy};
+}
+
+void validate_grpo_config(const Config& c, int64_t context_length) {
+  const auto& g = c.grpo;
+  if (g.num_generations < 2) {
+    throw UserError("grpo.num_generations = " + std::to_string(g.num_generations) +
+                    ": group advantages need at least 2 completions per prompt; set it to 2 or more (TRL: 8)");
+  }
+  if (c.rewards.empty()) throw UserError("GRPO needs at least one reward: add a `rewards:` list (e.g. - name: math_answer)");
+  if (c.generation.max_prompt_length + c.generation.max_completion_length > context_length) {
+    throw UserError("generation.max_prompt_length + generation.max_completion_length = " +
+                    std::to_string(c.generation.max_prompt_length + c.generation.max_completion_length) +
+                    " exceeds the model's context length " + std::to_string(context_length) + "; lower one of them");
+  }
+  auto one_of = [](const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
+    for (const char* o : ok) if (v == o) return;
+    std::string list;
+    for (const char* o : ok) list += (list.empty() ? "" : " | ") + std::string(o);
+    throw UserError(key + " = '" + v + "' is not one of " + list);
+  };
+  one_of("grpo.loss_type", g.loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"});
+  one_of("grpo.scale_rewards", g.scale_rewards, {"group", "batch", "none"});
+  one_of("grpo.advantage", g.advantage, {"grpo", "rloo", "reinforce_pp"});
+  one_of("grpo.importance_sampling_level", g.importance_sampling_level, {"token", "sequence"});
+  if (!(g.top_entropy_quantile > 0.0 && g.top_entropy_quantile <= 1.0)) {
+    throw UserError("grpo.top_entropy_quantile must be in (0, 1] (1 = train on every token)");
+  }
+  if (g.num_iterations < 1) throw UserError("grpo.num_iterations must be >= 1");
+  if (g.importance_sampling_level == "sequence" && g.loss_type != "grpo") {
+    log::warn("grpo.importance_sampling_level = sequence (GSPO) is meant for loss_type grpo; running with ",
+              g.loss_type);
+  }
+}
+
+GrpoTask::GrpoTask(const Config& config, ModelSession& session, std::vector<data::PromptRecord> train,
+                   std::vector<data::PromptRecord> eval_prompts, std::string run_dir)
+    : config_(config),
+      session_(session),
+      train_(std::move(train)),
+      eval_prompts_(std::move(eval_prompts)),
+      run_dir_(std::move(run_dir)),
+      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle),
+      rewards_(config.rewards, rewards::RewardContext{}, "config") {
+  if (train_.empty()) throw UserError("data.train holds no prompts: GRPO needs a prompt dataset");
+  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
+  steps_per_epoch_ = std::max<int64_t>(1, static_cast<int64_t>(train_.size()) / per_step);
+  total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
+  temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;
+  if (config.grpo.beta > 0) {
+    // The frozen reference: the policy as it is now (the initial weights; on resume the loop loads
+    // the checkpoint into the policy after this, so the reference stays the initial model).
+    reference_ = std::make_unique<Transformer>(session.model->clone());
+    reference_->set_requires_grad(false);
+  }
+}
+
+GrpoTask::~GrpoTask() = default;
+
+void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
+  const int64_t G = config_.grpo.num_generations;
+  const int64_t mbs = config_.train.micro_batch_size;
+  const int64_t n_prompts = mbs * config_.train.gradient_accumulation_steps;
+  const Tokenizer& tok = *session_.tokenizer;
+
+  std::vector<const data::PromptRecord*> records;
+  std::vector<std::vector<int64_t>> prompts;
+  int64_t cut_prompts = 0;
+  for (int64_t index : cursor_.next_batch(n_prompts)) {
+    records.push_back(&train_[static_cast<size_t>(index)]);
+    std::vector<int64_t> ids = session_.renderer->render_prompt(records.back()->prompt);
+    if (static_cast<int64_t>(ids.size()) > config_.generation.max_prompt_length) {  // TRL keeps the end
+      ids.erase(ids.begin(), ids.end() - config_.generation.max_prompt_length);
+      ++cut_prompts;
+    }
+    prompts.push_back(std::move(ids));
+  }
+
+  // 1. Rollouts.
+  Stopwatch clock;
+  SamplingParams sp;
+  sp.temperature = config_.generation.temperature;
+  sp.top_p = config_.generation.top_p;
+  sp.top_k = config_.generation.top_k;
+  sp.max_new_tokens = config_.generation.max_completion_length;
+  sp.stop_token_ids = session_.renderer->stop_ids();
+  sp.stop_strings = config_.generation.stop;
+  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step);  // per step: resume repeats it
+  sp.n = G;
+  std::vector<Sample> samples;
+  GenerationStats gen_stats;
+  {
+    at::NoGradGuard no_grad;
+    GenerationEngine engine(*session_.model, &tok);
+    samples = engine.generate(prompts, sp);
+    gen_stats = engine.last_stats();
+  }
+  const double gen_seconds = clock.seconds();
+
+  // 2. Rewards.
+  clock.restart();
+  rewards::RewardBatch rb;
+  for (const Sample& s : samples) {
+    const data::PromptRecord& rec = *records[static_cast<size_t>(s.prompt_index)];
+    rewards::RewardSample r;
+    r.prompt = rec.prompt_text;
+    r.prompt_ids = prompts[static_cast<size_t>(s.prompt_index)];
+    r.completion = tok.decode(s.completion_ids);
+    r.completion_ids = s.completion_ids;
+    r.group = s.prompt_index;
+    r.fields = rec.extra.is_object() ? rec.extra : nlohmann::json::object();
+    if (rec.answer) r.fields["answer"] = *rec.answer;
+    r.step = step;
+    r.truncated = s.finish_reason == FinishReason::kLength;
+    rb.samples.push_back(std::move(r));
+  }
+  rb.index_groups();
+  const rewards::RewardSetOutput scored = rewards_.score(rb);
+  const double reward_seconds = clock.seconds();
+
+  // 3. Advantages: group-relative, then the rewards' offsets (RESTRAIN).
+  const int64_t N = static_cast<int64_t>(samples.size());
+  const at::Tensor totals = at::tensor(scored.total, at::kDouble).to(at::kFloat);  // [N]
+  auto [adv, group_mean, group_std, zero_std] =
+      group_advantages(totals, G, config_.grpo.advantage, 1e-4, config_.grpo.scale_rewards);
+  if (!scored.advantage_offsets.empty()) adv = adv + at::tensor(scored.advantage_offsets, at::kDouble).to(at::kFloat);
+  adv = adv.contiguous();
+
+  // 4. Micro-batches of mbs prompts × G rows.
+  const int64_t rows = mbs * G;
+  batches_.clear();
+  const auto dev = session_.device;
+  for (int64_t k = 0; k * rows < N; ++k) {
+    const int64_t r0 = k * rows, B = std::min(rows, N - r0);
+    int64_t S = 1, C = 1;
+    for (int64_t r = r0; r < r0 + B; ++r) {
+      const auto& s = samples[static_cast<size_t>(r)];
+      const int64_t P = static_cast<int64_t>(prompts[static_cast<size_t>(s.prompt_index)].size());
+      const int64_t L = static_cast<int64_t>(s.completion_ids.size());
+      S = std::max(S, P + L), C = std::max(C, L);
+    }
+    std::vector<int64_t> ids(static_cast<size_t>(B * S), pad_id_), plen(static_cast<size_t>(B)),
+        cids(static_cast<size_t>(B * C), -100);
+    std::vector<uint8_t> mask(static_cast<size_t>(B * C), 0);
+    std::vector<float> rlp(static_cast<size_t>(B * C), 0.0f);
+    for (int64_t i = 0; i < B; ++i) {
+      const auto& s = samples[static_cast<size_t>(r0 + i)];
+      const auto& p = prompts[static_cast<size_t>(s.prompt_index)];
+      const bool drop = config_.grpo.mask_truncated_completions && s.finish_reason == FinishReason::kLength;
+      std::copy(p.begin(), p.end(), ids.begin() + i * S);
+      std::copy(s.completion_ids.begin(), s.completion_ids.end(), ids.begin() + i * S + static_cast<int64_t>(p.size()));
+      plen[static_cast<size_t>(i)] = static_cast<int64_t>(p.size());
+      for (size_t j = 0; j < s.completion_ids.size(); ++j) {
+        const size_t at = static_cast<size_t>(i * C) + j;
+        cids[at] = s.completion_ids[j];
+        mask[at] = drop ? 0 : 1;
+        rlp[at] = s.logprobs[j];
+      }
+    }
+    GrpoMicroBatch b;
+    auto lng = at::TensorOptions().dtype(at::kLong);
+    b.input_ids = at::from_blob(ids.data(), {B, S}, lng).clone().to(dev);
+    b.prompt_lengths = at::from_blob(plen.data(), {B}, lng).clone().to(dev);
+    b.completion_ids = at::from_blob(cids.data(), {B, C}, lng).clone().to(dev);
+    b.completion_mask = at::from_blob(mask.data(), {B, C}, at::kByte).clone().to(dev).to(at::kBool);
+    b.rollout_logp = at::from_blob(rlp.data(), {B, C}, at::kFloat).clone().to(dev);
+    b.advantages = adv.slice(0, r0, r0 + B).clone().to(dev);
+    b.units = grpo_loss_units(b.completion_mask, config_.grpo.loss_type);
+    {
+      at::NoGradGuard no_grad;
+      if (config_.grpo.num_iterations > 1) b.old_logp = completion_logprobs(*session_.model, b, temperature_, false).first;
+      if (reference_) b.ref_logp = completion_logprobs(*reference_, b, temperature_, false).first;
+    }
+    batches_.push_back(std::move(b));
+  }
+  batch_step_ = step;
+
+  // 5. Metrics (TRL's names where TRL has them).
+  for (const auto& [k, v] : scored.metrics) m[k] = v;
+  m["reward_std"] = group_std.to(at::kDouble).nanmean().item<double>();
+  m["frac_reward_zero_std"] = zero_std.to(at::kDouble).mean().item<double>();
+  double len_sum = 0, len_min = std::numeric_limits<double>::infinity(), len_max = 0, truncated = 0, term_sum = 0;
+  for (const Sample& s : samples) {
+    const double L = static_cast<double>(s.completion_ids.size());
+    len_sum += L, len_min = std::min(len_min, L), len_max = std::max(len_max, L);
+    if (s.finish_reason == FinishReason::kLength) ++truncated; else term_sum += L;
+  }
+  const double n = static_cast<double>(std::max<int64_t>(1, N));
+  m["completions/mean_length"] = len_sum / n;
+  m["completions/min_length"] = N > 0 ? len_min : 0.0;
+  m["completions/max_length"] = len_max;
+  m["completions/clipped_ratio"] = truncated / n;  // truncation rate
+  if (N > truncated) m["completions/mean_terminated_length"] = term_sum / (static_cast<double>(N) - truncated);
+  const at::Tensor a64 = adv.to(at::kDouble);
+  m["advantages/mean"] = a64.mean().item<double>();
+  m["advantages/std"] = N > 1 ? a64.std().item<double>() : 0.0;
+  m["advantages/abs_mean"] = a64.abs().mean().item<double>();
+  m["advantages/min"] = a64.min().item<double>();
+  m["advantages/max"] = a64.max().item<double>();
+  if (cut_prompts) m["prompts/truncated"] = static_cast<double>(cut_prompts);
+  m["time/generation"] = gen_seconds;
+  m["time/reward"] = reward_seconds;
+  m["tokens_per_second/generation"] = static_cast<double>(gen_stats.generated_tokens) / std::max(1e-9, gen_seconds);
+
+  // log.samples decoded rollouts (the first prompts' groups) on log steps.
+  if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, 0, step - 1);
+  if (config_.log.samples > 0 && (step == 1 || step % std::max<int64_t>(1, config_.log.every) == 0)) {
+    for (int64_t i = 0; i < std::min<int64_t>(N, config_.log.samples); ++i) {
+      const auto& s = samples[static_cast<size_t>(i)];
+      const auto& r = rb.samples[static_cast<size_t>(i)];
+      nlohmann::json j = {{"prompt", r.prompt}, {"completion", r.completion},
+                          {"reward", scored.total[static_cast<size_t>(i)]},
+                          {"advantage", adv[i].item<double>()}, {"finish_reason", finish_reason_name(s.finish_reason)},
+                          {"length", s.completion_ids.size()}};
+      const std::string gold = rb.gold(static_cast<size_t>(i));
+      if (!gold.empty()) j["answer"] = gold;
+      // Completions may end inside a multi-byte character (or be any bytes): replace invalid UTF-8.
+      samples_->log(step, nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    }
+  }
+}
+
+std::vector<int64_t> GrpoTask::prepare_step(int64_t step, StepMetrics& m) {
+  const int64_t mu = config_.grpo.num_iterations;
+  const bool cycle_start = (step - 1) % mu == 0;
+  if (cycle_start || batches_.empty()) {
+    if (!cycle_start) {
+      log::warn("GRPO resumed in the middle of a num_iterations cycle: step ", step,
+                " regenerates its batch from the current policy (not bitwise identical to an uninterrupted run)");
+    }
+    generate_batch(step, m);
+  }
+  current_step_ = step;
+  std::vector<int64_t> units;
+  for (const auto& b : batches_) units.push_back(b.units);
+  return units;
+}
+
+double GrpoTask::forward_backward(size_t index, double denominator, StepMetrics& m) {
+  Stopwatch clock;
+  const GrpoMicroBatch& b = batches_[index];
+  const auto& g = config_.grpo;
+  auto [logp, entropy] = completion_logprobs(*session_.model, b, temperature_, true);
+  GrpoLossInputs in;
+  in.logp = logp;
+  in.old_logp = b.old_logp;
+  in.ref_logp = b.ref_logp;
+  in.entropy = g.entropy_coef != 0.0 ? entropy : entropy.detach();
+  in.advantages = b.advantages;
+  in.mask = b.completion_mask;
+  GrpoLossOptions o;
+  o.loss_type = g.loss_type;
+  o.epsilon_low = g.epsilon;
+  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
+  o.delta = g.delta;
+  o.beta = g.beta;
+  o.importance_sampling_level = g.importance_sampling_level;
+  o.top_entropy_quantile = g.top_entropy_quantile;
+  o.entropy_coef = g.entropy_coef;
+  o.max_completion_length = config_.generation.max_completion_length;
+  GrpoLossOutput out = grpo_loss(in, o, denominator);
+  out.loss.backward();
+
+  // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).
+  const double n = static_cast<double>(batches_.size());
+  for (const auto& [k, v] : out.metrics) m[k] += v / n;
+  if (batch_step_ == current_step_) {
+    // Rollout vs policy log-probs on the same tokens: kernels, precision and sampler must agree.
+    at::NoGradGuard no_grad;
+    const at::Tensor valid = b.completion_ids.ge(0);
+    const at::Tensor d = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
+    if (d.numel() > 0) {
+      m["rollout/logprob_diff_mean"] += d.mean().item<double>() / n;
+      m["rollout/logprob_diff_max"] = std::max(m["rollout/logprob_diff_max"], d.max().item<double>());
+    }
+  }
+  m["time/training"] += clock.seconds();
+  return out.numerator.item<double>();
+}
+
+double GrpoTask::epoch() const {
+  return cursor_.epoch() + static_cast<double>(cursor_.index()) / std::max<int64_t>(1, cursor_.samples_per_epoch());
+}
+
+void GrpoTask::evaluate(int64_t, StepMetrics& m) {
+  if (eval_prompts_.empty()) return;
+  EvalOptions options;
+  options.max_new_tokens = config_.generation.eval_max_new_tokens;
+  const EvalReport report = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
+  m["eval_accuracy"] = report.accuracy;
+}
+
+void run_grpo(const Config& config, const RunDir& run_dir, const RunOptions& options) {
+  rewards::validate_reward_specs(config.rewards);  // before the (slow) model load
+  ModelSession session = open_model_session(config);
+  validate_grpo_config(config, session.model->config().max_position_embeddings);
+  data::DatasetOptions dataset_options;
+  dataset_options.skip_malformed = config.data.skip_malformed;
+  auto train = data::load_prompt_dataset(config.data.train, dataset_options).records;
+  std::vector<data::PromptRecord> eval_prompts;
+  if (!config.data.eval.empty()) {
+    for (auto& p : data::load_prompt_dataset(config.data.eval, dataset_options).records) {
+      if (p.answer) eval_prompts.push_back(std::move(p));
+    }
+    if (config.data.eval_limit > 0 && static_cast<int64_t>(eval_prompts.size()) > config.data.eval_limit) {
+      eval_prompts.resize(static_cast<size_t>(config.data.eval_limit));
+    }
+  }
+  log::info("GRPO: ", train.size(), " prompts, G = ", config.grpo.num_generations, ", loss_type ",
+            config.grpo.loss_type, ", beta ", config.grpo.beta, ", ", eval_prompts.size(), " eval prompts");
+  GrpoTask task(config, session, std::move(train), std::move(eval_prompts), run_dir.path);
+  LoopOptions loop;
+  loop.resume_from = options.resume_from;
+  loop.tokenizer_dir = session.tokenizer_path;
+  const LoopResult result = run_training(config, run_dir, *session.model, task, loop);
+  if (result.last_metrics.count("eval_accuracy")) {
+    log::info("final held-out accuracy: ", result.last_metrics.at("eval_accuracy"));
+  }
+}
+
+}  // namespace scorch::trainers
