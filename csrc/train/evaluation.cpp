@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/strings.h"
+#include "config/config.h"
 #include "data/dataset.h"
 #include "model/transformer.h"
 #include "rewards/math_answer.h"
@@ -148,6 +149,27 @@ EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& rende
     report.changed_fraction = changed / n;
   }
   return report;
+}
+
+std::vector<data::PromptRecord> load_eval_prompts(const Config& config) {
+  std::vector<data::PromptRecord> prompts;
+  if (config.data.eval.empty()) return prompts;
+  data::DatasetOptions options;
+  options.skip_malformed = config.data.skip_malformed;
+  for (auto& p : data::load_prompt_dataset(config.data.eval, options).records) {
+    if (p.answer) prompts.push_back(std::move(p));
+  }
+  if (config.data.eval_limit > 0 && static_cast<int64_t>(prompts.size()) > config.data.eval_limit) {
+    prompts.resize(static_cast<size_t>(config.data.eval_limit));
+  }
+  return prompts;
+}
+
+double eval_accuracy(const Config& config, const Transformer& model, const ChatRenderer& renderer,
+                     const std::vector<data::PromptRecord>& prompts) {
+  EvalOptions options;
+  options.max_new_tokens = config.generation.eval_max_new_tokens;
+  return evaluate_accuracy(model, renderer, prompts, options).accuracy;
 }
 
 }  // namespace scorch

@@ -13,6 +13,7 @@
 
 namespace scorch {
 
+struct Config;
 class Transformer;
 class ChatRenderer;
 namespace data {
@@ -48,6 +49,13 @@ struct EvalReport {
 
 EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& renderer,
                              const std::vector<data::PromptRecord>& prompts, const EvalOptions& options);
+
+// The eval set's records that carry a gold answer: data.eval cut to data.eval_limit (empty when
+// data.eval is not set). Shared by every trainer's periodic evaluation.
+std::vector<data::PromptRecord> load_eval_prompts(const Config& config);
+// Greedy attempt-1 accuracy with the config's generation.eval_max_new_tokens.
+double eval_accuracy(const Config& config, const Transformer& model, const ChatRenderer& renderer,
+                     const std::vector<data::PromptRecord>& prompts);
 
 // Self-correction metrics from per-problem outcomes (t1 correct, t2 correct): the part of the
 // report that is pure counting, exposed for tests.

@@ -19,6 +19,7 @@
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/session.h"
 
 namespace scorch {
 namespace {
@@ -141,6 +142,18 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     export_options.tokenizer_source = options.tokenizer_dir;
     export_hf_model(model, result.export_dir, export_options);
     log::info("exported the final model to ", result.export_dir);
+  }
+  return result;
+}
+
+LoopResult run_training(const Config& config, const RunDir& run_dir, ModelSession& session, TrainTask& task,
+                        const std::string& resume_from) {
+  LoopOptions options;
+  options.resume_from = resume_from;
+  options.tokenizer_dir = session.tokenizer_path;
+  LoopResult result = run_training(config, run_dir, *session.model, task, options);
+  if (result.last_metrics.count("eval_accuracy")) {
+    log::info("final held-out accuracy: ", result.last_metrics.at("eval_accuracy"));
   }
   return result;
 }

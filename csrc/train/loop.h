@@ -25,6 +25,7 @@ struct Config;
 struct RunDir;
 class Transformer;
 class Reducer;
+struct ModelSession;
 
 // Metrics a step reports: summed over micro-batches by the loop's caller as the task decides
 // (a task writes means itself); every value ends up in metrics.jsonl under its key.
@@ -68,5 +69,10 @@ struct LoopResult {
 // total. Throws UserError for a checkpoint that does not fit, NonFiniteStop for exit 3.
 LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer& model, TrainTask& task,
                         const LoopOptions& options);
+
+// The usual call of a trainer: the session's model, its tokenizer copied into the export, and
+// the final held-out accuracy logged when the task measured one.
+LoopResult run_training(const Config& config, const RunDir& run_dir, ModelSession& session, TrainTask& task,
+                        const std::string& resume_from);
 
 }  // namespace scorch

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
+#include "rewards/model_judge.h"
 #include "rollout/engine.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -79,7 +80,9 @@ GrpoTask::GrpoTask(const Config& config, ModelSession& session, std::vector<data
       eval_prompts_(std::move(eval_prompts)),
       run_dir_(std::move(run_dir)),
       cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle),
-      rewards_(config.rewards, rewards::RewardContext{}, "config") {
+      // Self-judging rewards (self_verify, self_rubric) are judged by the policy itself.
+      rewards_(config.rewards, rewards::RewardContext{std::make_shared<rewards::ModelJudge>(*session.model, *session.renderer)},
+               "config") {
   if (train_.empty()) throw UserError("data.train holds no prompts: GRPO needs a prompt dataset");
   pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
@@ -322,11 +325,7 @@ double GrpoTask::epoch() const {
 }
 
 void GrpoTask::evaluate(int64_t, StepMetrics& m) {
-  if (eval_prompts_.empty()) return;
-  EvalOptions options;
-  options.max_new_tokens = config_.generation.eval_max_new_tokens;
-  const EvalReport report = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
-  m["eval_accuracy"] = report.accuracy;
+  if (!eval_prompts_.empty()) m["eval_accuracy"] = eval_accuracy(config_, *session_.model, *session_.renderer, eval_prompts_);
 }
 
 void run_grpo(const Config& config, const RunDir& run_dir, const RunOptions& options) {
@@ -336,25 +335,11 @@ void run_grpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
   data::DatasetOptions dataset_options;
   dataset_options.skip_malformed = config.data.skip_malformed;
   auto train = data::load_prompt_dataset(config.data.train, dataset_options).records;
-  std::vector<data::PromptRecord> eval_prompts;
-  if (!config.data.eval.empty()) {
-    for (auto& p : data::load_prompt_dataset(config.data.eval, dataset_options).records) {
-      if (p.answer) eval_prompts.push_back(std::move(p));
-    }
-    if (config.data.eval_limit > 0 && static_cast<int64_t>(eval_prompts.size()) > config.data.eval_limit) {
-      eval_prompts.resize(static_cast<size_t>(config.data.eval_limit));
-    }
-  }
+  std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);
   log::info("GRPO: ", train.size(), " prompts, G = ", config.grpo.num_generations, ", loss_type ",
             config.grpo.loss_type, ", beta ", config.grpo.beta, ", ", eval_prompts.size(), " eval prompts");
   GrpoTask task(config, session, std::move(train), std::move(eval_prompts), run_dir.path);
-  LoopOptions loop;
-  loop.resume_from = options.resume_from;
-  loop.tokenizer_dir = session.tokenizer_path;
-  const LoopResult result = run_training(config, run_dir, *session.model, task, loop);
-  if (result.last_metrics.count("eval_accuracy")) {
-    log::info("final held-out accuracy: ", result.last_metrics.at("eval_accuracy"));
-  }
+  run_training(config, run_dir, session, task, options.resume_from);
 }
 
 }  // namespace scorch::trainers

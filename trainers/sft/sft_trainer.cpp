@@ -104,12 +104,7 @@ double SftTask::epoch() const {
 
 void SftTask::evaluate(int64_t, StepMetrics& m) {
   if (!eval_.empty()) m["eval_loss"] = eval_loss();
-  if (!eval_prompts_.empty()) {
-    EvalOptions options;
-    options.max_new_tokens = config_.generation.eval_max_new_tokens;
-    const EvalReport report = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
-    m["eval_accuracy"] = report.accuracy;
-  }
+  if (!eval_prompts_.empty()) m["eval_accuracy"] = eval_accuracy(config_, *session_.model, *session_.renderer, eval_prompts_);
 }
 
 double SftTask::eval_loss() {
@@ -140,28 +135,15 @@ void run_sft(const Config& config, const RunDir& run_dir, const RunOptions& opti
               stats.tokens_dropped, " tokens dropped, ", stats.no_target, " samples left without targets and dropped");
   }
   std::vector<data::SftExample> eval;
-  std::vector<data::PromptRecord> eval_prompts;
   if (!config.data.eval.empty()) {
     eval = data::tokenize_sft_dataset(data::load_sft_dataset(config.data.eval, dataset_options), *session.renderer,
                                       config.data.max_length, truncation);
-    // Accuracy by generation on the eval records that carry an answer.
-    for (auto& p : data::load_prompt_dataset(config.data.eval, dataset_options).records) {
-      if (p.answer) eval_prompts.push_back(std::move(p));
-    }
-    if (config.data.eval_limit > 0 && static_cast<int64_t>(eval_prompts.size()) > config.data.eval_limit) {
-      eval_prompts.resize(static_cast<size_t>(config.data.eval_limit));
-    }
   }
+  std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);  // accuracy by generation
   log::info("SFT: ", train.size(), " training samples, ", eval.size(), " eval samples (", eval_prompts.size(),
             " with answers)");
   SftTask task(config, session, std::move(train), std::move(eval), std::move(eval_prompts));
-  LoopOptions loop;
-  loop.resume_from = options.resume_from;
-  loop.tokenizer_dir = session.tokenizer_path;
-  const LoopResult result = run_training(config, run_dir, *session.model, task, loop);
-  if (result.last_metrics.count("eval_accuracy")) {
-    log::info("final held-out accuracy: ", result.last_metrics.at("eval_accuracy"));
-  }
+  run_training(config, run_dir, session, task, options.resume_from);
 }
 
 }  // namespace scorch::trainers
