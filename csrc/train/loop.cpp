@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 
 #include "common/error.h"
@@ -114,6 +117,11 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     const double grad_norm = clip_grad_norm(params, config.train.max_grad_norm > 0 ? config.train.max_grad_norm : INFINITY);
     if (guard.check(loss, grad_norm, params)) optimizer.step();
     optimizer.zero_grad();
+#if defined(__GLIBC__)
+    // Batches padded to varying lengths leave freed CPU buffers on glibc's heap, and RSS grew every
+    // step (3.4 GB after 8 SFT steps of a 19M model, 1.2 GB with this); give them back once a step.
+    if (!model.device().is_cuda()) malloc_trim(0);
+#endif
 
     m["loss"] = loss;
     m["grad_norm"] = grad_norm;
