@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,13 +67,11 @@ nlohmann::json read_json(const std::string& path, const std::string& what) {
   }
 }
 
-// Recursive delete without std::filesystem::remove_all: the torch wheel's libtorch.so exports its
-// own copies of several std::filesystem functions, which win symbol resolution, and its remove_all
-// calls through a null pointer on a non-empty directory (segfault). nftw + remove() is plain libc.
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+// Best-effort recursive delete (scorch::fs::remove_all, never std::filesystem's: see common/fs.h).
 void remove_tree(const std::string& path) {
-  if (!fs::exists(path)) return;
-  if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+  try {
+    scorch::fs::remove_all(path);
+  } catch (const UserError&) {
     log::warn("could not fully delete '", path, "'");
   }
 }

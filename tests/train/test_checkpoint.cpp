@@ -19,12 +19,7 @@ namespace scorch {
 namespace {
 namespace stdfs = std::filesystem;
 
-// `rm -rf`: std::filesystem::remove_all resolves to libtorch.so's exported copy, which segfaults
-// on a non-empty directory (see csrc/train/checkpoint.cpp).
-void remove_tree(const std::string& path) {
-  const std::string cmd = "rm -rf '" + path + "'";
-  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << cmd;
-}
+void remove_tree(const std::string& path) { scorch::fs::remove_all(path); }  // never std::filesystem's (common/fs.h)
 
 class Checkpoints : public ::testing::Test {
  protected:
