@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/run_dir.h"
 #include "config/config.h"
+#include "dist/dist.h"
 #include "trainers/registry.h"
 
 namespace scorch::cli {
@@ -40,11 +41,25 @@ void run_train(const TrainArgs& a) {
   if (!a.resume.empty() && !fs::is_directory(a.resume)) {
     throw UserError("--resume '" + a.resume + "' is not a checkpoint directory");
   }
-  const RunDir dir = prepare_run_dir(config.run_dir, resolved, !a.resume.empty());
-  log::info(dir.resuming ? "resuming run in " : "new run in ", dir.path, " (trainer: ", config.trainer, ")");
+  // Launched by torchrun / tools/launch / srun: join the process group first (dist/dist.h).
+  const dist::LaunchEnv env = dist::read_launch_env();
+  std::unique_ptr<dist::Group> group = dist::init_process_group(env, config.dist.backend, config.dist.timeout_s);
+  dist::set_current(group.get());
+  log::set_rank(env.rank, env.world_size);
+  // Rank 0 creates (or checks) the run directory; the others use it once it exists.
+  RunDir dir;
+  if (env.rank == 0) dir = prepare_run_dir(config.run_dir, resolved, !a.resume.empty());
+  if (group) {
+    group->wait_for_root("run_dir", config.dist.timeout_s);
+    if (env.rank != 0) dir = RunDir{config.run_dir, true};
+  }
+  log::info(dir.resuming ? "resuming run in " : "new run in ", dir.path, " (trainer: ", config.trainer,
+            group ? ", " + std::to_string(env.world_size) + " ranks" : std::string(), ")");
   trainers::RunOptions options;
   options.resume_from = a.resume.empty() ? config.checkpoint.resume_from : a.resume;
   trainers::run(config, dir, options);
+  if (group) group->barrier();  // rank 0 hosts the store: nobody leaves while others still need it
+  dist::set_current(nullptr);
 }
 }  // namespace
 

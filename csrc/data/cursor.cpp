@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/rng.h"
 
 namespace scorch::data {
@@ -70,18 +71,29 @@ void DataCursor::restore(const nlohmann::json& s) {
     const auto seed = s.at("seed").get<uint64_t>();
     const auto shuffle = s.at("shuffle").get<bool>();
     const auto world = s.at("world_size").get<int64_t>();
-    if (size != size_ || seed != seed_ || shuffle != shuffle_ || world != world_size_) {
+    if (size != size_ || seed != seed_ || shuffle != shuffle_) {
       throw UserError("the checkpoint's data cursor was saved for dataset_size " + std::to_string(size) + ", seed " +
-                      std::to_string(seed) + ", shuffle " + (shuffle ? "true" : "false") + ", world_size " +
-                      std::to_string(world) + "; this run has " + std::to_string(size_) + ", " +
-                      std::to_string(seed_) + ", " + (shuffle_ ? "true" : "false") + ", " +
-                      std::to_string(world_size_) + ". Fix: resume with the same data, seed and number of ranks");
+                      std::to_string(seed) + ", shuffle " + (shuffle ? "true" : "false") + "; this run has " +
+                      std::to_string(size_) + ", " + std::to_string(seed_) + ", " + (shuffle_ ? "true" : "false") +
+                      ". Fix: resume with the same data and seed");
     }
     const auto epoch = s.at("epoch").get<int64_t>();
     const auto index = s.at("index").get<int64_t>();
-    if (epoch < 0 || index < 0 || index > per_rank_) throw UserError("the checkpoint's data cursor is corrupt (epoch/index out of range)");
+    if (world < 1 || epoch < 0 || index < 0 || index > size / world) {
+      throw UserError("the checkpoint's data cursor is corrupt (epoch/index out of range)");
+    }
     epoch_ = epoch;
     index_ = index;
+    if (world != world_size_) {
+      // Another world size: the ranks together had taken index·world entries of the epoch's order;
+      // continue after them (rounded down to whole rounds of this world size, capped at the epoch).
+      const int64_t taken = index * world;
+      index_ = std::min(per_rank_, taken / world_size_);
+      if (taken % world_size_ != 0) {
+        log::warn("resuming with ", world_size_, " ranks a data cursor saved with ", world, ": ", taken % world_size_,
+                  " samples of the epoch are seen again");
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     throw UserError(std::string("the checkpoint's data cursor is corrupt: ") + e.what());
   }

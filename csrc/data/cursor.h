@@ -5,7 +5,9 @@
 // Epoch e's order is a Fisher-Yates shuffle drawn from rng::derive(seed, {kTagData, e}) with raw
 // engine output (portable across standard libraries); shuffle = false keeps file order. With
 // world_size > 1 each rank takes every world_size-th entry of that order starting at its rank,
-// cut to floor(size / world_size) so all ranks run the same number of steps per epoch.
+// cut to floor(size / world_size) so all ranks run the same number of steps per epoch. Step k of
+// W ranks taking b samples each therefore covers the same entries of the order as step k of one
+// rank taking W·b, and a cursor saved with one world size restores under another (restore()).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -30,8 +32,10 @@ class DataCursor {
 
   // {"epoch", "index", "seed", "dataset_size", "shuffle", "rank", "world_size"}
   nlohmann::json to_json() const;
-  // Restores epoch/index. A state saved for another dataset size, seed, shuffle setting or world
-  // size is a UserError (the order would differ silently otherwise).
+  // Restores epoch/index. A state saved for another dataset size, seed or shuffle setting is a
+  // UserError (the order would differ silently otherwise). One saved with another world size
+  // continues after the index·world entries all its ranks had taken (warned when that is not a
+  // whole number of rounds of this world size).
   void restore(const nlohmann::json& state);
   static DataCursor from_json(const nlohmann::json& state);
 

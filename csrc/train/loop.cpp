@@ -13,6 +13,8 @@
 #include "common/progress.h"
 #include "common/run_dir.h"
 #include "config/config.h"
+#include "dist/data_parallel.h"
+#include "dist/dist.h"
 #include "model/hf_checkpoint.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
@@ -56,6 +58,16 @@ TrainState capture_state(int64_t step, Transformer& model, const AdamW& optimize
   return state;
 }
 
+// The loss normalisation's all-reduce through the process group.
+class GroupReducer : public Reducer {
+ public:
+  explicit GroupReducer(dist::Group* group) : group_(group) {}
+  double all_reduce_sum(double value) override { return group_ ? group_->all_reduce_sum(value) : value; }
+
+ private:
+  dist::Group* group_;
+};
+
 }  // namespace
 
 LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer& model, TrainTask& task,
@@ -76,7 +88,9 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   if (total <= 0) throw UserError("the run has 0 optimizer steps: set train.max_steps or check the dataset size");
   const LrSchedule schedule = LrSchedule::from_config(config.optim, total);
   NonFiniteGuard guard(config.train.max_nonfinite_steps);
-  CheckpointManager checkpoints(run_dir.path, config.checkpoint.keep_last, options.rank);
+  dist::Group* group = options.group;
+  const int rank = group ? group->rank() : options.rank;
+  CheckpointManager checkpoints(run_dir.path, config.checkpoint.keep_last, rank);
   const std::string config_yaml = to_yaml(config);
 
   // Resume: an explicit checkpoint, else the run directory's latest (the same command again).
@@ -94,11 +108,21 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     log::info("resumed from checkpoint at step ", step, " of ", total);
   }
 
+  // Long one-sided phases on rank 0 (evaluation, checkpoint, export) get a longer wait than a collective.
+  const double root_wait_s = 8 * config.dist.timeout_s;
+  if (group) {
+    // Every rank starts from rank 0's weights (and, resumed, optimizer state came from the same checkpoint).
+    dist::broadcast_tensors(*group, params, 0);
+    log::info("data parallel: ", group->size(), " ranks (", group->backend(), "), gradient buckets of ",
+              config.dist.bucket_mb, " MB");
+  }
+
   LoopResult result;
   result.first_step = step + 1;
-  MetricsLogger metrics(run_dir.path, options.rank, resume.empty() ? -1 : step);
+  MetricsLogger metrics(run_dir.path, rank, resume.empty() ? -1 : step);
   IdentityReducer identity;
-  Reducer* reducer = options.reducer ? options.reducer : &identity;
+  GroupReducer group_reducer(group);
+  Reducer* reducer = options.reducer ? options.reducer : group ? static_cast<Reducer*>(&group_reducer) : &identity;
   ProgressBar progress("train", total);
   if (step >= total) log::info("the run is already complete (step ", step, " of ", total, ")");
 
@@ -112,6 +136,10 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     double loss_sum = 0.0;
     if (denominator > 0) {
       for (size_t i = 0; i < units.size(); ++i) loss_sum += task.forward_backward(i, denominator, m);
+    }
+    if (group) {
+      loss_sum = group->all_reduce_sum(loss_sum);
+      dist::all_reduce_gradients(*group, params, config.dist.bucket_mb << 20);
     }
     const double loss = denominator > 0 ? loss_sum / denominator : 0.0;
     const double grad_norm = clip_grad_norm(params, config.train.max_grad_norm > 0 ? config.train.max_grad_norm : INFINITY);
@@ -132,11 +160,18 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     m["train/tokens_per_second"] = denominator / std::max(1e-9, m["time/step"]);
     if (guard.total_skipped() > 0) m["nonfinite_skipped_steps"] = static_cast<double>(guard.total_skipped());
     const bool last = s == total;
-    if (config.train.eval_every > 0 && (s % config.train.eval_every == 0) && !last) task.evaluate(s, m);
-    if (last) task.evaluate(s, m);
-    if (s % config.log.every == 0 || last || s == step + 1) metrics.log(s, m);
+    const bool log_step = s % config.log.every == 0 || last || s == step + 1;
+    // Step metrics of every rank merged (means; max/min keys; the slowest rank's times).
+    if (group && log_step) m = dist::merge_metrics(*group, m);
+    const bool eval_step = last || (config.train.eval_every > 0 && s % config.train.eval_every == 0);
+    if (eval_step) {
+      if (rank == 0) task.evaluate(s, m);  // the held-out set once, on rank 0
+      if (group) group->wait_for_root("eval/" + std::to_string(s), root_wait_s);
+    }
+    if (log_step) metrics.log(s, m);
     if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last) {
-      if (options.rank == 0) checkpoints.save(capture_state(s, model, optimizer, schedule, task, guard, config_yaml));
+      if (rank == 0) checkpoints.save(capture_state(s, model, optimizer, schedule, task, guard, config_yaml));
+      if (group) group->wait_for_root("checkpoint/" + std::to_string(s), root_wait_s);
     }
     if (config.log.progress) progress.update(s, short_status(m), denominator, "tok");
     result.last_metrics = m;
@@ -144,13 +179,14 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   }
   if (config.log.progress && result.last_step > 0) progress.finish();
 
-  if (config.checkpoint.export_final && options.rank == 0) {
+  if (config.checkpoint.export_final && rank == 0) {
     result.export_dir = run_dir.path + "/export";
     ExportOptions export_options;
     export_options.tokenizer_source = options.tokenizer_dir;
     export_hf_model(model, result.export_dir, export_options);
     log::info("exported the final model to ", result.export_dir);
   }
+  if (group) group->wait_for_root("export", root_wait_s);
   return result;
 }
 
@@ -159,6 +195,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, ModelSessio
   LoopOptions options;
   options.resume_from = resume_from;
   options.tokenizer_dir = session.tokenizer_path;
+  options.group = dist::current();
   LoopResult result = run_training(config, run_dir, *session.model, task, options);
   if (result.last_metrics.count("eval_accuracy")) {
     log::info("final held-out accuracy: ", result.last_metrics.at("eval_accuracy"));

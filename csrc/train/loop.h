@@ -19,6 +19,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace scorch::dist {
+class Group;
+}
+
 namespace scorch {
 
 struct Config;
@@ -54,7 +58,11 @@ struct LoopOptions {
   std::string resume_from;   // "" = the run dir's latest checkpoint if any
   std::string tokenizer_dir; // copied into the export (tokenizer files), may be ""
   int rank = 0;
-  Reducer* reducer = nullptr;  // all-reduce of the step's units; nullptr = single process
+  Reducer* reducer = nullptr;  // all-reduce of the step's units; nullptr = `group`'s, or single process
+  // Data parallelism (dist/data_parallel.h): parameters broadcast from rank 0 at the start,
+  // gradients summed over ranks after each step's backward, the loss and metrics reduced, rank 0
+  // alone evaluating, checkpointing and exporting while the others wait. nullptr = single process.
+  dist::Group* group = nullptr;
 };
 
 // What the loop did, for the caller's summary.

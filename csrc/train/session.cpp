@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 
 #include "common/error.h"
+#include "dist/dist.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -21,11 +22,13 @@ ModelSession& ModelSession::operator=(ModelSession&&) noexcept = default;
 
 c10::Device resolve_device(const std::string& device) {
   const bool cuda = torch::cuda::is_available();
-  if (device == "auto") return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  // One GPU per local rank under a distributed launch (LOCAL_RANK), GPU 0 otherwise.
+  const auto gpu = static_cast<c10::DeviceIndex>(dist::local_rank());
+  if (device == "auto") return cuda ? c10::Device(c10::kCUDA, gpu) : c10::Device(c10::kCPU);
   if (device == "cpu") return c10::kCPU;
   if (device == "cuda") {
     if (!cuda) throw UserError("model.device is `cuda` but no CUDA device is available; use `auto` or `cpu`");
-    return c10::Device(c10::kCUDA, 0);
+    return c10::Device(c10::kCUDA, gpu);
   }
   throw UserError("unknown device '" + device + "': use auto, cpu or cuda");
 }

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "dist/dist.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
 #include "rewards/model_judge.h"
@@ -79,14 +80,15 @@ GrpoTask::GrpoTask(const Config& config, ModelSession& session, std::vector<data
       train_(std::move(train)),
       eval_prompts_(std::move(eval_prompts)),
       run_dir_(std::move(run_dir)),
-      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle),
+      // Prompts are sharded by rank (a prompt's whole group stays on its rank: data/cursor.h).
+      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()),
       // Self-judging rewards (self_verify, self_rubric) are judged by the policy itself.
       rewards_(config.rewards, rewards::RewardContext{std::make_shared<rewards::ModelJudge>(*session.model, *session.renderer)},
                "config") {
   if (train_.empty()) throw UserError("data.train holds no prompts: GRPO needs a prompt dataset");
   pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
-  steps_per_epoch_ = std::max<int64_t>(1, static_cast<int64_t>(train_.size()) / per_step);
+  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
   temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;
   if (config.grpo.beta > 0) {
@@ -127,7 +129,8 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   sp.max_new_tokens = config_.generation.max_completion_length;
   sp.stop_token_ids = session_.renderer->stop_ids();
   sp.stop_strings = config_.generation.stop;
-  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step);  // per step: resume repeats it
+  // Per step (a resumed run repeats it) and per rank (ranks sample different prompts with different streams).
+  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step) + (static_cast<uint64_t>(dist::rank()) << 40);
   sp.n = G;
   std::vector<Sample> samples;
   GenerationStats gen_stats;

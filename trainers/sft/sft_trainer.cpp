@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "dist/dist.h"
 #include "data/batch.h"
 #include "data/cursor.h"
 #include "data/dataset.h"
@@ -66,13 +67,14 @@ SftTask::SftTask(const Config& config, ModelSession& session, std::vector<data::
       train_(std::move(train)),
       eval_(std::move(eval)),
       eval_prompts_(std::move(eval_prompts)),
-      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle) {
+      // Each rank takes its strided share of every epoch's order (data/cursor.h).
+      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
   pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : session.tokenizer->eos_id();
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
-  steps_per_epoch_ = std::max<int64_t>(1, static_cast<int64_t>(train_.size()) / per_step);
+  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
-  if (static_cast<int64_t>(train_.size()) < per_step) {
-    log::warn("the dataset has ", train_.size(), " samples, fewer than one optimizer step (", per_step,
+  if (cursor_.samples_per_epoch() < per_step) {
+    log::warn("the dataset has ", cursor_.samples_per_epoch(), " samples per rank, fewer than one optimizer step (", per_step,
               "): samples repeat within a step");
   }
 }

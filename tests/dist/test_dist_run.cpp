@@ -1,0 +1,196 @@
+// Data parallelism end to end on CPU with Gloo over loopback, as a user runs it: tools/launch (and
+// torchrun --no-python) starting `scorch train`, against single-process runs of the same global batch.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/safetensors.h"
+#include "tests/support/run_cli.h"
+
+namespace {
+using scorch::test::run_command;
+using scorch::test::run_scorch;
+
+const char* kTinyModel = R"({"model_type": "llama", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
+  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2,
+  "pad_token_id": 3})";
+
+std::string launch() { return std::string("python3 ") + SCORCH_SOURCE_DIR + "/tools/launch --nproc-per-node 2 -- "; }
+std::string bin() { return std::string("'") + SCORCH_BIN + "'"; }
+
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// A tiny model, 48 arithmetic samples, and an SFT config whose micro_batch_size is set per run.
+struct Job {
+  std::string dir, config;
+};
+Job make_job(const std::string& tag, const std::string& trainer_yaml) {
+  Job j;
+  j.dir = scorch::test::temp_dir(tag);
+  std::ofstream(j.dir + "/model.json") << kTinyModel;
+  const std::string tok = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model";
+  auto r = run_scorch("make-data --task arith --n 48 --seed 3 --out " + j.dir + "/train.jsonl");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_scorch("init-model --config " + j.dir + "/model.json --out " + j.dir + "/base --seed 5 --tokenizer " + tok);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  j.config = j.dir + "/job.yaml";
+  std::ofstream(j.config) << "seed: 11\nmodel: {path: " << j.dir << "/base}\n"
+                          << "tokenizer: {path: " << tok << ", chat_template: plain}\n"
+                          << "data: {train: " << j.dir << "/train.jsonl, max_length: 96}\n"
+                          << "optim: {learning_rate: 2.0e-3, lr_scheduler_type: cosine, warmup_steps: 1, weight_decay: 0.01}\n"
+                          << "dist: {timeout_s: 60}\n"
+                          << "log: {every: 1, level: warn, progress: false}\n"
+                          << trainer_yaml;
+  return j;
+}
+
+const char* kSft = "trainer: sft\ntrain: {max_steps: 4, micro_batch_size: 4, gradient_accumulation_steps: 2, threads: 1}\n"
+                   "checkpoint: {save_every: 2, keep_last: 3}\n";
+
+// Largest relative difference over all tensors of two exports.
+double max_rel_diff(const std::string& a, const std::string& b) {
+  const auto x = scorch::safetensors::load(a + "/model.safetensors");
+  const auto y = scorch::safetensors::load(b + "/model.safetensors");
+  EXPECT_EQ(x.size(), y.size());
+  double worst = 0;
+  for (const auto& [name, t] : x) {
+    const at::Tensor u = t.to(at::kDouble), v = y.at(name).to(at::kDouble);
+    worst = std::max(worst, (u - v).abs().max().item<double>() / (v.abs().max().item<double>() + 1e-12));
+  }
+  return worst;
+}
+
+// How far the weights moved during training (so "equal" is not equal-because-nothing-changed).
+double moved(const std::string& base, const std::string& trained) { return max_rel_diff(base, trained); }
+}  // namespace
+
+TEST(DistCollectives, EveryWrapperMatchesTheValuesOfAllRanks) {
+  const auto r = run_command(launch() + std::string("'") + SCORCH_BINARY_DIR + "/scorch_dist_worker' collectives 30");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 0 ok"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 ok"), std::string::npos) << r.output;
+}
+
+TEST(DistCollectives, ADeadRankMakesTheOtherFailWithinTheTimeout) {
+  const std::string dir = scorch::test::temp_dir("dist-die");
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string worker = std::string("'") + SCORCH_BINARY_DIR + "/scorch_dist_worker' die 20";
+  // Started by hand (tools/launch would stop rank 0 itself): rank 1 kills itself after one all-reduce.
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = run_command("(RANK=1 " + env + worker + " > " + dir + "/r1.log 2>&1 &) ; RANK=0 " + env +
+                             "timeout 90 " + worker + " > " + dir + "/r0.log 2>&1; echo exit=$?; cat " + dir + "/r0.log");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.output.find("exit=0"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("exit=124"), std::string::npos) << "rank 0 hung: " << r.output;
+  EXPECT_NE(r.output.find("exit=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("collective all_reduce failed"), std::string::npos) << r.output;
+  EXPECT_LT(seconds, 40.0) << r.output;  // the 20 s timeout plus start-up, at most
+}
+
+TEST(DistTrain, TwoRanksEqualOneRankWithTheCombinedBatch) {
+  Job j = make_job("dist-sft", kSft);
+  auto one = run_scorch("train " + j.config + " --run-dir " + j.dir + "/one --set train.micro_batch_size=8");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/two");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const double diff = max_rel_diff(j.dir + "/two/export", j.dir + "/one/export");
+  EXPECT_LT(diff, 1e-4) << "2 ranks vs 1 rank, relative difference " << diff;
+  EXPECT_GT(moved(j.dir + "/base", j.dir + "/one/export"), 1e-2);
+  // The loss logged by rank 0 is the global one: the same as the single process's.
+  const auto m1 = read_jsonl(j.dir + "/one/metrics.jsonl"), m2 = read_jsonl(j.dir + "/two/metrics.jsonl");
+  ASSERT_EQ(m1.size(), 4u);
+  ASSERT_EQ(m2.size(), 4u);
+  for (size_t i = 0; i < m1.size(); ++i) {
+    EXPECT_NEAR(m2[i]["loss"].get<double>(), m1[i]["loss"].get<double>(), 1e-4 * m1[i]["loss"].get<double>()) << i;
+    EXPECT_EQ(m2[i]["num_tokens"].get<double>(), m1[i]["num_tokens"].get<double>()) << i;
+  }
+}
+
+TEST(DistTrain, CheckpointsMoveBetweenWorldSizes) {
+  Job j = make_job("dist-ckpt", kSft);
+  auto ref = run_scorch("train " + j.config + " --run-dir " + j.dir + "/ref --set train.micro_batch_size=8");
+  ASSERT_EQ(ref.exit_code, 0) << ref.output;
+  // 2 ranks -> 1 rank: resume the 2-rank run's step-2 checkpoint in one process (same global batch).
+  auto two = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/two");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  auto to_one = run_scorch("train " + j.config + " --run-dir " + j.dir + "/to_one --set train.micro_batch_size=8 --resume " +
+                           j.dir + "/two/checkpoints/step-000002");
+  ASSERT_EQ(to_one.exit_code, 0) << to_one.output;
+  EXPECT_LT(max_rel_diff(j.dir + "/to_one/export", j.dir + "/ref/export"), 1e-4);
+  // 1 rank -> 2 ranks.
+  auto to_two = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/to_two --resume " + j.dir +
+                            "/ref/checkpoints/step-000002");
+  ASSERT_EQ(to_two.exit_code, 0) << to_two.output;
+  EXPECT_LT(max_rel_diff(j.dir + "/to_two/export", j.dir + "/ref/export"), 1e-4);
+}
+
+TEST(DistTrain, KillingOneRankStopsTheOtherWithinTheTimeout) {
+  Job j = make_job("dist-kill", "trainer: sft\ntrain: {max_steps: 100000, micro_batch_size: 2, threads: 1}\n"
+                                "checkpoint: {save_every: 0, export_final: false}\n");
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string cmd = bin() + " train " + j.config + " --run-dir " + j.dir + "/run --set dist.timeout_s=20";
+  // Both ranks by hand; once rank 0 has logged a few steps, SIGKILL rank 1 and time rank 0's exit.
+  const std::string script =
+      "RANK=1 " + env + cmd + " > " + j.dir + "/r1.log 2>&1 & p1=$!\n"
+      "RANK=0 " + env + "timeout 120 " + cmd + " > " + j.dir + "/r0.log 2>&1 & p0=$!\n"
+      "for i in $(seq 600); do [ \"$(wc -l < " + j.dir + "/run/metrics.jsonl 2>/dev/null || echo 0)\" -ge 3 ] && break; sleep 0.1; done\n"
+      "kill -9 $p1; t0=$(date +%s.%N); wait $p0; code=$?; t1=$(date +%s.%N)\n"
+      "echo exit=$code; echo seconds=$(echo \"$t1 - $t0\" | bc); cat " + j.dir + "/r0.log\n";
+  std::ofstream(j.dir + "/kill.sh") << script;
+  const auto r = run_command("bash " + j.dir + "/kill.sh");
+  EXPECT_NE(r.output.find("exit=1\n"), std::string::npos) << r.output;
+  const auto at = r.output.find("seconds=");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_LT(std::stod(r.output.substr(at + 8)), 30.0) << r.output;
+  EXPECT_NE(r.output.find("failed"), std::string::npos) << r.output;
+}
+
+TEST(DistTrain, GrpoRunsOnTwoRanks) {
+  Job j = make_job("dist-grpo",
+                   "trainer: grpo\ntrain: {max_steps: 2, micro_batch_size: 2, threads: 1}\n"
+                   "generation: {max_prompt_length: 96, max_completion_length: 8}\n"
+                   "grpo: {num_generations: 3, beta: 0.04}\nrewards: [{name: math_answer}, {name: format, weight: 0.1, params: {boxed_count: 1}}]\n"
+                   "checkpoint: {save_every: 1}\n");
+  auto r = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto m = read_jsonl(j.dir + "/run/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  for (const auto& line : m) {
+    for (const char* key : {"loss", "reward", "kl", "grad_norm", "completions/mean_length"}) {
+      ASSERT_TRUE(line.contains(key)) << key << " in " << line.dump();
+      EXPECT_TRUE(std::isfinite(line[key].get<double>())) << key;
+    }
+  }
+  std::ifstream latest(j.dir + "/run/checkpoints/latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "step-000002");
+}
