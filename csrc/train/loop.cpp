@@ -23,6 +23,7 @@
 #include "train/loss_norm.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/zero.h"
 #include "train/schedule.h"
 #include "train/session.h"
 
@@ -42,14 +43,15 @@ std::string short_status(const StepMetrics& m) {
   return o.str();
 }
 
-TrainState capture_state(int64_t step, Transformer& model, const AdamW& optimizer, const LrSchedule& schedule,
-                         const TrainTask& task, const NonFiniteGuard& guard, const std::string& config_yaml) {
+TrainState capture_state(int64_t step, Transformer& model, NamedTensors optimizer_tensors, nlohmann::json optimizer_json,
+                         const LrSchedule& schedule, const TrainTask& task, const NonFiniteGuard& guard,
+                         const std::string& config_yaml) {
   TrainState state;
   state.step = step;
   state.model = model.named_parameters();
   state.model_config = model_config_to_json(model.config());
-  state.optimizer_tensors = optimizer.state_tensors();
-  state.optimizer = optimizer.state_json();
+  state.optimizer_tensors = std::move(optimizer_tensors);
+  state.optimizer = std::move(optimizer_json);
   state.scheduler = schedule.to_json();
   state.rng = RngStates::capture();
   state.data_cursor = task.data_cursor();
@@ -82,14 +84,18 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   adam.weight_decay = config.optim.weight_decay;
   AdamWSettings settings;
   settings.decay_norms_and_biases = config.optim.decay_norms_and_biases;
-  AdamW optimizer(params, adam, settings);
+  dist::Group* group = options.group;
+  const int rank = group ? group->rank() : options.rank;
+  // ZeRO-1 (train/zero.h): this rank's AdamW holds only the parameters it owns.
+  const bool zero1 = group && config.dist.zero1;
+  const std::map<std::string, int> owner =
+      zero1 ? dist::partition_parameters(params, group->size()) : std::map<std::string, int>{};
+  AdamW optimizer(zero1 ? owned_parameters(params, owner, rank) : params, adam, settings);
 
   const int64_t total = task.total_steps();
   if (total <= 0) throw UserError("the run has 0 optimizer steps: set train.max_steps or check the dataset size");
   const LrSchedule schedule = LrSchedule::from_config(config.optim, total);
   NonFiniteGuard guard(config.train.max_nonfinite_steps);
-  dist::Group* group = options.group;
-  const int rank = group ? group->rank() : options.rank;
   CheckpointManager checkpoints(run_dir.path, config.checkpoint.keep_last, rank);
   const std::string config_yaml = to_yaml(config);
 
@@ -100,7 +106,12 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   if (!resume.empty()) {
     TrainState state = checkpoints.load(resume, &params);
     CheckpointManager::copy_into(state.model, params, resume);
-    optimizer.load_state(state.optimizer_tensors, state.optimizer);
+    if (zero1) {
+      auto [tensors, json] = shard_optimizer_state(state.optimizer_tensors, state.optimizer, owner, rank);
+      optimizer.load_state(tensors, json);
+    } else {
+      optimizer.load_state(state.optimizer_tensors, state.optimizer);
+    }
     state.rng.restore();
     task.restore_data_cursor(state.data_cursor);
     if (state.trainer_state.contains("nonfinite")) guard.load_json(state.trainer_state["nonfinite"]);
@@ -114,7 +125,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     // Every rank starts from rank 0's weights (and, resumed, optimizer state came from the same checkpoint).
     dist::broadcast_tensors(*group, params, 0);
     log::info("data parallel: ", group->size(), " ranks (", group->backend(), "), gradient buckets of ",
-              config.dist.bucket_mb, " MB");
+              config.dist.bucket_mb, " MB", zero1 ? ", ZeRO-1 optimizer sharding" : "");
   }
 
   LoopResult result;
@@ -139,12 +150,21 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     }
     if (group) {
       loss_sum = group->all_reduce_sum(loss_sum);
+      Stopwatch comm;
       dist::all_reduce_gradients(*group, params, config.dist.bucket_mb << 20);
+      m["time/grad_allreduce"] = comm.seconds();
     }
     const double loss = denominator > 0 ? loss_sum / denominator : 0.0;
     const double grad_norm = clip_grad_norm(params, config.train.max_grad_norm > 0 ? config.train.max_grad_norm : INFINITY);
-    if (guard.check(loss, grad_norm, params)) optimizer.step();
+    if (guard.check(loss, grad_norm, params)) {
+      optimizer.step();
+      if (zero1) broadcast_from_owners(*group, params, owner);  // each shard's new weights to every rank
+    }
     optimizer.zero_grad();
+    if (zero1) {
+      // This rank's optimizer knows only its shard: drop the other parameters' gradients too.
+      for (const auto& [name, p] : params) p.mutable_grad() = at::Tensor();
+    }
 #if defined(__GLIBC__)
     // Batches padded to varying lengths leave freed CPU buffers on glibc's heap, and RSS grew every
     // step (3.4 GB after 8 SFT steps of a 19M model, 1.2 GB with this); give them back once a step.
@@ -170,7 +190,14 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     }
     if (log_step) metrics.log(s, m);
     if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last) {
-      if (rank == 0) checkpoints.save(capture_state(s, model, optimizer, schedule, task, guard, config_yaml));
+      // With ZeRO-1 every rank takes part in gathering the shards; rank 0 writes one full state.
+      auto [opt_tensors, opt_json] = zero1 ? gather_optimizer_state(*group, optimizer)
+                                           : std::make_pair(NamedTensors{}, nlohmann::json{});
+      if (rank == 0) {
+        if (!zero1) opt_tensors = optimizer.state_tensors(), opt_json = optimizer.state_json();
+        checkpoints.save(capture_state(s, model, std::move(opt_tensors), std::move(opt_json), schedule, task, guard,
+                                       config_yaml));
+      }
       if (group) group->wait_for_root("checkpoint/" + std::to_string(s), root_wait_s);
     }
     if (config.log.progress) progress.update(s, short_status(m), denominator, "tok");

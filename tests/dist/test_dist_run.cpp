@@ -194,3 +194,18 @@ TEST(DistTrain, GrpoRunsOnTwoRanks) {
   latest >> name;
   EXPECT_EQ(name, "step-000002");
 }
+
+TEST(DistTrain, ZeroOneMatchesUnshardedTrainingAndItsCheckpointResumesOnOneRank) {
+  Job j = make_job("dist-zero", kSft);
+  auto plain = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/plain");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  auto zero = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/zero --set dist.zero1=true");
+  ASSERT_EQ(zero.exit_code, 0) << zero.output;
+  EXPECT_LT(max_rel_diff(j.dir + "/zero/export", j.dir + "/plain/export"), 1e-5);
+  EXPECT_GT(moved(j.dir + "/base", j.dir + "/zero/export"), 1e-2);
+  // The gathered checkpoint is an ordinary full AdamW state: one process resumes it.
+  auto one = run_scorch("train " + j.config + " --run-dir " + j.dir + "/one --set train.micro_batch_size=8 --resume " +
+                        j.dir + "/zero/checkpoints/step-000002");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_LT(max_rel_diff(j.dir + "/one/export", j.dir + "/plain/export"), 1e-4);
+}

@@ -39,6 +39,11 @@ step "cpu smoke tests"
 status[unit_tests]=$?
 tail -n 3 "$out/ctest_unit.log"
 
+step "nccl: a 1-GPU data-parallel run through ProcessGroupNCCL (world size 1)"
+tools/gpu/nccl_smoke.sh build-gpu > "$out/nccl_smoke.log" 2>&1
+status[nccl]=$?
+tail -n 4 "$out/nccl_smoke.log"
+
 step "benchmarks"
 status[bench]=0
 for b in tools/bench/*/gpu.sh; do
@@ -50,7 +55,7 @@ done
 
 step "summary"
 printf '%-12s %s\n' part result
-for k in configure build gpu_tests unit_tests bench; do
+for k in configure build gpu_tests unit_tests nccl bench; do
   printf '%-12s %s\n' "$k" "$([ "${status[$k]:-1}" = 0 ] && echo ok || echo FAILED)"
 done
 echo "total $(( $(date +%s) - t0 )) s"
