@@ -1,6 +1,7 @@
 // The scorch binary as a user runs it: help, exit codes, and errors without stack traces.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "tests/support/run_cli.h"
@@ -55,4 +56,22 @@ TEST(Cli, VersionPrintsTorchVersion) {
   auto r = run_scorch("version");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("torch 2.11.0"), std::string::npos) << r.output;
+}
+
+// Every shipped job config (configs/*.yaml with a `trainer:` key; the rewards_* files are reward
+// lists, not jobs) passes `train --dry-run`: a README command never fails on a stale key.
+TEST(ShippedConfigs, EveryJobConfigValidates) {
+  const std::string dir = std::string(SCORCH_SOURCE_DIR) + "/configs";
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    if (text.find("\ntrainer:") == std::string::npos && text.rfind("trainer:", 0) != 0) continue;
+    const auto r = run_scorch("train '" + entry.path().string() + "' --dry-run");
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+    EXPECT_NE(r.output.find("is valid"), std::string::npos) << entry.path();
+    ++checked;
+  }
+  EXPECT_GE(checked, 4);
 }
