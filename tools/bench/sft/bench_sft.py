@@ -4,10 +4,14 @@ eager PyTorch loop (transformers LlamaForCausalLM, AdamW, the same batch shapes 
 the same model weights, same thread count, in the same run.
 
     tools/bench/sft/bench_sft.py [--build-dir build] [--threads 2] [--steps 12]
+    tools/bench/sft/bench_sft.py --device cuda --models qwen2.5-0.5b --batch 16   (tools/bench/sft/gpu.sh)
 
 Throughput counts trained (completion) tokens per second of optimizer-step time, median over the
 steps after two warm-up steps. Peak memory is the process's max RSS (includes ~0.4 GB of LibTorch /
-torch libraries on both sides)."""
+torch libraries on both sides). On CUDA both sides run bf16 weights (scorch: fp32 AdamW state and
+master weights; torch.optim.AdamW: bf16 state), peak memory is not compared, and MFU is
+6 · parameters · trained tokens/s over --peak-tflops (989, H100 SXM bf16 dense) — a lower bound,
+since prompt tokens also cost FLOPs but are not counted."""
 import argparse
 import json
 import os
@@ -27,11 +31,18 @@ MODELS = {
                     "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
                     "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
                     "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2},
+    "qwen2.5-0.5b": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
+                     "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                     "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+                     "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+                     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3},
 }
 
 BASELINE = r'''
 import json, sys, time, statistics, torch, sentencepiece, transformers
 model_dir, data, threads, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+device = sys.argv[6] if len(sys.argv) > 6 else "cpu"
+dtype = torch.bfloat16 if device == "cuda" else torch.float32
 torch.set_num_threads(threads); torch.manual_seed(0)
 sp = sentencepiece.SentencePieceProcessor(model_file=model_dir + "/tokenizer.model")
 rows = [json.loads(l) for l in open(data)]
@@ -40,23 +51,26 @@ for r in rows:  # the `plain` chat template: <s>User: P\nAssistant: C</s>, loss 
     p = [1] + sp.encode("User: " + r["prompt"] + "\n") + sp.encode("Assistant: ")
     c = sp.encode(r["completion"]) + [2]
     samples.append((p + c, [-100] * len(p) + c))
-model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
 times, tokens = [], []
 for step in range(steps):
     chunk = samples[step * batch:(step + 1) * batch]
     T = max(len(s[0]) for s in chunk)
-    ids = torch.tensor([s[0] + [3] * (T - len(s[0])) for s in chunk])
-    labels = torch.tensor([s[1] + [-100] * (T - len(s[1])) for s in chunk])
+    ids = torch.tensor([s[0] + [3] * (T - len(s[0])) for s in chunk], device=device)
+    labels = torch.tensor([s[1] + [-100] * (T - len(s[1])) for s in chunk], device=device)
+    if device == "cuda": torch.cuda.synchronize()
     start = time.perf_counter()
     logits = model(input_ids=ids).logits[:, :-1].float()
     target = labels[:, 1:]
     n = (target != -100).sum()
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum") / n
     loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
+    if device == "cuda": torch.cuda.synchronize()
     times.append(time.perf_counter() - start); tokens.append(int(n))
-print(json.dumps({"tok_s": statistics.median([t / s for t, s in zip(tokens[2:], times[2:])])}))
+print(json.dumps({"tok_s": statistics.median([t / s for t, s in zip(tokens[2:], times[2:])]),
+                  "params": sum(p.numel() for p in model.parameters())}))
 '''
 
 
@@ -83,17 +97,32 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--models", default="quickstart,small", help="comma-separated: " + ",".join(MODELS))
+    ap.add_argument("--python", default=sys.executable, help="the interpreter with torch + transformers")
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
     a = ap.parse_args()
     scorch = os.path.join(a.build_dir, "scorch")
-    print(f"SFT step throughput, CPU fp32, {a.threads} threads, micro-batch {a.batch}, {a.steps} steps (median after 2 warm-up)")
-    print(f"{'model':<20} {'scorch tok/s':>13} {'pytorch tok/s':>14} {'ratio':>6} {'scorch MB':>10} {'pytorch MB':>11}")
-    for name, cfg in MODELS.items():
+    cuda = a.device == "cuda"
+    print(f"SFT step throughput, {'CUDA bf16' if cuda else 'CPU fp32'}, {a.threads} threads, micro-batch {a.batch}, "
+          f"{a.steps} steps (median after 2 warm-up)")
+    if cuda:
+        print(f"{'model':<20} {'scorch tok/s':>13} {'pytorch tok/s':>14} {'ratio':>6} {'scorch MFU':>11} {'pytorch MFU':>12}")
+    else:
+        print(f"{'model':<20} {'scorch tok/s':>13} {'pytorch tok/s':>14} {'ratio':>6} {'scorch MB':>10} {'pytorch MB':>11}")
+    aliases = {"quickstart": "quickstart (0.85M)", "small": "small (19M)"}
+    for key in a.models.split(","):
+        name = aliases.get(key, key)
+        if name not in MODELS:
+            sys.exit(f"unknown model '{key}': choose from quickstart, small, qwen2.5-0.5b")
+        cfg = MODELS[name]
         with tempfile.TemporaryDirectory() as tmp:
             json.dump(cfg, open(f"{tmp}/config.json", "w"))
             run([scorch, "init-model", "--config", f"{tmp}/config.json", "--out", f"{tmp}/model", "--tokenizer", TOKENIZER])
             run([scorch, "make-data", "--task", "arith", "--n", str(a.batch * a.steps), "--seed", "5", "--out", f"{tmp}/train.jsonl"])
             with open(f"{tmp}/job.yaml", "w") as f:
-                f.write(f"trainer: sft\nmodel: {{path: {tmp}/model}}\ntokenizer: {{path: {TOKENIZER}, chat_template: plain}}\n"
+                f.write(f"trainer: sft\nmodel: {{path: {tmp}/model, device: {a.device}}}\n"
+                        f"tokenizer: {{path: {TOKENIZER}, chat_template: plain}}\n"
                         f"data: {{train: {tmp}/train.jsonl, shuffle: false}}\n"
                         f"train: {{max_steps: {a.steps}, micro_batch_size: {a.batch}, threads: {a.threads}}}\n"
                         f"optim: {{learning_rate: 1.0e-3}}\ncheckpoint: {{export_final: false, save_every: 0}}\n"
@@ -101,10 +130,15 @@ def main():
             _, ours_mb = peak_rss_mb([scorch, "train", f"{tmp}/job.yaml", "--run-dir", f"{tmp}/run"])
             metrics = [json.loads(l) for l in open(f"{tmp}/run/metrics.jsonl")][2:]
             ours = statistics.median(m["num_tokens"] / m["time/step"] for m in metrics)
-            out, theirs_mb = peak_rss_mb([sys.executable, "-c", BASELINE, f"{tmp}/model", f"{tmp}/train.jsonl",
-                                          str(a.threads), str(a.steps), str(a.batch)])
-            theirs = json.loads(out.strip().splitlines()[-1])["tok_s"]
-            print(f"{name:<20} {ours:>13.0f} {theirs:>14.0f} {ours / theirs:>6.2f} {ours_mb:>10.0f} {theirs_mb:>11.0f}")
+            out, theirs_mb = peak_rss_mb([a.python, "-c", BASELINE, f"{tmp}/model", f"{tmp}/train.jsonl",
+                                          str(a.threads), str(a.steps), str(a.batch), a.device])
+            result = json.loads(out.strip().splitlines()[-1])
+            theirs = result["tok_s"]
+            if cuda:
+                mfu = lambda tok_s: 6 * result["params"] * tok_s / (a.peak_tflops * 1e12)
+                print(f"{name:<20} {ours:>13.0f} {theirs:>14.0f} {ours / theirs:>6.2f} {mfu(ours):>11.1%} {mfu(theirs):>12.1%}")
+            else:
+                print(f"{name:<20} {ours:>13.0f} {theirs:>14.0f} {ours / theirs:>6.2f} {ours_mb:>10.0f} {theirs_mb:>11.0f}")
 
 
 if __name__ == "__main__":
