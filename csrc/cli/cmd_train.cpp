@@ -43,9 +43,9 @@ void run_train(const TrainArgs& a) {
   }
   // Launched by torchrun / tools/launch / srun: join the process group first (dist/dist.h).
   const dist::LaunchEnv env = dist::read_launch_env();
+  log::set_rank(env.rank, env.world_size);
   std::unique_ptr<dist::Group> group = dist::init_process_group(env, config.dist.backend, config.dist.timeout_s);
   dist::set_current(group.get());
-  log::set_rank(env.rank, env.world_size);
   // Rank 0 creates (or checks) the run directory; the others use it once it exists.
   RunDir dir;
   if (env.rank == 0) dir = prepare_run_dir(config.run_dir, resolved, !a.resume.empty());

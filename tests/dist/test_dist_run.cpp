@@ -179,7 +179,7 @@ TEST(DistTrain, GrpoRunsOnTwoRanks) {
                    "generation: {max_prompt_length: 96, max_completion_length: 8}\n"
                    "grpo: {num_generations: 3, beta: 0.04}\nrewards: [{name: math_answer}, {name: format, weight: 0.1, params: {boxed_count: 1}}]\n"
                    "checkpoint: {save_every: 1}\n");
-  auto r = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/run");
+  auto r = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/run --set log.samples=2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto m = read_jsonl(j.dir + "/run/metrics.jsonl");
   ASSERT_EQ(m.size(), 2u);
@@ -189,6 +189,8 @@ TEST(DistTrain, GrpoRunsOnTwoRanks) {
       EXPECT_TRUE(std::isfinite(line[key].get<double>())) << key;
     }
   }
+  // samples.jsonl is written once (by rank 0): log.samples lines per logged step, not per rank.
+  EXPECT_EQ(read_jsonl(j.dir + "/run/samples.jsonl").size(), 2u * 2u);
   std::ifstream latest(j.dir + "/run/checkpoints/latest");
   std::string name;
   latest >> name;

@@ -248,7 +248,7 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   m["tokens_per_second/generation"] = static_cast<double>(gen_stats.generated_tokens) / std::max(1e-9, gen_seconds);
 
   // log.samples decoded rollouts (the first prompts' groups) on log steps.
-  if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, 0, step - 1);
+  if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, dist::rank(), step - 1);  // rank 0 writes
   if (config_.log.samples > 0 && (step == 1 || step % std::max<int64_t>(1, config_.log.every) == 0)) {
     for (int64_t i = 0; i < std::min<int64_t>(N, config_.log.samples); ++i) {
       const auto& s = samples[static_cast<size_t>(i)];
