@@ -1,6 +1,8 @@
 #include "trainers/registry.h"
 
 #include "common/error.h"
+#include "trainers/dpo/dpo_trainer.h"
+#include "trainers/dpo/scpo_trainer.h"
 #include "trainers/grpo/grpo_trainer.h"
 #include "trainers/sft/sft_trainer.h"
 
@@ -9,6 +11,8 @@ namespace scorch::trainers {
 void run(const Config& config, const RunDir& run_dir, const RunOptions& options) {
   if (config.trainer == "sft") return run_sft(config, run_dir, options);
   if (config.trainer == "grpo") return run_grpo(config, run_dir, options);
+  if (config.trainer == "dpo") return run_dpo(config, run_dir, options);
+  if (config.trainer == "scpo") return run_scpo(config, run_dir, options);
   // Trainers whose issue has not landed yet.
   throw NotImplemented("the `" + config.trainer + "` trainer");
 }

@@ -161,7 +161,7 @@ void visit(Config& c, V& v) {
   v.section("dpo", [&] {
     auto& s = c.dpo;
     v.field("beta", s.beta, positive());
-    v.field("loss_type", s.loss_type, one_of({"sigmoid", "ipo", "hinge", "robust"}));
+    v.field("loss_type", s.loss_type, Spec{});  // one name or a comma list: checked in validate()
     v.field("loss_weights", s.loss_weights, at_least(0));
     v.field("label_smoothing", s.label_smoothing, range(0, 0.5, false, true));
     v.field("rpo_alpha", s.rpo_alpha, at_least(0));
@@ -558,6 +558,13 @@ void validate(const Config& c, const Reader& r) {
   if (c.grpo.epsilon_high != 0.0 && c.grpo.epsilon_high < c.grpo.epsilon) {
     fail_at(r, "grpo.epsilon_high", "`grpo.epsilon_high` (" + format_double(c.grpo.epsilon_high) +
                                         ") must be >= `grpo.epsilon` (" + format_double(c.grpo.epsilon) + "), or 0 to use epsilon");
+  }
+  for (const std::string& name : split(c.dpo.loss_type, ',')) {
+    const std::vector<std::string> dpo_losses = {"sigmoid", "ipo", "hinge", "robust", "sft"};
+    if (std::find(dpo_losses.begin(), dpo_losses.end(), trim(name)) == dpo_losses.end()) {
+      fail_at(r, "dpo.loss_type", "`dpo.loss_type` names unknown loss '" + trim(name) + "': use " + join_quoted(dpo_losses) +
+                                      " or a comma list of them (e.g. sigmoid,sft)");
+    }
   }
   if (!c.dpo.loss_weights.empty()) {
     const size_t n = split(c.dpo.loss_type, ',').size();

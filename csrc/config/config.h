@@ -104,7 +104,7 @@ struct SftSection {
 
 struct DpoSection {
   double beta = 0.1;
-  std::string loss_type = "sigmoid";  // sigmoid | ipo | hinge | robust
+  std::string loss_type = "sigmoid";  // sigmoid | ipo | hinge | robust | sft, or a comma list
   std::vector<double> loss_weights;   // optional, one per loss_type entry
   double label_smoothing = 0.0;
   double rpo_alpha = 0.0;             // weight of the NLL-on-chosen term; 0 = off

@@ -161,6 +161,7 @@ PreferenceDataset load_preference_dataset(const std::string& path, const Dataset
     r.prompt = parse_prompt(obj);
     r.chosen = completion_text(obj, "chosen");
     r.rejected = completion_text(obj, "rejected");
+    if (r.chosen == r.rejected) throw Malformed("\"chosen\" and \"rejected\" are identical (the pair compares nothing)");
     if (auto w = obj.find("weight"); w != obj.end()) {
       if (!w->is_number()) throw Malformed("field \"weight\" must be a number");
       r.weight = w->get<double>();

@@ -1,0 +1,169 @@
+// DPO and ScPO end to end through `scorch train` (CPU, seconds): a random tiny model with the
+// quickstart tokenizer, preference pairs made from synthetic arithmetic (chosen = the worked
+// solution, rejected = the same with a wrong final answer).
+//   - a DPO run logs TRL's metrics, all finite, and exports;
+//   - dpo.reference: precompute (cached beside the data, reused by a second run) gives the same
+//     losses and rewards as the live reference model, step by step;
+//   - bad preference data (missing field, chosen identical to rejected) exits 2 naming file:line,
+//     or is skipped and counted with data.skip_malformed;
+//   - a two-round ScPO run builds pairs by voting, writes its pair metrics and trains both rounds.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "tests/support/run_cli.h"
+
+namespace {
+
+using scorch::test::run_scorch;
+
+const char* kTinyModel = R"({"model_type": "llama", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
+  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2,
+  "pad_token_id": 3})";
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string tokenizer() { return std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model"; }
+
+// A temp dir with base/ (tiny model), prompts.jsonl (arith with answers) and prefs.jsonl.
+class DpoRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = scorch::test::temp_dir("dpo-run");
+    ASSERT_FALSE(dir.empty());
+    std::ofstream(dir + "/model.json") << kTinyModel;
+    auto r = run_scorch("make-data --task arith --n 16 --seed 3 --out " + dir + "/prompts.jsonl");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_scorch("init-model --config " + dir + "/model.json --out " + dir + "/base --seed 5 --tokenizer " + tokenizer());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::ofstream prefs(dir + "/prefs.jsonl");
+    for (const auto& p : read_jsonl(dir + "/prompts.jsonl")) {
+      const std::string good = p["completion"], answer = p["answer"].is_string() ? p["answer"].get<std::string>() : p["answer"].dump();
+      std::string bad = good;
+      bad.replace(bad.rfind(answer), answer.size(), answer + "1");
+      prefs << nlohmann::json{{"prompt", p["prompt"]}, {"chosen", good}, {"rejected", bad}}.dump() << "\n";
+    }
+  }
+  void TearDown() override { scorch::fs::remove_all(dir); }
+
+  std::string config(const std::string& trainer, const std::string& data, const std::string& extra) const {
+    const std::string path = dir + "/" + trainer + "-" + std::to_string(++configs) + ".yaml";
+    std::ofstream(path) << "trainer: " << trainer << "\nseed: 7\nmodel: {path: " << dir << "/base}\n"
+                        << "tokenizer: {path: " << tokenizer() << ", chat_template: plain}\n"
+                        << "data: {train: " << data << ", max_length: 128}\n"
+                        << "train: {max_steps: 3, micro_batch_size: 2, gradient_accumulation_steps: 2, threads: 1}\n"
+                        << "optim: {learning_rate: 3.0e-3}\nlog: {every: 1, level: info, progress: false}\n"
+                        << extra;
+    return path;
+  }
+
+  std::string dir;
+  mutable int configs = 0;
+};
+
+TEST_F(DpoRun, ADpoRunLogsTrlMetricsThatAreFiniteAndExports) {
+  const auto r = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", "dpo: {beta: 0.1, loss_type: 'sigmoid,sft', loss_weights: [1, 0.5]}\n") +
+                            " --run-dir " + dir + "/run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = read_jsonl(dir + "/run/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  for (const auto& line : lines) {
+    for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                            "logps/chosen", "logps/rejected", "grad_norm"}) {
+      ASSERT_TRUE(line.contains(key)) << key;
+      EXPECT_TRUE(std::isfinite(line[key].get<double>())) << key;
+    }
+    EXPECT_LT(line["logps/chosen"].get<double>(), 0.0);
+  }
+  // Step 1: the policy is the reference, so h = 0, the rewards are 0 and the sigmoid term is log 2.
+  EXPECT_NEAR(lines[0]["rewards/margins"].get<double>(), 0.0, 1e-6);
+  EXPECT_GT(lines[0]["loss"].get<double>(), std::log(2.0));  // + 0.5 · NLL
+  EXPECT_NE(lines[2]["rewards/margins"].get<double>(), 0.0);  // the policy moved
+  EXPECT_TRUE(scorch::fs::exists(dir + "/run/export/config.json"));
+}
+
+TEST_F(DpoRun, PrecomputedReferenceGivesTheSameLossesAsTheLiveReference) {
+  const std::string dpo = "dpo: {beta: 0.5, loss_type: sigmoid, reference: ";
+  auto live = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", dpo + "live}\n") + " --run-dir " + dir + "/live");
+  ASSERT_EQ(live.exit_code, 0) << live.output;
+  auto pre = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", dpo + "precompute}\n") + " --run-dir " + dir + "/pre");
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  EXPECT_NE(pre.output.find("cached in"), std::string::npos) << pre.output;
+  const auto a = read_jsonl(dir + "/live/metrics.jsonl"), b = read_jsonl(dir + "/pre/metrics.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t s = 0; s < a.size(); ++s) {
+    for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"}) {
+      const double x = a[s][key].get<double>(), y = b[s][key].get<double>();
+      EXPECT_NEAR(x, y, 1e-5 + 1e-4 * std::abs(x)) << key << " at step " << s + 1 << ": rel err "
+                                                  << std::abs(x - y) / std::max(1e-12, std::abs(x));
+    }
+  }
+  EXPECT_GT(std::abs(a[2]["rewards/margins"].get<double>()), 1e-4);  // not a comparison of zeros
+  // A second run finds the cache (same model and data checksums).
+  auto again = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", dpo + "precompute}\n") + " --run-dir " + dir + "/again");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("loaded 16 pairs"), std::string::npos) << again.output;
+}
+
+TEST_F(DpoRun, BadPreferenceDataIsAClearErrorOrACountedSkip) {
+  std::ifstream in(dir + "/prefs.jsonl");
+  std::string first, second;
+  std::getline(in, first), std::getline(in, second);
+  nlohmann::json same = nlohmann::json::parse(second);
+  same["rejected"] = same["chosen"];
+  std::ofstream(dir + "/bad.jsonl") << first << "\n{\"prompt\": \"Compute 1+1.\", \"chosen\": \"2\"}\n" << same.dump() << "\n" << first << "\n";
+  const std::string cfg = config("dpo", dir + "/bad.jsonl", "");
+  auto r = run_scorch("train " + cfg + " --run-dir " + dir + "/bad");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad.jsonl:2:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rejected"), std::string::npos) << r.output;
+  std::ofstream(dir + "/same.jsonl") << first << "\n" << same.dump() << "\n";
+  r = run_scorch("train " + config("dpo", dir + "/same.jsonl", "") + " --run-dir " + dir + "/same");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("same.jsonl:2:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("identical"), std::string::npos) << r.output;
+  r = run_scorch("train " + cfg + " --run-dir " + dir + "/skip --set data.skip_malformed=true --set train.max_steps=1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("skipped 2 malformed lines"), std::string::npos) << r.output;
+}
+
+TEST_F(DpoRun, TwoScpoRoundsBuildPairsByVoteAndTrainEachRound) {
+  const std::string extra =
+      "generation: {max_prompt_length: 96, max_completion_length: 24}\n"
+      "scpo: {num_samples: 8, rounds: 2, round_thresholds: [0.25, 0.25], beta: 0.5, alpha: 1.0, temperature: 1.0}\n";
+  const auto r = run_scorch("train " + config("scpo", dir + "/prompts.jsonl", extra) + " --run-dir " + dir + "/scpo --set train.max_steps=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* round : {"round-1", "round-2"}) {
+    const std::string rd = dir + "/scpo/" + round;
+    const auto metrics = nlohmann::json::parse(scorch::fs::read_file(rd + "/pairs_metrics.json"));
+    EXPECT_EQ(metrics["prompts"].get<int>(), 16);
+    EXPECT_GT(metrics["kept_fraction"].get<double>(), 0.0);
+    EXPECT_TRUE(metrics.contains("vote_margin_histogram"));
+    EXPECT_TRUE(metrics.contains("chosen_accuracy"));  // the prompts carry gold answers
+    const auto pairs = read_jsonl(rd + "/pairs.jsonl");
+    ASSERT_EQ(static_cast<int>(pairs.size()), metrics["pairs"].get<int>());
+    for (const auto& p : pairs) {
+      EXPECT_GT(p["weight"].get<double>(), 0.0);
+      EXPECT_LT(p["weight"].get<double>(), 1.0);
+      EXPECT_NE(p["chosen"], p["rejected"]);
+    }
+    const auto lines = read_jsonl(rd + "/metrics.jsonl");
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_TRUE(std::isfinite(lines[0]["loss"].get<double>()));
+    EXPECT_TRUE(std::isfinite(lines[0]["rewards/margins"].get<double>()));
+  }
+  EXPECT_TRUE(scorch::fs::exists(dir + "/scpo/export/model.safetensors"));
+}
+
+}  // namespace

@@ -1,0 +1,168 @@
+// ScPO pair building (scpo_pairs.h has the rules).
+#include "trainers/dpo/scpo_pairs.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "model/transformer.h"
+#include "rewards/math_answer.h"
+#include "rollout/engine.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "train/session.h"
+
+namespace scorch::trainers {
+
+const char* scpo_verdict_name(ScpoVerdict v) {
+  switch (v) {
+    case ScpoVerdict::kKept: return "kept";
+    case ScpoVerdict::kBelowThreshold: return "below_threshold";
+    case ScpoVerdict::kUnanimous: return "unanimous";
+    case ScpoVerdict::kTie: return "tie";
+    case ScpoVerdict::kNoAnswer: return "no_answer";
+  }
+  return "?";
+}
+
+ScpoPairChoice choose_scpo_pair(const std::vector<std::string>& answers, double threshold) {
+  const int64_t k = static_cast<int64_t>(answers.size());
+  std::vector<std::string> representative;  // per cluster: its first member's answer
+  std::vector<int64_t> first, votes;        // per cluster: first member, size
+  for (int64_t i = 0; i < k; ++i) {
+    const std::string& a = answers[static_cast<size_t>(i)];
+    if (a.empty()) continue;
+    size_t c = 0;
+    while (c < representative.size() && !rewards::math::answers_equal(representative[c], a)) ++c;
+    if (c == representative.size()) representative.push_back(a), first.push_back(i), votes.push_back(0);
+    ++votes[c];
+  }
+  ScpoPairChoice out;
+  if (representative.empty()) return out;  // kNoAnswer
+  size_t top = 0;
+  for (size_t c = 1; c < votes.size(); ++c) if (votes[c] > votes[top]) top = c;
+  out.chosen = first[top];
+  out.top_votes = votes[top];
+  out.chosen_answer = representative[top];
+  if (votes.size() == 1) {
+    out.verdict = ScpoVerdict::kUnanimous;
+    return out;
+  }
+  size_t bottom = top == 0 ? 1 : 0;
+  for (size_t c = 0; c < votes.size(); ++c) if (c != top && votes[c] < votes[bottom]) bottom = c;
+  out.rejected = first[bottom];
+  out.bottom_votes = votes[bottom];
+  out.rejected_answer = representative[bottom];
+  out.weight = static_cast<double>(out.top_votes - out.bottom_votes) / static_cast<double>(k);
+  // τ·k with a small tolerance so that τ = 0.5, k = 8 keeps V+ = 4 despite rounding.
+  if (static_cast<double>(out.top_votes) + 1e-9 < threshold * static_cast<double>(k)) out.verdict = ScpoVerdict::kBelowThreshold;
+  else if (out.top_votes == out.bottom_votes) out.verdict = ScpoVerdict::kTie;
+  else out.verdict = ScpoVerdict::kKept;
+  return out;
+}
+
+nlohmann::json ScpoPairStats::to_json() const {
+  nlohmann::json j;
+  j["prompts"] = prompts;
+  j["pairs"] = kept;
+  j["kept_fraction"] = prompts > 0 ? static_cast<double>(kept) / static_cast<double>(prompts) : 0.0;
+  j["verdicts"] = verdicts;
+  nlohmann::json hist = nlohmann::json::object();
+  for (const auto& [margin, n] : margin_histogram) hist[std::to_string(margin)] = n;
+  j["vote_margin_histogram"] = hist;
+  j["mean_weight"] = mean_weight;
+  if (with_gold > 0) {
+    j["pairs_with_gold"] = with_gold;
+    j["chosen_accuracy"] = static_cast<double>(chosen_correct) / static_cast<double>(with_gold);
+  }
+  return j;
+}
+
+namespace {
+
+nlohmann::json prompt_json(const data::PromptRecord& r) {
+  if (r.prompt.size() == 1 && r.prompt[0].role == "user") return r.prompt[0].content;
+  nlohmann::json msgs = nlohmann::json::array();
+  for (const ChatMessage& m : r.prompt) msgs.push_back({{"role", m.role}, {"content", m.content}});
+  return msgs;
+}
+
+}  // namespace
+
+ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session,
+                               const std::vector<data::PromptRecord>& prompts, double threshold, uint64_t seed,
+                               const std::string& out_path) {
+  const Tokenizer& tok = *session.tokenizer;
+  const int64_t k = config.scpo.num_samples;
+  SamplingParams sp;
+  sp.temperature = config.scpo.temperature;
+  sp.top_p = config.scpo.top_p;
+  sp.max_new_tokens = config.generation.max_completion_length;
+  sp.stop_token_ids = session.renderer->stop_ids();
+  sp.stop_strings = config.generation.stop;
+  sp.n = k;
+  const int64_t chunk = std::max<int64_t>(1, config.train.micro_batch_size);
+  ScpoPairStats stats;
+  std::string jsonl;
+  double weight_sum = 0.0;
+  at::NoGradGuard no_grad;
+  GenerationEngine engine(*session.model, &tok);
+  ProgressBar progress("pairs", static_cast<long>(prompts.size()), "prompt");
+  for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(chunk)) {
+    const size_t end = std::min(prompts.size(), start + static_cast<size_t>(chunk));
+    std::vector<std::vector<int64_t>> ids;
+    for (size_t i = start; i < end; ++i) {
+      std::vector<int64_t> p = session.renderer->render_prompt(prompts[i].prompt);
+      if (static_cast<int64_t>(p.size()) > config.generation.max_prompt_length) {
+        p.erase(p.begin(), p.end() - config.generation.max_prompt_length);  // keep the end, as GRPO does
+      }
+      ids.push_back(std::move(p));
+    }
+    sp.seed = seed * 1000003ULL + start;  // deterministic per chunk
+    const std::vector<Sample> samples = engine.generate(ids, sp);
+    for (size_t i = start; i < end; ++i) {
+      std::vector<std::string> texts, answers;
+      for (int64_t s = 0; s < k; ++s) {
+        const Sample& sample = samples[(i - start) * static_cast<size_t>(k) + static_cast<size_t>(s)];
+        texts.push_back(tok.decode(sample.completion_ids));
+        const auto e = rewards::math::extract_answer(texts.back());
+        answers.push_back(e.ok() ? e.answer : "");
+      }
+      const ScpoPairChoice c = choose_scpo_pair(answers, threshold);
+      ++stats.prompts;
+      ++stats.verdicts[scpo_verdict_name(c.verdict)];
+      if (c.verdict != ScpoVerdict::kKept) continue;
+      ++stats.kept;
+      ++stats.margin_histogram[c.top_votes - c.bottom_votes];
+      weight_sum += c.weight;
+      const data::PromptRecord& rec = prompts[i];
+      if (rec.answer && !rec.answer->empty()) {
+        ++stats.with_gold;
+        if (rewards::math::answers_equal(rewards::math::gold_answer(*rec.answer), c.chosen_answer)) ++stats.chosen_correct;
+      }
+      nlohmann::json line = {{"prompt", prompt_json(rec)},
+                             {"chosen", texts[static_cast<size_t>(c.chosen)]},
+                             {"rejected", texts[static_cast<size_t>(c.rejected)]},
+                             {"weight", c.weight},
+                             {"votes", {c.top_votes, c.bottom_votes}},
+                             {"answers", {c.chosen_answer, c.rejected_answer}}};
+      // Sampled text may end inside a multi-byte character: replace invalid UTF-8.
+      jsonl += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    if (config.log.progress) progress.update(static_cast<long>(end), "kept " + std::to_string(stats.kept), static_cast<double>(engine.last_stats().generated_tokens), "tok");
+  }
+  if (config.log.progress) progress.finish("kept " + std::to_string(stats.kept));
+  stats.mean_weight = stats.kept > 0 ? weight_sum / static_cast<double>(stats.kept) : 0.0;
+  fs::atomic_write(out_path, jsonl);
+  return stats;
+}
+
+}  // namespace scorch::trainers
