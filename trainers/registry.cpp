@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "trainers/grpo/grpo_trainer.h"
+#include "trainers/score/score_trainer.h"
 #include "trainers/sft/sft_trainer.h"
 
 namespace scorch::trainers {
@@ -9,6 +10,7 @@ namespace scorch::trainers {
 void run(const Config& config, const RunDir& run_dir, const RunOptions& options) {
   if (config.trainer == "sft") return run_sft(config, run_dir, options);
   if (config.trainer == "grpo") return run_grpo(config, run_dir, options);
+  if (config.trainer == "score") return run_score(config, run_dir, options);
   // Trainers whose issue has not landed yet.
   throw NotImplemented("the `" + config.trainer + "` trainer");
 }

@@ -135,7 +135,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     if (config.train.eval_every > 0 && (s % config.train.eval_every == 0) && !last) task.evaluate(s, m);
     if (last) task.evaluate(s, m);
     if (s % config.log.every == 0 || last || s == step + 1) metrics.log(s, m);
-    if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last) {
+    if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last || task.checkpoint_after(s)) {
       if (options.rank == 0) checkpoints.save(capture_state(s, model, optimizer, schedule, task, guard, config_yaml));
     }
     if (config.log.progress) progress.update(s, short_status(m), denominator, "tok");
