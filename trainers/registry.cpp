@@ -4,6 +4,7 @@
 #include "trainers/dpo/dpo_trainer.h"
 #include "trainers/dpo/scpo_trainer.h"
 #include "trainers/grpo/grpo_trainer.h"
+#include "trainers/score/score_trainer.h"
 #include "trainers/sft/sft_trainer.h"
 
 namespace scorch::trainers {
@@ -13,6 +14,7 @@ void run(const Config& config, const RunDir& run_dir, const RunOptions& options)
   if (config.trainer == "grpo") return run_grpo(config, run_dir, options);
   if (config.trainer == "dpo") return run_dpo(config, run_dir, options);
   if (config.trainer == "scpo") return run_scpo(config, run_dir, options);
+  if (config.trainer == "score") return run_score(config, run_dir, options);
   // Trainers whose issue has not landed yet.
   throw NotImplemented("the `" + config.trainer + "` trainer");
 }

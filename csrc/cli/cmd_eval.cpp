@@ -2,6 +2,7 @@
 // greedy generation on a dataset with answers (and the two-attempt self-correction metrics).
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -18,7 +19,7 @@ namespace {
 struct EvalArgs {
   std::string model, data, out, tokenizer, chat_template = "plain", device = "auto";
   int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64;
-  double temperature = 0.0;
+  double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
   std::string instruction = ScoreSection{}.correction_instruction;
 };
@@ -42,14 +43,27 @@ void run_eval(const EvalArgs& a) {
   options.attempts = a.attempts;
   options.correction_instruction = a.instruction;
   options.temperature = a.temperature;
+  options.top_p = a.top_p;
   options.seed = a.seed;
   options.batch_size = a.batch_size;
   const EvalReport report = evaluate_accuracy(*session.model, *session.renderer, prompts, options);
-  std::printf("%-18s %s\n", "metric", "value");
-  std::printf("%-18s %lld\n", "n", static_cast<long long>(report.n));
+  // The terminal table: the paper's names (ALGORITHMS.md §7) next to the JSON keys, in a fixed order.
+  static const std::pair<const char*, const char*> kRows[] = {
+      {"accuracy", "Accuracy"}, {"no_answer_fraction", "no answer"},
+      {"accuracy_t1", "Accuracy@t1"}, {"accuracy_t2", "Accuracy@t2"}, {"delta", "Δ(t1,t2)"},
+      {"delta_i_to_c", "Δ^{i→c}"}, {"delta_c_to_i", "Δ^{c→i}"}, {"edit_distance", "edit distance"},
+      {"changed_fraction", "changed answers"}};
   const nlohmann::json summary = report.to_json();
-  for (auto& [k, v] : summary.items()) {
-    if (k != "n" && v.is_number()) std::printf("%-18s %.4f\n", k.c_str(), v.get<double>());
+  std::printf("%-18s %-16s %s\n", "key", "metric", "value");
+  std::printf("%-18s %-16s %lld\n", "n", "problems", static_cast<long long>(report.n));
+  for (const auto& [key, label] : kRows) {
+    if (!summary.contains(key)) continue;
+    // Pad by code points, not bytes: the labels hold UTF-8 (Δ, →).
+    std::string padded = label;
+    int64_t width = 0;
+    for (unsigned char ch : padded) width += (ch & 0xC0) != 0x80;
+    padded.append(static_cast<size_t>(std::max<int64_t>(0, 16 - width)), ' ');
+    std::printf("%-18s %s %.4f\n", key, padded.c_str(), summary[key].get<double>());
   }
   if (without_answer > 0) std::fprintf(stderr, "note: %lld lines without an answer were left out\n", static_cast<long long>(without_answer));
   if (!a.out.empty()) fs::atomic_write(a.out, summary.dump(2) + "\n");
@@ -67,6 +81,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str();
   cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str();
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling (temperature > 0)")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)");
   cmd->add_option("--limit", a->limit, "Evaluate the first N problems only");
   cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str();

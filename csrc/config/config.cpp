@@ -206,6 +206,7 @@ void visit(Config& c, V& v) {
     v.field("correction_instruction", s.correction_instruction, Spec{});
     v.field("policy_gradient", s.policy_gradient, one_of({"reinforce", "group"}));
     v.field("num_generations", s.num_generations, at_least(1));
+    v.field("reference_model", s.reference_model, Spec{});
   });
 }
 

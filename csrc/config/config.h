@@ -151,6 +151,7 @@ struct ScoreSection {
       "question. Please correct the error, if any, and rewrite the solution.";
   std::string policy_gradient = "reinforce";  // reinforce | group
   int64_t num_generations = 1;
+  std::string reference_model;        // KL reference (HF dir); empty = the starting model
 };
 
 struct Config {

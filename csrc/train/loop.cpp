@@ -189,7 +189,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
       if (group) group->wait_for_root("eval/" + std::to_string(s), root_wait_s);
     }
     if (log_step) metrics.log(s, m);
-    if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last) {
+    if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last || task.checkpoint_after(s)) {
       // With ZeRO-1 every rank takes part in gathering the shards; rank 0 writes one full state.
       auto [opt_tensors, opt_json] = zero1 ? gather_optimizer_state(*group, optimizer)
                                            : std::make_pair(NamedTensors{}, nlohmann::json{});

@@ -48,6 +48,9 @@ class TrainTask {
   // The data position after the last prepared step, and its restoration on resume.
   virtual nlohmann::json data_cursor() const = 0;
   virtual void restore_data_cursor(const nlohmann::json& cursor) = 0;
+  // True when the state after `step` must be checkpointed whatever checkpoint.save_every says
+  // (SCoRe's stage boundary).
+  virtual bool checkpoint_after(int64_t step) const { (void)step; return false; }
   // Fractional epoch for metrics (optional).
   virtual double epoch() const { return 0.0; }
   // Periodic evaluation (train.eval_every, and at the end); adds eval metrics.

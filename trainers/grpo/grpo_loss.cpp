@@ -35,8 +35,12 @@ double masked_batch_mean(const at::Tensor& x, const at::Tensor& mask) {
 GrpoLossOutput grpo_loss(const GrpoLossInputs& in, const GrpoLossOptions& o, double denominator) {
   check(in.logp.defined() && in.logp.dim() == 2, "logp must be [B, T]");
   check(in.mask.defined() && in.mask.sizes() == in.logp.sizes(), "mask must have logp's shape [B, T]");
-  check(in.advantages.defined() && in.advantages.dim() == 1 && in.advantages.size(0) == in.logp.size(0),
-        "advantages must be [B]");
+  check(in.advantages.defined() && ((in.advantages.dim() == 1 && in.advantages.size(0) == in.logp.size(0)) ||
+                                    in.advantages.sizes() == in.logp.sizes()),
+        "advantages must be [B] or logp's shape [B, T]");
+  check(!in.kl_coef.defined() || (in.kl_coef.sizes() == in.logp.sizes() && in.ref_logp.defined() &&
+                                  in.ref_logp.sizes() == in.logp.sizes()),
+        "kl_coef must have logp's shape and needs ref_logp of logp's shape");
   check(!in.old_logp.defined() || in.old_logp.sizes() == in.logp.sizes(), "old_logp must have logp's shape");
   check(o.beta == 0.0 || (in.ref_logp.defined() && in.ref_logp.sizes() == in.logp.sizes()),
         "beta > 0 needs ref_logp of logp's shape");
@@ -51,7 +55,8 @@ GrpoLossOutput grpo_loss(const GrpoLossInputs& in, const GrpoLossOptions& o, dou
   const at::Tensor& logp = in.logp;                                          // [B, T]
   const at::Tensor mask = in.mask.to(logp.scalar_type());                    // [B, T] 0/1
   const at::Tensor old = in.old_logp.defined() ? in.old_logp : logp.detach();
-  const at::Tensor adv = in.advantages.to(logp.scalar_type()).unsqueeze(1);  // [B, 1]
+  const at::Tensor adv = in.advantages.dim() == 1 ? in.advantages.to(logp.scalar_type()).unsqueeze(1)  // [B, 1]
+                                                   : in.advantages.to(logp.scalar_type());             // [B, T]
 
   // Importance weights: per token, or one per sequence (GSPO) as the masked mean log-ratio.
   const at::Tensor log_ratio = logp - old;
@@ -82,10 +87,10 @@ GrpoLossOutput grpo_loss(const GrpoLossInputs& in, const GrpoLossOptions& o, dou
         entropy_mask.to(at::kDouble).sum().item<double>() / std::max<double>(1.0, active.numel());
   }
   at::Tensor kl;
-  if (o.beta != 0.0) {
+  if (o.beta != 0.0 || in.kl_coef.defined()) {
     const at::Tensor d = in.ref_logp - logp;
     kl = at::exp(d) - d - 1.0;                                               // k3, [B, T]
-    per_token = per_token + o.beta * kl;
+    per_token = per_token + (in.kl_coef.defined() ? in.kl_coef.to(logp.scalar_type()) * kl : o.beta * kl);
   }
   if (o.entropy_coef != 0.0) per_token = per_token - o.entropy_coef * in.entropy;
 

@@ -7,9 +7,12 @@
 //   l ← l · entropy_mask                        top_entropy_quantile q < 1: only tokens whose entropy
 //                                               is ≥ the (1−q) quantile of the micro-batch's active
 //                                               entropies train the policy term (not the KL)
-//   l ← l + β·(exp(ref − logp) − (ref − logp) − 1)   k3 KL, when β > 0
+//   l ← l + β·(exp(ref − logp) − (ref − logp) − 1)   k3 KL, when β > 0; β may be per token
+//                                               (kl_coef [B, T], SCoRe's β2 on turn 1, β1 on turn 2)
 //   l ← l − entropy_coef·entropy                 scorch's optional entropy bonus (not in TRL; 0 = off)
-// With μ = 1 old_logp is logp.detach(): ρ = 1 in value and ∇l = −A·∇logp (inside the clip range).
+// With μ = 1 old_logp is logp.detach(): ρ = 1 in value and ∇l = −A·∇logp (inside the clip range),
+// which is REINFORCE with the advantages as returns. A is one value per row (GRPO's outcome
+// advantage, [B]) or one per token ([B, T]: SCoRe's per-turn rewards, ALGORITHMS.md §7).
 //
 // Gradient accumulation. The training loop (train/loop.h) divides each micro-batch's loss by a
 // denominator = Σ over the step's micro-batches (and ranks) of grpo_loss_units(). The loss of a
@@ -48,9 +51,10 @@ struct GrpoLossOptions {
 struct GrpoLossInputs {
   at::Tensor logp;        // [B, T] fp32 policy log-probs of the completion tokens (with grad)
   at::Tensor old_logp;    // [B, T] log π_old; undefined = logp.detach() (μ = 1)
-  at::Tensor ref_logp;    // [B, T] reference log-probs; undefined when beta = 0
+  at::Tensor ref_logp;    // [B, T] reference log-probs; undefined when beta = 0 and no kl_coef
+  at::Tensor kl_coef;     // [B, T] per-token β replacing options.beta; undefined = options.beta
   at::Tensor entropy;     // [B, T] policy entropy per position; may be undefined (see options)
-  at::Tensor advantages;  // [B]
+  at::Tensor advantages;  // [B] one per sequence, or [B, T] one per token
   at::Tensor mask;        // [B, T] completion mask (bool or 0/1); prompt and padding are 0
 };
 
@@ -59,7 +63,8 @@ struct GrpoLossOutput {
   at::Tensor numerator;   // scalar, detached: the micro-batch's undivided loss (see the table)
   // Micro-batch means with TRL's names and definitions (means over active tokens, or over rows at
   // sequence level for the clip ratios): "clip_ratio/low_mean", "clip_ratio/high_mean",
-  // "clip_ratio/region_mean", "kl" (β > 0), "entropy" (entropy given), "entropy_mask_fraction".
+  // "clip_ratio/region_mean", "kl" (β > 0 or kl_coef), "entropy" (entropy given),
+  // "entropy_mask_fraction".
   std::map<std::string, double> metrics;
 };
 

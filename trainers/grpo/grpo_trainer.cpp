@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -24,6 +25,62 @@
 #include "trainers/grpo/grpo_loss.h"
 
 namespace scorch::trainers {
+
+GrpoMicroBatch pack_micro_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t S = 1, C = 1;
+  bool per_token = false;
+  for (const PolicyRow& r : rows) {
+    const int64_t P = static_cast<int64_t>(r.prompt->size()), L = static_cast<int64_t>(r.completion.size());
+    S = std::max(S, P + L), C = std::max(C, L);
+    per_token |= r.advantages.size() != 1;
+  }
+  std::vector<int64_t> ids(static_cast<size_t>(B * S), pad_id), plen(static_cast<size_t>(B)),
+      cids(static_cast<size_t>(B * C), -100);
+  std::vector<uint8_t> mask(static_cast<size_t>(B * C), 0);
+  std::vector<float> rlp(static_cast<size_t>(B * C), 0.0f), adv(static_cast<size_t>(per_token ? B * C : B), 0.0f),
+      kl(static_cast<size_t>(B * C), 0.0f);
+  bool any_kl = false;
+  for (int64_t i = 0; i < B; ++i) {
+    const PolicyRow& r = rows[static_cast<size_t>(i)];
+    const auto& p = *r.prompt;
+    const size_t L = r.completion.size();
+    auto check_size = [&](size_t n, bool may_be_empty, const char* what) {
+      if (n != L && !(may_be_empty && n == 0)) throw std::invalid_argument(std::string("pack_micro_batch: ") + what + " size");
+    };
+    check_size(r.generated.size(), true, "generated");
+    check_size(r.train.size(), true, "train");
+    check_size(r.logprobs.size(), false, "logprobs");
+    check_size(r.kl_coef.size(), true, "kl_coef");
+    if (r.advantages.size() != 1) check_size(r.advantages.size(), false, "advantages");
+    std::copy(p.begin(), p.end(), ids.begin() + i * S);
+    std::copy(r.completion.begin(), r.completion.end(), ids.begin() + i * S + static_cast<int64_t>(p.size()));
+    plen[static_cast<size_t>(i)] = static_cast<int64_t>(p.size());
+    any_kl |= !r.kl_coef.empty();
+    if (!per_token) adv[static_cast<size_t>(i)] = r.advantages[0];
+    for (size_t j = 0; j < L; ++j) {
+      const size_t at = static_cast<size_t>(i * C) + j;
+      const bool generated = r.generated.empty() || r.generated[j];
+      if (generated) cids[at] = r.completion[j];
+      mask[at] = generated && (r.train.empty() || r.train[j]);
+      rlp[at] = r.logprobs[j];
+      if (per_token) adv[at] = r.advantages.size() == 1 ? r.advantages[0] : r.advantages[j];
+      if (!r.kl_coef.empty()) kl[at] = r.kl_coef[j];
+    }
+  }
+  GrpoMicroBatch b;
+  auto lng = at::TensorOptions().dtype(at::kLong);
+  b.input_ids = at::from_blob(ids.data(), {B, S}, lng).clone().to(device);
+  b.prompt_lengths = at::from_blob(plen.data(), {B}, lng).clone().to(device);
+  b.completion_ids = at::from_blob(cids.data(), {B, C}, lng).clone().to(device);
+  b.completion_mask = at::from_blob(mask.data(), {B, C}, at::kByte).clone().to(device).to(at::kBool);
+  b.rollout_logp = at::from_blob(rlp.data(), {B, C}, at::kFloat).clone().to(device);
+  b.advantages = (per_token ? at::from_blob(adv.data(), {B, C}, at::kFloat) : at::from_blob(adv.data(), {B}, at::kFloat))
+                     .clone()
+                     .to(device);
+  if (any_kl) b.kl_coef = at::from_blob(kl.data(), {B, C}, at::kFloat).clone().to(device);
+  return b;
+}
 
 std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const GrpoMicroBatch& b,
                                                       double temperature, bool with_entropy) {
@@ -173,43 +230,22 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
 
   // 4. Micro-batches of mbs prompts × G rows.
   const int64_t rows = mbs * G;
+  const float* adv_data = adv.data_ptr<float>();  // [N], CPU
   batches_.clear();
-  const auto dev = session_.device;
-  for (int64_t k = 0; k * rows < N; ++k) {
-    const int64_t r0 = k * rows, B = std::min(rows, N - r0);
-    int64_t S = 1, C = 1;
-    for (int64_t r = r0; r < r0 + B; ++r) {
-      const auto& s = samples[static_cast<size_t>(r)];
-      const int64_t P = static_cast<int64_t>(prompts[static_cast<size_t>(s.prompt_index)].size());
-      const int64_t L = static_cast<int64_t>(s.completion_ids.size());
-      S = std::max(S, P + L), C = std::max(C, L);
-    }
-    std::vector<int64_t> ids(static_cast<size_t>(B * S), pad_id_), plen(static_cast<size_t>(B)),
-        cids(static_cast<size_t>(B * C), -100);
-    std::vector<uint8_t> mask(static_cast<size_t>(B * C), 0);
-    std::vector<float> rlp(static_cast<size_t>(B * C), 0.0f);
-    for (int64_t i = 0; i < B; ++i) {
-      const auto& s = samples[static_cast<size_t>(r0 + i)];
-      const auto& p = prompts[static_cast<size_t>(s.prompt_index)];
+  for (int64_t r0 = 0; r0 < N; r0 += rows) {
+    std::vector<PolicyRow> packed;
+    for (int64_t r = r0; r < std::min(N, r0 + rows); ++r) {
+      const Sample& s = samples[static_cast<size_t>(r)];
       const bool drop = config_.grpo.mask_truncated_completions && s.finish_reason == FinishReason::kLength;
-      std::copy(p.begin(), p.end(), ids.begin() + i * S);
-      std::copy(s.completion_ids.begin(), s.completion_ids.end(), ids.begin() + i * S + static_cast<int64_t>(p.size()));
-      plen[static_cast<size_t>(i)] = static_cast<int64_t>(p.size());
-      for (size_t j = 0; j < s.completion_ids.size(); ++j) {
-        const size_t at = static_cast<size_t>(i * C) + j;
-        cids[at] = s.completion_ids[j];
-        mask[at] = drop ? 0 : 1;
-        rlp[at] = s.logprobs[j];
-      }
+      PolicyRow row;
+      row.prompt = &prompts[static_cast<size_t>(s.prompt_index)];
+      row.completion = s.completion_ids;
+      row.train.assign(s.completion_ids.size(), drop ? 0 : 1);
+      row.logprobs = s.logprobs;
+      row.advantages = {adv_data[r]};
+      packed.push_back(std::move(row));
     }
-    GrpoMicroBatch b;
-    auto lng = at::TensorOptions().dtype(at::kLong);
-    b.input_ids = at::from_blob(ids.data(), {B, S}, lng).clone().to(dev);
-    b.prompt_lengths = at::from_blob(plen.data(), {B}, lng).clone().to(dev);
-    b.completion_ids = at::from_blob(cids.data(), {B, C}, lng).clone().to(dev);
-    b.completion_mask = at::from_blob(mask.data(), {B, C}, at::kByte).clone().to(dev).to(at::kBool);
-    b.rollout_logp = at::from_blob(rlp.data(), {B, C}, at::kFloat).clone().to(dev);
-    b.advantages = adv.slice(0, r0, r0 + B).clone().to(dev);
+    GrpoMicroBatch b = pack_micro_batch(packed, pad_id_, session_.device);
     b.units = grpo_loss_units(b.completion_mask, config_.grpo.loss_type);
     {
       at::NoGradGuard no_grad;

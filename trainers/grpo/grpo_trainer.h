@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "config/config.h"
 #include "data/cursor.h"
@@ -39,12 +40,31 @@ struct GrpoMicroBatch {
   at::Tensor prompt_lengths;   // [B] int64
   at::Tensor completion_mask;  // [B, C] bool: 1 for completion tokens that train
   at::Tensor completion_ids;   // [B, C] int64 (pad where masked)
-  at::Tensor advantages;       // [B] fp32
+  at::Tensor advantages;       // [B] fp32 (GRPO) or [B, C] per token (SCoRe)
+  at::Tensor kl_coef;          // [B, C] per-token β (SCoRe); undefined = the config's grpo.beta
   at::Tensor rollout_logp;     // [B, C] fp32 sampling log-probs of the engine
   at::Tensor old_logp;         // [B, C] π_old (μ > 1); undefined for μ = 1
   at::Tensor ref_logp;         // [B, C] reference model (β > 0); undefined otherwise
   int64_t units = 0;           // grpo_loss_units of this micro-batch
 };
+
+// One row of a policy-gradient micro-batch, before padding: the prompt, then every token after it.
+// GRPO: the completion, all generated. SCoRe: turn 1 ‖ continuation ‖ turn 2, where the
+// environment's continuation tokens are not generated (never trained, no log-prob).
+struct PolicyRow {
+  const std::vector<int64_t>* prompt = nullptr;
+  std::vector<int64_t> completion;
+  std::vector<uint8_t> generated;   // [completion] 1 = sampled by the policy; empty = all
+  std::vector<uint8_t> train;       // [completion] 1 = the loss sees it (⊆ generated); empty = generated
+  std::vector<float> logprobs;      // [completion] sampling log-probs (0 where not generated)
+  std::vector<float> advantages;    // [1] one per sequence, or [completion] one per token
+  std::vector<float> kl_coef;       // empty, or [completion] per-token β
+};
+
+// Pads `rows` into one micro-batch (prompt ‖ completion ‖ pad per row) on `device`. Targets of
+// tokens that were not generated are −100. Advantages are [B] when every row has one value, else
+// [B, C] (a per-sequence row is broadcast over its tokens). `units` is left 0 for the caller.
+GrpoMicroBatch pack_micro_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device);
 
 // Log-probs [B, C] (and entropies [B, C] when with_entropy) of the completion tokens of `batch`
 // under `model` at `temperature` (TRL scales the logits by 1/T as the sampler did).

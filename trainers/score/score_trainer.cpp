@@ -1,0 +1,367 @@
+// The SCoRe step (score_trainer.h has the outline, score_rewards.h the per-turn returns, grpo_loss.h
+// the loss). Each episode is one row: prompt ‖ turn 1 ‖ continuation ‖ turn 2, exactly the tokens
+// run_episodes produced (never re-tokenized); only the tokens the turns generated train.
+#include "trainers/score/score_trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "dist/dist.h"
+#include "common/strings.h"
+#include "model/hf_checkpoint.h"
+#include "model/transformer.h"
+#include "rewards/model_judge.h"
+#include "rollout/engine.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "train/evaluation.h"
+#include "trainers/grpo/grpo_loss.h"
+#include "trainers/score/score_rewards.h"
+
+namespace scorch::trainers {
+
+void validate_score_config(const Config& c, int64_t context_length, int64_t continuation_tokens) {
+  const auto& s = c.score;
+  if (s.num_attempts != 2) {
+    throw NotImplemented("score.num_attempts = " + std::to_string(s.num_attempts) +
+                         " (more than 2 attempts, CoCoS's accumulated reward; use 2)");
+  }
+  if (c.rewards.empty()) throw UserError("SCoRe needs a reward for each attempt: add a `rewards:` list (e.g. - name: math_answer)");
+  if (s.policy_gradient == "group" && s.num_generations < 2) {
+    throw UserError("score.policy_gradient = group needs score.num_generations >= 2 (samples per prompt for the "
+                    "group baseline); set it to 2 or more, or use policy_gradient: reinforce");
+  }
+  const int64_t s1 = s.stage == "2" ? 0 : s.stage1_steps, s2 = s.stage == "1" ? 0 : s.stage2_steps;
+  if (s1 + s2 <= 0) throw UserError("score: the selected stages have 0 steps; set score.stage1_steps / score.stage2_steps");
+  if (c.train.max_steps > 0 && c.train.max_steps != s1 + s2) {
+    throw UserError("train.max_steps = " + std::to_string(c.train.max_steps) + " but SCoRe runs score.stage1_steps + "
+                    "score.stage2_steps = " + std::to_string(s1 + s2) + " steps for score.stage = " + s.stage +
+                    "; remove train.max_steps (the stage step counts set the length)");
+  }
+  const int64_t need = c.generation.max_prompt_length + 2 * c.generation.max_completion_length + continuation_tokens;
+  if (need > context_length) {
+    throw UserError("generation.max_prompt_length + 2 × max_completion_length + the correction turn (" +
+                    std::to_string(continuation_tokens) + " tokens) = " + std::to_string(need) +
+                    " exceeds the model's context length " + std::to_string(context_length) +
+                    "; lower max_prompt_length or max_completion_length, or shorten score.correction_instruction");
+  }
+  if (c.grpo.num_iterations != 1) {
+    throw NotImplemented("SCoRe with grpo.num_iterations > 1 (one update per batch; use 1)");
+  }
+}
+
+ScoreTask::ScoreTask(const Config& config, ModelSession& session, std::vector<data::PromptRecord> train,
+                     std::vector<data::PromptRecord> eval_prompts, std::string run_dir)
+    : config_(config),
+      session_(session),
+      train_(std::move(train)),
+      eval_prompts_(std::move(eval_prompts)),
+      run_dir_(std::move(run_dir)),
+      // Prompts sharded by rank (a prompt's episodes stay on its rank: data/cursor.h).
+      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()),
+      rewards_(config.rewards, rewards::RewardContext{std::make_shared<rewards::ModelJudge>(*session.model, *session.renderer)},
+               "config") {
+  if (train_.empty()) throw UserError("data.train holds no prompts: SCoRe needs a prompt dataset");
+  const auto& s = config.score;
+  first_stage_ = s.stage == "2" ? 2 : 1;
+  stage1_steps_ = s.stage == "both" ? s.stage1_steps : (s.stage == "1" ? s.stage1_steps : 0);
+  total_ = stage1_steps_ + (s.stage == "1" ? 0 : s.stage2_steps);
+  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
+  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
+  temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;
+  if (s.beta1 > 0 || s.beta2 > 0) {
+    if (!s.reference_model.empty()) {
+      LoadOptions lo;
+      lo.dtype = session.dtype;
+      lo.device = session.device;
+      reference_ = std::make_unique<Transformer>(load_hf_model(s.reference_model, lo));
+    } else {
+      // The starting policy (on resume the loop loads the checkpoint after this: it stays the start).
+      reference_ = std::make_unique<Transformer>(session.model->clone());
+    }
+    reference_->set_requires_grad(false);
+  }
+}
+
+ScoreTask::~ScoreTask() = default;
+
+int ScoreTask::stage_of(int64_t step) const {
+  if (first_stage_ == 2) return 2;
+  return step <= stage1_steps_ ? 1 : 2;
+}
+
+bool ScoreTask::checkpoint_after(int64_t step) const {
+  return first_stage_ == 1 && step == stage1_steps_ && step < total_;  // the Stage I → II boundary
+}
+
+nlohmann::json ScoreTask::data_cursor() const {
+  return {{"cursor", cursor_.to_json()}, {"stage", config_.score.stage}, {"stage1_steps", stage1_steps_}};
+}
+
+void ScoreTask::restore_data_cursor(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("cursor")) throw UserError("the checkpoint was not written by the SCoRe trainer");
+  if (j.value("stage", std::string()) != config_.score.stage || j.value("stage1_steps", int64_t{-1}) != stage1_steps_) {
+    throw UserError("the checkpoint was written with score.stage = " + j.value("stage", std::string("?")) +
+                    " and " + std::to_string(j.value("stage1_steps", int64_t{-1})) + " Stage I steps, the config says " +
+                    config_.score.stage + " and " + std::to_string(stage1_steps_) +
+                    "; resume with the same score settings or start a new run_dir");
+  }
+  cursor_.restore(j["cursor"]);
+}
+
+std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
+  const auto& sc = config_.score;
+  const int stage = stage_of(step);
+  if (step == stage1_steps_ + 1 && first_stage_ == 1 && stage == 2) log::info("SCoRe: Stage II from step ", step);
+  const int64_t G = sc.num_generations;
+  const int64_t mbs = config_.train.micro_batch_size;
+  const int64_t n_prompts = mbs * config_.train.gradient_accumulation_steps;
+  const Tokenizer& tok = *session_.tokenizer;
+
+  std::vector<const data::PromptRecord*> records;
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t index : cursor_.next_batch(n_prompts)) {
+    records.push_back(&train_[static_cast<size_t>(index)]);
+    std::vector<int64_t> ids = session_.renderer->render_prompt(records.back()->prompt);
+    if (static_cast<int64_t>(ids.size()) > config_.generation.max_prompt_length) {
+      ids.erase(ids.begin(), ids.end() - config_.generation.max_prompt_length);
+    }
+    prompts.push_back(std::move(ids));
+  }
+
+  // 1. Episodes: attempt 1, the correction instruction, attempt 2.
+  Stopwatch clock;
+  SamplingParams sp;
+  sp.temperature = config_.generation.temperature;
+  sp.top_p = config_.generation.top_p;
+  sp.top_k = config_.generation.top_k;
+  sp.max_new_tokens = config_.generation.max_completion_length;
+  sp.stop_token_ids = session_.renderer->stop_ids();
+  sp.stop_strings = config_.generation.stop;
+  // Per step (a resumed run repeats it) and per rank (ranks sample different prompts with different streams).
+  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step) + (static_cast<uint64_t>(dist::rank()) << 40);
+  sp.n = G;
+  const std::string instruction = sc.correction_instruction;
+  Environment env = [&](const FinishedTurn&) { return EnvironmentReply::user(instruction); };
+  EpisodeOptions eo;
+  eo.max_turns = sc.num_attempts;
+  {
+    at::NoGradGuard no_grad;
+    GenerationEngine engine(*session_.model, &tok);
+    episodes_ = run_episodes(engine, *session_.renderer, prompts, sp, env, eo);
+  }
+  const double gen_seconds = clock.seconds();
+
+  // 2. A reward for each attempt (turns that never ran — no room left in the context — score "").
+  clock.restart();
+  const int64_t N = static_cast<int64_t>(episodes_.size());
+  std::vector<at::Tensor> turn_rewards;
+  for (int64_t t = 0; t < 2; ++t) {
+    rewards::RewardBatch rb;
+    for (const Episode& e : episodes_) {
+      const data::PromptRecord& rec = *records[static_cast<size_t>(e.prompt_index)];
+      rewards::RewardSample r;
+      r.prompt = rec.prompt_text;
+      r.prompt_ids = prompts[static_cast<size_t>(e.prompt_index)];
+      if (t < static_cast<int64_t>(e.turns.size())) {
+        const EpisodeTurn& turn = e.turns[static_cast<size_t>(t)];
+        r.completion = turn.text;
+        r.completion_ids.assign(e.tokens.begin() + turn.begin, e.tokens.begin() + turn.end);
+        r.truncated = turn.finish_reason == FinishReason::kLength;
+      }
+      r.group = e.prompt_index;
+      r.turn = t;
+      r.fields = rec.extra.is_object() ? rec.extra : nlohmann::json::object();
+      if (rec.answer) r.fields["answer"] = *rec.answer;
+      r.step = step;
+      rb.samples.push_back(std::move(r));
+    }
+    rb.index_groups();
+    const rewards::RewardSetOutput scored = rewards_.score(rb);
+    for (const auto& [k, v] : scored.metrics) m["turn" + std::to_string(t + 1) + "/" + k] = v;
+    turn_rewards.push_back(at::nan_to_num(at::tensor(scored.total, at::kDouble), 0.0));  // unscorable: 0
+  }
+  const double reward_seconds = clock.seconds();
+
+  // 3. Per-turn returns and advantages, per-turn KL coefficients.
+  const at::Tensor returns = score_turn_returns(turn_rewards[0], turn_rewards[1], stage, sc.alpha);  // [N, 2]
+  const at::Tensor advantages =
+      score_turn_advantages(returns, sc.policy_gradient, G, config_.grpo.advantage, config_.grpo.scale_rewards);
+  const auto [kl1, kl2] = score_turn_kl(stage, sc.beta1, sc.beta2);
+  const at::Tensor kl_per_turn = at::tensor({static_cast<float>(kl1), static_cast<float>(kl2)}).unsqueeze(0);  // [1, 2]
+
+  // 4. Micro-batches of mbs prompts × G episodes; each conversation is one row.
+  const int64_t rows = mbs * G;
+  batches_.clear();
+  turns_.clear();
+  for (int64_t r0 = 0; r0 < N; r0 += rows) {
+    const int64_t B = std::min(rows, N - r0);
+    std::vector<PolicyRow> packed;
+    std::vector<std::vector<int32_t>> turn_of;
+    int64_t C = 1;
+    for (int64_t r = r0; r < r0 + B; ++r) {
+      const Episode& e = episodes_[static_cast<size_t>(r)];
+      PolicyRow row;
+      row.prompt = &prompts[static_cast<size_t>(e.prompt_index)];
+      row.completion.assign(e.tokens.begin() + e.prompt_length, e.tokens.end());
+      row.logprobs.assign(e.logprobs.begin() + e.prompt_length, e.logprobs.end());
+      turn_of.emplace_back(e.turn_mask.begin() + e.prompt_length, e.turn_mask.end());
+      for (int32_t t : turn_of.back()) row.generated.push_back(t > 0 ? 1 : 0);
+      row.advantages = {0.0f};  // per token below (route_to_tokens)
+      C = std::max<int64_t>(C, static_cast<int64_t>(row.completion.size()));
+      packed.push_back(std::move(row));
+    }
+    GrpoMicroBatch b = pack_micro_batch(packed, pad_id_, session_.device);
+    at::Tensor turn = at::zeros({B, C}, at::kInt);
+    for (int64_t i = 0; i < B; ++i) {
+      const auto& t = turn_of[static_cast<size_t>(i)];
+      if (!t.empty()) turn[i].narrow(0, 0, static_cast<int64_t>(t.size())).copy_(at::tensor(t, at::kInt));
+    }
+    turn = turn.to(session_.device);
+    b.advantages = route_to_tokens(advantages.slice(0, r0, r0 + B).to(session_.device), turn);   // [B, C]
+    b.units = grpo_loss_units(b.completion_mask, config_.grpo.loss_type);
+    if (reference_) {
+      b.kl_coef = route_to_tokens(kl_per_turn.expand({B, 2}).to(session_.device), turn);       // [B, C]
+      at::NoGradGuard no_grad;
+      b.ref_logp = completion_logprobs(*reference_, b, temperature_, false).first;
+    }
+    batches_.push_back(std::move(b));
+    turns_.push_back(turn);
+  }
+
+  // 5. Metrics: rewards per turn, the rollouts' self-correction outcomes, collapse detector.
+  const at::Tensor r1 = turn_rewards[0], r2 = turn_rewards[1];
+  m["score/stage"] = stage;
+  m["reward"] = r2.mean().item<double>();
+  m["reward/turn1"] = r1.mean().item<double>();
+  m["reward/turn2"] = r2.mean().item<double>();
+  m["reward/delta"] = (r2 - r1).mean().item<double>();
+  m["reward/shaped_turn2"] = returns.select(1, 1).to(at::kDouble).mean().item<double>();
+  m["advantages/abs_mean"] = advantages.abs().to(at::kDouble).mean().item<double>();
+  double edit = 0, len1 = 0, len2 = 0, second = 0, truncated = 0;
+  for (const Episode& e : episodes_) {
+    len1 += static_cast<double>(e.turns[0].end - e.turns[0].begin);
+    truncated += e.turns[0].finish_reason == FinishReason::kLength;
+    if (e.turns.size() < 2) continue;
+    ++second;
+    len2 += static_cast<double>(e.turns[1].end - e.turns[1].begin);
+    truncated += e.turns[1].finish_reason == FinishReason::kLength;
+    std::vector<long> a(e.tokens.begin() + e.turns[0].begin, e.tokens.begin() + e.turns[0].end);
+    std::vector<long> b(e.tokens.begin() + e.turns[1].begin, e.tokens.begin() + e.turns[1].end);
+    edit += static_cast<double>(edit_distance(a, b));
+  }
+  const double n = static_cast<double>(std::max<int64_t>(1, N));
+  m["completions/turn1_mean_length"] = len1 / n;
+  m["completions/turn2_mean_length"] = second > 0 ? len2 / second : 0.0;
+  m["completions/clipped_ratio"] = truncated / std::max(1.0, n + second);
+  m["score/edit_distance"] = second > 0 ? edit / second : 0.0;
+  m["score/second_turn_fraction"] = second / n;
+  m["time/generation"] = gen_seconds;
+  m["time/reward"] = reward_seconds;
+
+  if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, dist::rank(), step - 1);  // rank 0 writes
+  if (config_.log.samples > 0 && (step == 1 || step % std::max<int64_t>(1, config_.log.every) == 0)) {
+    for (int64_t i = 0; i < std::min<int64_t>(N, config_.log.samples); ++i) {
+      const Episode& e = episodes_[static_cast<size_t>(i)];
+      const data::PromptRecord& rec = *records[static_cast<size_t>(e.prompt_index)];
+      nlohmann::json j = {{"stage", stage}, {"prompt", rec.prompt_text}, {"attempt1", e.turns[0].text},
+                          {"attempt2", e.turns.size() > 1 ? e.turns[1].text : std::string()},
+                          {"reward1", r1[i].item<double>()}, {"reward2", r2[i].item<double>()},
+                          {"return2", returns[i][1].item<double>()}};
+      if (rec.answer) j["answer"] = *rec.answer;
+      samples_->log(step, nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    }
+  }
+  std::vector<int64_t> units;
+  for (const auto& b : batches_) units.push_back(b.units);
+  return units;
+}
+
+double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics& m) {
+  Stopwatch clock;
+  const GrpoMicroBatch& b = batches_[index];
+  const auto& g = config_.grpo;
+  auto [logp, entropy] = completion_logprobs(*session_.model, b, temperature_, true);
+  GrpoLossInputs in;
+  in.logp = logp;
+  in.ref_logp = b.ref_logp;
+  in.kl_coef = b.kl_coef;
+  in.entropy = entropy.detach();
+  in.advantages = b.advantages;
+  in.mask = b.completion_mask;
+  GrpoLossOptions o;
+  o.loss_type = g.loss_type;
+  o.epsilon_low = g.epsilon;
+  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
+  o.beta = 0.0;  // the per-token kl_coef carries SCoRe's β1 / β2
+  o.max_completion_length = 2 * config_.generation.max_completion_length;
+  GrpoLossOutput out = grpo_loss(in, o, denominator);
+  out.loss.backward();
+
+  const double n = static_cast<double>(batches_.size());
+  for (const auto& [k, v] : out.metrics) m[k] += v / n;
+  {
+    // KL to the reference per turn (Stage I holds turn 1 near the base model: watch kl/turn1).
+    at::NoGradGuard no_grad;
+    if (b.ref_logp.defined()) {
+      const at::Tensor d = (b.ref_logp - logp.detach()).to(at::kDouble);
+      const at::Tensor kl = at::exp(d) - d - 1.0;
+      for (int t = 1; t <= 2; ++t) {
+        const at::Tensor sel = turns_[index].eq(t) & b.completion_mask;
+        const double count = sel.sum().item<double>();
+        if (count > 0) m["kl/turn" + std::to_string(t)] += kl.masked_select(sel).sum().item<double>() / count / n;
+      }
+    }
+    const at::Tensor valid = b.completion_ids.ge(0);
+    const at::Tensor diff = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
+    if (diff.numel() > 0) m["rollout/logprob_diff_mean"] += diff.mean().item<double>() / n;
+  }
+  m["time/training"] += clock.seconds();
+  return out.numerator.item<double>();
+}
+
+double ScoreTask::epoch() const {
+  return cursor_.epoch() + static_cast<double>(cursor_.index()) / std::max<int64_t>(1, cursor_.samples_per_epoch());
+}
+
+void ScoreTask::evaluate(int64_t, StepMetrics& m) {
+  if (eval_prompts_.empty()) return;
+  EvalOptions options;
+  options.max_new_tokens = config_.generation.eval_max_new_tokens;
+  options.attempts = 2;
+  options.correction_instruction = config_.score.correction_instruction;  // greedy (the paper's evaluation)
+  const EvalReport r = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
+  m["eval_accuracy"] = r.accuracy;
+  m["eval_accuracy_t2"] = r.accuracy_t2;
+  m["eval_delta"] = r.delta;
+  m["eval_delta_i_to_c"] = r.delta_i_to_c;
+  m["eval_delta_c_to_i"] = r.delta_c_to_i;
+  m["eval_edit_distance"] = r.edit_distance;
+  m["eval_changed_fraction"] = r.changed_fraction;
+}
+
+void run_score(const Config& config, const RunDir& run_dir, const RunOptions& options) {
+  rewards::validate_reward_specs(config.rewards);  // before the (slow) model load
+  ModelSession session = open_model_session(config);
+  const int64_t continuation =
+      1 + static_cast<int64_t>(session.renderer->render_continuation({ChatMessage{"user", config.score.correction_instruction}}).size());
+  validate_score_config(config, session.model->config().max_position_embeddings, continuation);
+  data::DatasetOptions dataset_options;
+  dataset_options.skip_malformed = config.data.skip_malformed;
+  auto train = data::load_prompt_dataset(config.data.train, dataset_options).records;
+  std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);
+  const auto& s = config.score;
+  log::info("SCoRe: ", train.size(), " prompts, stage ", s.stage, " (", s.stage1_steps, " + ", s.stage2_steps,
+            " steps), ", s.policy_gradient, ", G = ", s.num_generations, ", alpha ", s.alpha, ", beta1 ", s.beta1,
+            ", beta2 ", s.beta2, ", ", eval_prompts.size(), " eval prompts");
+  ScoreTask task(config, session, std::move(train), std::move(eval_prompts), run_dir.path);
+  run_training(config, run_dir, session, task, options.resume_from);
+}
+
+}  // namespace scorch::trainers
