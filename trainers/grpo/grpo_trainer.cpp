@@ -22,6 +22,7 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/evaluation.h"
+#include "trainers/common/rl_step.h"
 #include "trainers/grpo/grpo_loss.h"
 
 namespace scorch::trainers {
@@ -164,31 +165,14 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   const int64_t n_prompts = mbs * config_.train.gradient_accumulation_steps;
   const Tokenizer& tok = *session_.tokenizer;
 
-  std::vector<const data::PromptRecord*> records;
-  std::vector<std::vector<int64_t>> prompts;
-  int64_t cut_prompts = 0;
-  for (int64_t index : cursor_.next_batch(n_prompts)) {
-    records.push_back(&train_[static_cast<size_t>(index)]);
-    std::vector<int64_t> ids = session_.renderer->render_prompt(records.back()->prompt);
-    if (static_cast<int64_t>(ids.size()) > config_.generation.max_prompt_length) {  // TRL keeps the end
-      ids.erase(ids.begin(), ids.end() - config_.generation.max_prompt_length);
-      ++cut_prompts;
-    }
-    prompts.push_back(std::move(ids));
-  }
+  const StepPrompts drawn = draw_prompts(cursor_, train_, *session_.renderer, n_prompts, config_.generation.max_prompt_length);
+  const auto& records = drawn.records;
+  const auto& prompts = drawn.ids;
+  const int64_t cut_prompts = drawn.truncated;
 
   // 1. Rollouts.
   Stopwatch clock;
-  SamplingParams sp;
-  sp.temperature = config_.generation.temperature;
-  sp.top_p = config_.generation.top_p;
-  sp.top_k = config_.generation.top_k;
-  sp.max_new_tokens = config_.generation.max_completion_length;
-  sp.stop_token_ids = session_.renderer->stop_ids();
-  sp.stop_strings = config_.generation.stop;
-  // Per step (a resumed run repeats it) and per rank (ranks sample different prompts with different streams).
-  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step) + (static_cast<uint64_t>(dist::rank()) << 40);
-  sp.n = G;
+  const SamplingParams sp = rollout_params(config_, *session_.renderer, step, G);
   std::vector<Sample> samples;
   GenerationStats gen_stats;
   {
@@ -203,16 +187,10 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   clock.restart();
   rewards::RewardBatch rb;
   for (const Sample& s : samples) {
-    const data::PromptRecord& rec = *records[static_cast<size_t>(s.prompt_index)];
-    rewards::RewardSample r;
-    r.prompt = rec.prompt_text;
-    r.prompt_ids = prompts[static_cast<size_t>(s.prompt_index)];
+    const auto p = static_cast<size_t>(s.prompt_index);
+    rewards::RewardSample r = reward_sample(*records[p], prompts[p], s.prompt_index, step);
     r.completion = tok.decode(s.completion_ids);
     r.completion_ids = s.completion_ids;
-    r.group = s.prompt_index;
-    r.fields = rec.extra.is_object() ? rec.extra : nlohmann::json::object();
-    if (rec.answer) r.fields["answer"] = *rec.answer;
-    r.step = step;
     r.truncated = s.finish_reason == FinishReason::kLength;
     rb.samples.push_back(std::move(r));
   }

@@ -20,6 +20,7 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/evaluation.h"
+#include "trainers/common/rl_step.h"
 #include "trainers/grpo/grpo_loss.h"
 #include "trainers/score/score_rewards.h"
 
@@ -124,29 +125,13 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   const int64_t n_prompts = mbs * config_.train.gradient_accumulation_steps;
   const Tokenizer& tok = *session_.tokenizer;
 
-  std::vector<const data::PromptRecord*> records;
-  std::vector<std::vector<int64_t>> prompts;
-  for (int64_t index : cursor_.next_batch(n_prompts)) {
-    records.push_back(&train_[static_cast<size_t>(index)]);
-    std::vector<int64_t> ids = session_.renderer->render_prompt(records.back()->prompt);
-    if (static_cast<int64_t>(ids.size()) > config_.generation.max_prompt_length) {
-      ids.erase(ids.begin(), ids.end() - config_.generation.max_prompt_length);
-    }
-    prompts.push_back(std::move(ids));
-  }
+  const StepPrompts drawn = draw_prompts(cursor_, train_, *session_.renderer, n_prompts, config_.generation.max_prompt_length);
+  const auto& records = drawn.records;
+  const auto& prompts = drawn.ids;
 
   // 1. Episodes: attempt 1, the correction instruction, attempt 2.
   Stopwatch clock;
-  SamplingParams sp;
-  sp.temperature = config_.generation.temperature;
-  sp.top_p = config_.generation.top_p;
-  sp.top_k = config_.generation.top_k;
-  sp.max_new_tokens = config_.generation.max_completion_length;
-  sp.stop_token_ids = session_.renderer->stop_ids();
-  sp.stop_strings = config_.generation.stop;
-  // Per step (a resumed run repeats it) and per rank (ranks sample different prompts with different streams).
-  sp.seed = config_.seed * 1000003ULL + static_cast<uint64_t>(step) + (static_cast<uint64_t>(dist::rank()) << 40);
-  sp.n = G;
+  const SamplingParams sp = rollout_params(config_, *session_.renderer, step, G);
   const std::string instruction = sc.correction_instruction;
   Environment env = [&](const FinishedTurn&) { return EnvironmentReply::user(instruction); };
   EpisodeOptions eo;
@@ -165,21 +150,15 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   for (int64_t t = 0; t < 2; ++t) {
     rewards::RewardBatch rb;
     for (const Episode& e : episodes_) {
-      const data::PromptRecord& rec = *records[static_cast<size_t>(e.prompt_index)];
-      rewards::RewardSample r;
-      r.prompt = rec.prompt_text;
-      r.prompt_ids = prompts[static_cast<size_t>(e.prompt_index)];
+      const auto p = static_cast<size_t>(e.prompt_index);
+      rewards::RewardSample r = reward_sample(*records[p], prompts[p], e.prompt_index, step);
       if (t < static_cast<int64_t>(e.turns.size())) {
         const EpisodeTurn& turn = e.turns[static_cast<size_t>(t)];
         r.completion = turn.text;
         r.completion_ids.assign(e.tokens.begin() + turn.begin, e.tokens.begin() + turn.end);
         r.truncated = turn.finish_reason == FinishReason::kLength;
       }
-      r.group = e.prompt_index;
       r.turn = t;
-      r.fields = rec.extra.is_object() ? rec.extra : nlohmann::json::object();
-      if (rec.answer) r.fields["answer"] = *rec.answer;
-      r.step = step;
       rb.samples.push_back(std::move(r));
     }
     rb.index_groups();
