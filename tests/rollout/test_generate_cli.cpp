@@ -11,23 +11,19 @@
 #include "model/hf_checkpoint.h"
 #include "rollout/engine.h"
 #include "tests/support/run_cli.h"
+#include "tests/support/jobs.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch {
 namespace {
+using scorch::test::read_jsonl;
 
 using test::run_scorch;
 
 const std::string kSource = SCORCH_SOURCE_DIR;
 const std::string kTokenizer = kSource + "/configs/quickstart/tokenizer.model";
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<nlohmann::json> out;
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 std::string slurp(const std::string& path) {

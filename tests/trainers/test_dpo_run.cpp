@@ -15,23 +15,15 @@
 
 #include "common/fs.h"
 #include "tests/support/run_cli.h"
+#include "tests/support/jobs.h"
 
 namespace {
+using scorch::test::read_jsonl;
+using scorch::test::kTinyModel;
 
 using scorch::test::run_scorch;
 
-const char* kTinyModel = R"({"model_type": "llama", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
-  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
-  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2,
-  "pad_token_id": 3})";
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 std::string tokenizer() { return std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model"; }
 

@@ -13,15 +13,15 @@
 #include <thread>
 
 #include "tests/support/run_cli.h"
+#include "tests/support/jobs.h"
 
 namespace {
+using scorch::test::read_jsonl;
+using scorch::test::kTinyModel;
 namespace fs = std::filesystem;
 using scorch::test::run_command;
 using scorch::test::run_scorch;
 
-const char* kTinyModel = R"({"model_type": "llama", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
-  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
-  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2})";
 
 struct Fixture {
   std::string dir, config;
@@ -48,13 +48,6 @@ Fixture make_job(const std::string& tag, int max_steps, int save_every, const st
   return f;
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 bool same_bytes(const std::string& a, const std::string& b) {
   std::ifstream x(a, std::ios::binary), y(b, std::ios::binary);

@@ -99,6 +99,21 @@ std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, 
   return {logp.view({B, C}), with_entropy ? entropy.view({B, C}) : entropy};
 }
 
+GrpoLossOptions grpo_loss_options(const Config& c) {
+  const auto& g = c.grpo;
+  GrpoLossOptions o;
+  o.loss_type = g.loss_type;
+  o.epsilon_low = g.epsilon;
+  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
+  o.delta = g.delta;
+  o.beta = g.beta;
+  o.importance_sampling_level = g.importance_sampling_level;
+  o.top_entropy_quantile = g.top_entropy_quantile;
+  o.entropy_coef = g.entropy_coef;
+  o.max_completion_length = c.generation.max_completion_length;
+  return o;
+}
+
 void validate_grpo_config(const Config& c, int64_t context_length) {
   const auto& g = c.grpo;
   if (g.num_generations < 2) {
@@ -307,17 +322,7 @@ double GrpoTask::forward_backward(size_t index, double denominator, StepMetrics&
   in.entropy = g.entropy_coef != 0.0 ? entropy : entropy.detach();
   in.advantages = b.advantages;
   in.mask = b.completion_mask;
-  GrpoLossOptions o;
-  o.loss_type = g.loss_type;
-  o.epsilon_low = g.epsilon;
-  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
-  o.delta = g.delta;
-  o.beta = g.beta;
-  o.importance_sampling_level = g.importance_sampling_level;
-  o.top_entropy_quantile = g.top_entropy_quantile;
-  o.entropy_coef = g.entropy_coef;
-  o.max_completion_length = config_.generation.max_completion_length;
-  GrpoLossOutput out = grpo_loss(in, o, denominator);
+  GrpoLossOutput out = grpo_loss(in, grpo_loss_options(config_), denominator);
   out.loss.backward();
 
   // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).

@@ -71,6 +71,11 @@ GrpoMicroBatch pack_micro_batch(const std::vector<PolicyRow>& rows, int64_t pad_
 std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const GrpoMicroBatch& batch,
                                                       double temperature, bool with_entropy);
 
+// grpo_loss's options from the config's grpo.* keys (clip range, δ, β, GSPO level, entropy
+// settings, dr_grpo's L = generation.max_completion_length). SCoRe starts from these too.
+struct GrpoLossOptions;
+GrpoLossOptions grpo_loss_options(const Config& config);
+
 // Throws UserError for settings GRPO cannot run with (G < 2, lengths beyond the context, ...).
 void validate_grpo_config(const Config& config, int64_t context_length);
 

@@ -271,15 +271,12 @@ double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics
   in.logp = logp;
   in.ref_logp = b.ref_logp;
   in.kl_coef = b.kl_coef;
-  in.entropy = entropy.detach();
+  in.entropy = g.entropy_coef != 0.0 ? entropy : entropy.detach();
   in.advantages = b.advantages;
   in.mask = b.completion_mask;
-  GrpoLossOptions o;
-  o.loss_type = g.loss_type;
-  o.epsilon_low = g.epsilon;
-  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
+  GrpoLossOptions o = grpo_loss_options(config_);
   o.beta = 0.0;  // the per-token kl_coef carries SCoRe's β1 / β2
-  o.max_completion_length = 2 * config_.generation.max_completion_length;
+  o.max_completion_length = 2 * config_.generation.max_completion_length;  // a row holds both attempts
   GrpoLossOutput out = grpo_loss(in, o, denominator);
   out.loss.backward();
 
