@@ -225,6 +225,48 @@ class ExactMatch : public Reward {
   std::string mode_;
 };
 
+// arith_steps: a process reward for worked arithmetic. Every integer equation "a op b = c"
+// (op + - *, spaces allowed) in the completion is checked; the value is the fraction that are
+// right (all_or_nothing: 1 only if every one is). A completion with no equation gets `no_steps`
+// (default 0). Outcome rewards alone pay a right final answer reached through wrong steps
+// ("6+6=10. 10+1=15. The answer is 13"); this one pays the steps.
+class ArithSteps : public Reward {
+ public:
+  explicit ArithSteps(Params& p)
+      : all_or_nothing_(p.flag("all_or_nothing", false, "1 only if every equation is right, else 0")),
+        no_steps_(p.number("no_steps", 0.0, -1e9, 1e9, "value of a completion without any equation")) {}
+
+  RewardOutput score(const RewardBatch& batch) override {
+    static const std::regex eq(R"((-?\d{1,9})\s*([-+*])\s*(\d{1,9})\s*=\s*(-?\d{1,12}))");
+    RewardOutput out;
+    double checked = 0, right = 0, without = 0;
+    for (const auto& s : batch.samples) {
+      int64_t n = 0, ok = 0;
+      for (auto it = std::sregex_iterator(s.completion.begin(), s.completion.end(), eq); it != std::sregex_iterator(); ++it) {
+        const long long a = std::stoll((*it)[1].str()), b = std::stoll((*it)[3].str()), c = std::stoll((*it)[4].str());
+        const std::string op = (*it)[2].str();
+        const long long want = op == "+" ? a + b : op == "-" ? a - b : a * b;
+        ++n;
+        ok += want == c ? 1 : 0;
+      }
+      checked += static_cast<double>(n), right += static_cast<double>(ok);
+      if (n == 0) {
+        ++without;
+        out.values.push_back(no_steps_);
+      } else {
+        out.values.push_back(all_or_nothing_ ? (ok == n ? 1.0 : 0.0) : static_cast<double>(ok) / static_cast<double>(n));
+      }
+    }
+    out.diagnostics["step_accuracy"] = checked > 0 ? right / checked : 0.0;
+    out.diagnostics["no_steps"] = without;
+    return out;
+  }
+
+ private:
+  bool all_or_nothing_;
+  double no_steps_;
+};
+
 }  // namespace
 
 void register_format_rewards() {
@@ -234,6 +276,8 @@ void register_format_rewards() {
                                [](Params& p, const RewardContext&) { return std::make_unique<Overlong>(p); }});
   register_reward("exact_match", {"1 if the completion equals the gold `answer` (after normalisation)", false,
                                   [](Params& p, const RewardContext&) { return std::make_unique<ExactMatch>(p); }});
+  register_reward("arith_steps", {"fraction of the completion's integer equations `a op b = c` that are right", false,
+                                  [](Params& p, const RewardContext&) { return std::make_unique<ArithSteps>(p); }});
 }
 
 }  // namespace scorch::rewards

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/error.h"
 #include "rewards/reward.h"
 
 namespace scorch::rewards {
@@ -109,6 +110,35 @@ TEST(ExactMatchReward, ComparesWithTheGoldAfterNormalisation) {
   EXPECT_EQ(m[2], 1.0);
   const auto none = score1(spec("exact_match", "{normalize: none}"), b);
   EXPECT_EQ(none[0], 0.0);
+}
+
+}  // namespace
+}  // namespace scorch::rewards
+
+namespace scorch::rewards {
+namespace {
+
+// arith_steps against hand-checked equations: right, wrong, subtraction to a negative, spaces,
+// products, no equation at all, and a right final answer reached through wrong steps.
+TEST(ArithStepsReward, FractionOfRightEquations) {
+  const auto b = texts({"5-3=2. 2+8=10. The answer is \\boxed{10}.",
+                        "3+3=6. 6+6=10. 10+1=15. The answer is \\boxed{13}.",
+                        "2 - 7 = -5, then -5 + 1 = -4",
+                        "4*3=12 and 12*2=25",
+                        "The answer is \\boxed{7}."});
+  const auto v = score1(spec("arith_steps", "{}"), b);
+  ASSERT_EQ(v.size(), 5u);
+  EXPECT_DOUBLE_EQ(v[0], 1.0);
+  EXPECT_DOUBLE_EQ(v[1], 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(v[2], 1.0);
+  EXPECT_DOUBLE_EQ(v[3], 0.5);
+  EXPECT_DOUBLE_EQ(v[4], 0.0);
+  const auto all = score1(spec("arith_steps", "{all_or_nothing: true, no_steps: -1}"), b);
+  EXPECT_EQ(all, (std::vector<double>{1, 0, 1, 0, -1}));
+}
+
+TEST(ArithStepsReward, UnknownParamIsRejected) {
+  EXPECT_THROW(score1(spec("arith_steps", "{all_or_nothin: true}"), texts({"1+1=2"})), UserError);
 }
 
 }  // namespace

@@ -172,7 +172,7 @@ TEST(RewardSpecsParsing, ParsesTheRewardsListLikeTheTrainingConfig) {
 
 TEST(RewardRegistry, ListsEveryBuiltinWithItsParamsSchema) {
   const auto& reg = reward_registry();
-  for (const char* name : {"math_answer", "format", "overlong", "exact_match", "majority_vote", "soft_consistency",
+  for (const char* name : {"math_answer", "format", "overlong", "exact_match", "arith_steps", "majority_vote", "soft_consistency",
                            "self_verify", "self_rubric"}) {
     ASSERT_TRUE(reg.count(name)) << name;
     EXPECT_FALSE(reward_params_schema(name).empty()) << name;
