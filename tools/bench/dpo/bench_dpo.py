@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import peak_rss_mb, run  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOKENIZER = os.path.join(ROOT, "configs", "quickstart", "tokenizer.model")
 
@@ -80,21 +83,6 @@ print(json.dumps({"tok_s": statistics.median([t / s for t, s in zip(tokens[2:], 
 '''
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stdout[-1000:]}\n{r.stderr[-2000:]}")
-    return r
-
-
-def peak_rss_mb(cmd):
-    """Runs cmd in a fresh child and returns (stdout, max RSS of that child in MB)."""
-    code = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-            "sys.stdout.write(r.stdout);sys.stderr.write(r.stderr[-3000:]);"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
-    r = run([sys.executable, "-c", code, *cmd])
-    lines = r.stdout.strip().splitlines()
-    return "\n".join(lines[:-1]), int(lines[-1].split()[1]) / 1024
 
 
 def make_pairs(src, dst):

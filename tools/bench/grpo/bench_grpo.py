@@ -18,16 +18,14 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import QWEN2_5_0_5B  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOKENIZER = os.path.join(ROOT, "configs", "quickstart", "tokenizer.model")
 SHAPES = {
     "quickstart": json.load(open(os.path.join(ROOT, "configs", "quickstart", "model_config.json"))),
-    # Qwen2.5-0.5B's shape (random weights, scorch's 512-token tokenizer inside a 151936 vocabulary).
-    "qwen2.5-0.5b": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
-                     "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                     "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 4096,
-                     "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
-                     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3},
+    "qwen2.5-0.5b": QWEN2_5_0_5B,
 }
 
 BASELINE = r'''

@@ -15,11 +15,13 @@ since prompt tokens also cost FLOPs but are not counted."""
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import QWEN2_5_0_5B, peak_rss_mb, run  # noqa: E402
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -31,11 +33,7 @@ MODELS = {
                     "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
                     "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
                     "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2},
-    "qwen2.5-0.5b": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
-                     "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                     "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 4096,
-                     "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
-                     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3},
+    "qwen2.5-0.5b": QWEN2_5_0_5B,
 }
 
 BASELINE = r'''
@@ -74,21 +72,6 @@ print(json.dumps({"tok_s": statistics.median([t / s for t, s in zip(tokens[2:], 
 '''
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    return r
-
-
-def peak_rss_mb(cmd):
-    """Runs cmd in a fresh child and returns (stdout, max RSS of that child in MB)."""
-    code = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-            "sys.stdout.write(r.stdout);sys.stderr.write(r.stderr);"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
-    r = run([sys.executable, "-c", code, *cmd])
-    lines = r.stdout.strip().splitlines()
-    return "\n".join(lines[:-1]), int(lines[-1].split()[1]) / 1024
 
 
 def main():
