@@ -19,7 +19,6 @@
 
 namespace {
 using scorch::test::read_jsonl;
-using scorch::test::kTinyModel;
 using scorch::test::run_command;
 using scorch::test::run_scorch;
 
@@ -47,12 +46,8 @@ struct Job {
 Job make_job(const std::string& tag, const std::string& trainer_yaml) {
   Job j;
   j.dir = scorch::test::temp_dir(tag);
-  std::ofstream(j.dir + "/model.json") << kTinyModel;
-  const std::string tok = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model";
-  auto r = run_scorch("make-data --task arith --n 48 --seed 3 --out " + j.dir + "/train.jsonl");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  r = run_scorch("init-model --config " + j.dir + "/model.json --out " + j.dir + "/base --seed 5 --tokenizer " + tok);
-  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(scorch::test::make_tiny_job_files(j.dir, 48), "");
+  const std::string tok = scorch::test::quickstart_tokenizer();
   j.config = j.dir + "/job.yaml";
   std::ofstream(j.config) << "seed: 11\nmodel: {path: " << j.dir << "/base}\n"
                           << "tokenizer: {path: " << tok << ", chat_template: plain}\n"

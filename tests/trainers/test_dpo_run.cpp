@@ -19,7 +19,6 @@
 
 namespace {
 using scorch::test::read_jsonl;
-using scorch::test::kTinyModel;
 
 using scorch::test::run_scorch;
 
@@ -33,11 +32,7 @@ class DpoRun : public ::testing::Test {
   void SetUp() override {
     dir = scorch::test::temp_dir("dpo-run");
     ASSERT_FALSE(dir.empty());
-    std::ofstream(dir + "/model.json") << kTinyModel;
-    auto r = run_scorch("make-data --task arith --n 16 --seed 3 --out " + dir + "/prompts.jsonl");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_scorch("init-model --config " + dir + "/model.json --out " + dir + "/base --seed 5 --tokenizer " + tokenizer());
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_EQ(scorch::test::make_tiny_job_files(dir, 16, "prompts.jsonl"), "");
     std::ofstream prefs(dir + "/prefs.jsonl");
     for (const auto& p : read_jsonl(dir + "/prompts.jsonl")) {
       const std::string good = p["completion"], answer = p["answer"].is_string() ? p["answer"].get<std::string>() : p["answer"].dump();

@@ -18,7 +18,6 @@
 
 namespace {
 using scorch::test::read_jsonl;
-using scorch::test::kTinyModel;
 
 using scorch::test::run_scorch;
 
@@ -27,12 +26,8 @@ using scorch::test::run_scorch;
 TEST(GrpoRun, ARunFromAConfigLogsFiniteRewardKlAndClipMetricsAndExports) {
   const std::string dir = scorch::test::temp_dir("grpo-run");
   ASSERT_FALSE(dir.empty());
-  std::ofstream(dir + "/model.json") << kTinyModel;
-  const std::string tok = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model";
-  auto r = run_scorch("make-data --task arith --n 16 --seed 3 --out " + dir + "/train.jsonl");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_scorch("init-model --config " + dir + "/model.json --out " + dir + "/base --seed 5 --tokenizer " + tok);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(scorch::test::make_tiny_job_files(dir, 16), "");
+  const std::string tok = scorch::test::quickstart_tokenizer();
   const std::string yaml = "trainer: grpo\nseed: 7\nmodel: {path: " + dir + "/base}\n"
                            "tokenizer: {path: " + tok + ", chat_template: plain}\n"
                            "data: {train: " + dir + "/train.jsonl}\n"

@@ -25,7 +25,6 @@
 
 namespace {
 using scorch::test::read_jsonl;
-using scorch::test::kTinyModel;
 
 using scorch::test::run_scorch;
 
@@ -36,13 +35,9 @@ class ScoreRun : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = scorch::test::temp_dir("score-run");
     ASSERT_FALSE(dir_.empty());
-    std::ofstream(dir_ + "/model.json") << kTinyModel;
-    tok_ = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model";
-    auto r = run_scorch("make-data --task arith --n 16 --seed 3 --out " + dir_ + "/train.jsonl");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_scorch("make-data --task arith --n 4 --seed 4 --out " + dir_ + "/eval.jsonl");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_scorch("init-model --config " + dir_ + "/model.json --out " + dir_ + "/base --seed 5 --tokenizer " + tok_);
+    ASSERT_EQ(scorch::test::make_tiny_job_files(dir_, 16), "");
+    tok_ = scorch::test::quickstart_tokenizer();
+    auto r = run_scorch("make-data --task arith --n 4 --seed 4 --out " + dir_ + "/eval.jsonl");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     std::ofstream(dir_ + "/score.yaml") << yaml();
   }

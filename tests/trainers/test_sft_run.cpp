@@ -31,12 +31,8 @@ struct Fixture {
 Fixture make_job(const std::string& tag, int max_steps, int save_every, const std::string& extra = "") {
   Fixture f;
   f.dir = scorch::test::temp_dir(tag);
-  std::ofstream(f.dir + "/model.json") << kTinyModel;
-  const std::string tok = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model";
-  auto r = run_scorch("make-data --task arith --n 64 --seed 3 --out " + f.dir + "/train.jsonl");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  r = run_scorch("init-model --config " + f.dir + "/model.json --out " + f.dir + "/base --seed 5 --tokenizer " + tok);
-  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(scorch::test::make_tiny_job_files(f.dir, 64), "");
+  const std::string tok = scorch::test::quickstart_tokenizer();
   f.config = f.dir + "/job.yaml";
   std::ofstream(f.config) << "trainer: sft\nseed: 11\nmodel: {path: " << f.dir << "/base}\n"
                           << "tokenizer: {path: " << tok << ", chat_template: plain}\n"

@@ -114,6 +114,37 @@ GrpoLossOptions grpo_loss_options(const Config& c) {
   return o;
 }
 
+std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const GrpoMicroBatch& b, double temperature,
+                                                   const GrpoLossOptions& options, double denominator,
+                                                   size_t num_batches, bool compare_rollout, StepMetrics& m) {
+  auto [logp, entropy] = completion_logprobs(model, b, temperature, true);
+  GrpoLossInputs in;
+  in.logp = logp;
+  in.old_logp = b.old_logp;
+  in.ref_logp = b.ref_logp;
+  in.kl_coef = b.kl_coef;
+  in.entropy = options.entropy_coef != 0.0 ? entropy : entropy.detach();
+  in.advantages = b.advantages;
+  in.mask = b.completion_mask;
+  GrpoLossOutput out = grpo_loss(in, options, denominator);
+  out.loss.backward();
+
+  // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).
+  const double n = static_cast<double>(num_batches);
+  for (const auto& [k, v] : out.metrics) m[k] += v / n;
+  if (compare_rollout) {
+    // Rollout vs policy log-probs on the same tokens: kernels, precision and sampler must agree.
+    at::NoGradGuard no_grad;
+    const at::Tensor valid = b.completion_ids.ge(0);
+    const at::Tensor d = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
+    if (d.numel() > 0) {
+      m["rollout/logprob_diff_mean"] += d.mean().item<double>() / n;
+      m["rollout/logprob_diff_max"] = std::max(m["rollout/logprob_diff_max"], d.max().item<double>());
+    }
+  }
+  return {out.numerator.item<double>(), logp.detach()};
+}
+
 void validate_grpo_config(const Config& c, int64_t context_length) {
   const auto& g = c.grpo;
   if (g.num_generations < 2) {
@@ -312,34 +343,11 @@ std::vector<int64_t> GrpoTask::prepare_step(int64_t step, StepMetrics& m) {
 
 double GrpoTask::forward_backward(size_t index, double denominator, StepMetrics& m) {
   Stopwatch clock;
-  const GrpoMicroBatch& b = batches_[index];
-  const auto& g = config_.grpo;
-  auto [logp, entropy] = completion_logprobs(*session_.model, b, temperature_, true);
-  GrpoLossInputs in;
-  in.logp = logp;
-  in.old_logp = b.old_logp;
-  in.ref_logp = b.ref_logp;
-  in.entropy = g.entropy_coef != 0.0 ? entropy : entropy.detach();
-  in.advantages = b.advantages;
-  in.mask = b.completion_mask;
-  GrpoLossOutput out = grpo_loss(in, grpo_loss_options(config_), denominator);
-  out.loss.backward();
-
-  // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).
-  const double n = static_cast<double>(batches_.size());
-  for (const auto& [k, v] : out.metrics) m[k] += v / n;
-  if (batch_step_ == current_step_) {
-    // Rollout vs policy log-probs on the same tokens: kernels, precision and sampler must agree.
-    at::NoGradGuard no_grad;
-    const at::Tensor valid = b.completion_ids.ge(0);
-    const at::Tensor d = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
-    if (d.numel() > 0) {
-      m["rollout/logprob_diff_mean"] += d.mean().item<double>() / n;
-      m["rollout/logprob_diff_max"] = std::max(m["rollout/logprob_diff_max"], d.max().item<double>());
-    }
-  }
+  // The engine's log-probs describe the policy only before its first update on this batch (μ > 1 reuses it).
+  const double numerator = policy_gradient_step(*session_.model, batches_[index], temperature_, grpo_loss_options(config_),
+                                                denominator, batches_.size(), batch_step_ == current_step_, m).first;
   m["time/training"] += clock.seconds();
-  return out.numerator.item<double>();
+  return numerator;
 }
 
 double GrpoTask::epoch() const {

@@ -12,6 +12,7 @@
 // micro_batch_size × G rows and a group never straddles micro-batches; TRL's "global batch
 // divisible by G" holds by construction.
 #pragma once
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -75,6 +76,17 @@ std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, 
 // settings, dr_grpo's L = generation.max_completion_length). SCoRe starts from these too.
 struct GrpoLossOptions;
 GrpoLossOptions grpo_loss_options(const Config& config);
+
+// One micro-batch of a policy-gradient step, as GRPO and SCoRe both run it: policy log-probs of
+// the batch's rollout tokens, grpo_loss (inputs from the batch: advantages, π_old, reference,
+// per-token β) with `options`, divided by `denominator`, and backward. Adds the loss's metrics as
+// means over `num_batches` micro-batches, and with `compare_rollout` the gap between the engine's
+// sampling log-probs and the policy's on the same tokens ("rollout/logprob_diff_mean|max").
+// Returns the undivided loss numerator and the (detached) policy log-probs [B, C].
+std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const GrpoMicroBatch& batch,
+                                                   double temperature, const GrpoLossOptions& options,
+                                                   double denominator, size_t num_batches, bool compare_rollout,
+                                                   std::map<std::string, double>& metrics);
 
 // Throws UserError for settings GRPO cannot run with (G < 2, lengths beyond the context, ...).
 void validate_grpo_config(const Config& config, int64_t context_length);

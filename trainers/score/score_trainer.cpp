@@ -265,41 +265,25 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
 double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics& m) {
   Stopwatch clock;
   const GrpoMicroBatch& b = batches_[index];
-  const auto& g = config_.grpo;
-  auto [logp, entropy] = completion_logprobs(*session_.model, b, temperature_, true);
-  GrpoLossInputs in;
-  in.logp = logp;
-  in.ref_logp = b.ref_logp;
-  in.kl_coef = b.kl_coef;
-  in.entropy = g.entropy_coef != 0.0 ? entropy : entropy.detach();
-  in.advantages = b.advantages;
-  in.mask = b.completion_mask;
   GrpoLossOptions o = grpo_loss_options(config_);
-  o.beta = 0.0;  // the per-token kl_coef carries SCoRe's β1 / β2
+  o.beta = 0.0;  // the batch's per-token kl_coef carries SCoRe's β1 / β2
   o.max_completion_length = 2 * config_.generation.max_completion_length;  // a row holds both attempts
-  GrpoLossOutput out = grpo_loss(in, o, denominator);
-  out.loss.backward();
-
-  const double n = static_cast<double>(batches_.size());
-  for (const auto& [k, v] : out.metrics) m[k] += v / n;
-  {
+  const auto [numerator, logp] =
+      policy_gradient_step(*session_.model, b, temperature_, o, denominator, batches_.size(), true, m);
+  if (b.ref_logp.defined()) {
     // KL to the reference per turn (Stage I holds turn 1 near the base model: watch kl/turn1).
     at::NoGradGuard no_grad;
-    if (b.ref_logp.defined()) {
-      const at::Tensor d = (b.ref_logp - logp.detach()).to(at::kDouble);
-      const at::Tensor kl = at::exp(d) - d - 1.0;
-      for (int t = 1; t <= 2; ++t) {
-        const at::Tensor sel = turns_[index].eq(t) & b.completion_mask;
-        const double count = sel.sum().item<double>();
-        if (count > 0) m["kl/turn" + std::to_string(t)] += kl.masked_select(sel).sum().item<double>() / count / n;
-      }
+    const double n = static_cast<double>(batches_.size());
+    const at::Tensor d = (b.ref_logp - logp).to(at::kDouble);
+    const at::Tensor kl = at::exp(d) - d - 1.0;
+    for (int t = 1; t <= 2; ++t) {
+      const at::Tensor sel = turns_[index].eq(t) & b.completion_mask;
+      const double count = sel.sum().item<double>();
+      if (count > 0) m["kl/turn" + std::to_string(t)] += kl.masked_select(sel).sum().item<double>() / count / n;
     }
-    const at::Tensor valid = b.completion_ids.ge(0);
-    const at::Tensor diff = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
-    if (diff.numel() > 0) m["rollout/logprob_diff_mean"] += diff.mean().item<double>() / n;
   }
   m["time/training"] += clock.seconds();
-  return out.numerator.item<double>();
+  return numerator;
 }
 
 double ScoreTask::epoch() const {
