@@ -1,19 +1,25 @@
 #include "train/session.h"
 
+#include <algorithm>
+
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
 #include "common/error.h"
-#include "dist/dist.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "dist/dist.h"
 #include "model/hf_checkpoint.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch {
+
+int64_t ModelSession::pad_id() const {
+  return tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : std::max<int64_t>(0, tokenizer->eos_id());
+}
 
 ModelSession::ModelSession() = default;
 ModelSession::~ModelSession() = default;

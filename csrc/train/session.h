@@ -2,6 +2,7 @@
 // decisions, the policy model, its tokenizer and chat template. One place, so SFT, DPO, GRPO and
 // SCoRe resolve "auto" the same way.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,9 @@ struct ModelSession {
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
   std::string tokenizer_path;
+  // The token that pads batches: the tokenizer's pad id, else its EOS, else 0 (padding is always
+  // masked out of losses; this only needs to be a valid id).
+  int64_t pad_id() const;
   ModelSession();
   ~ModelSession();
   ModelSession(ModelSession&&) noexcept;

@@ -154,7 +154,7 @@ std::vector<std::array<float, 2>> cached_reference_logps(const Config& config, c
     log::warn("reference log-prob cache ", path, " does not match the model/data; recomputing it");
   }
   Stopwatch clock;
-  const int64_t pad_id = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  const int64_t pad_id = session.pad_id();
   auto out = compute_reference_logps(*session.model, examples, config.train.micro_batch_size, pad_id, session.device);
   nlohmann::json j = {{"model", config.model.path}, {"data", config.data.train}, {"model_checksum", hex(model_key)},
                       {"data_checksum", hex(data_key)}, {"logps", nlohmann::json::array()}};
@@ -193,7 +193,7 @@ DpoTask::DpoTask(const Config& config, ModelSession& session, std::vector<data::
       // Each rank takes its strided share of every epoch's pairs (data/cursor.h).
       cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
   if (train_.empty()) throw UserError("data.train holds no preference pairs");
-  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  pad_id_ = session.pad_id();
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
   steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;

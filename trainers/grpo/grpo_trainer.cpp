@@ -190,7 +190,7 @@ GrpoTask::GrpoTask(const Config& config, ModelSession& session, std::vector<data
       rewards_(config.rewards, rewards::RewardContext{std::make_shared<rewards::ModelJudge>(*session.model, *session.renderer)},
                "config") {
   if (train_.empty()) throw UserError("data.train holds no prompts: GRPO needs a prompt dataset");
-  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  pad_id_ = session.pad_id();
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
   steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;

@@ -72,7 +72,7 @@ ScoreTask::ScoreTask(const Config& config, ModelSession& session, std::vector<da
   first_stage_ = s.stage == "2" ? 2 : 1;
   stage1_steps_ = s.stage == "both" ? s.stage1_steps : (s.stage == "1" ? s.stage1_steps : 0);
   total_ = stage1_steps_ + (s.stage == "1" ? 0 : s.stage2_steps);
-  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : std::max<int64_t>(0, session.tokenizer->eos_id());
+  pad_id_ = session.pad_id();
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
   steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;

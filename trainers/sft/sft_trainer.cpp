@@ -69,7 +69,7 @@ SftTask::SftTask(const Config& config, ModelSession& session, std::vector<data::
       eval_prompts_(std::move(eval_prompts)),
       // Each rank takes its strided share of every epoch's order (data/cursor.h).
       cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
-  pad_id_ = session.tokenizer->pad_id() >= 0 ? session.tokenizer->pad_id() : session.tokenizer->eos_id();
+  pad_id_ = session.pad_id();
   const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
   steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
