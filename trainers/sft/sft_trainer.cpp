@@ -7,6 +7,7 @@
 #include "trainers/sft/sft_task.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 
