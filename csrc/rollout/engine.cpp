@@ -132,6 +132,17 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     }
   }
 
+  // On CPU the lm_head matmul of a decode step ([R, hidden] x [hidden, V], small R) is 1.2-4x
+  // faster against a contiguous [hidden, V] copy of the weight than through at::linear's transposed
+  // view, where MKL repacks the whole V x hidden matrix every call (measured at V = 32000, 1 thread:
+  // 5.9 vs 1.4 ms at R = 1, 22 vs 18 ms at R = 32). The copy is made once per decode() call, so it
+  // follows weights that change between calls (training). CUDA keeps at::linear (cuBLAS needs no
+  // repacking, and a copy would cost V x hidden of device memory).
+  const at::Tensor head_t = dev.is_cpu() ? model_.lm_head_weight().t().contiguous() : at::Tensor();
+  const auto next_token_logits = [&](const at::Tensor& h) {  // h [R, hidden] -> [R, V] fp32
+    return (head_t.defined() ? at::mm(h, head_t) : model_.logits(h)).to(at::kFloat);
+  };
+
   const auto t0 = Clock::now();
   at::Tensor logits = next_logits;
   at::Tensor token_mask;  // [R, 1] bool when some rows sit out, else undefined
@@ -193,7 +204,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     rows_changed = false;
     const at::Tensor positions = cache.next_positions(1, mask);
     const at::Tensor hidden = model_.forward(next.view({-1, 1}), positions, mask, &cache);  // [R, 1, hidden]
-    logits = model_.logits(hidden.select(1, 0)).to(at::kFloat);                             // [R, V]
+    logits = next_token_logits(hidden.select(1, 0));                                        // [R, V]
     stats.decode_steps += 1;
   }
   stats.decode_seconds += seconds_since(t0);

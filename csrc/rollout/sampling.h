@@ -59,6 +59,9 @@ struct SampledTokens {
 // Draws one token per row. logits [B, V] (any float dtype; computed in fp32). `generator` must
 // live on the logits' device; it is only used when temperature > 0. No host synchronisation.
 SampledTokens sample_next_tokens(const at::Tensor& logits, const SamplingParams& params, at::Generator& generator);
+// The draw itself: one token per row of probs [B, V] (non-negative, unnormalised, some > 0 per row),
+// token i with probability probs[i] / sum(probs) by inverse-CDF sampling (one uniform per row).
+at::Tensor inverse_cdf_draw(const at::Tensor& probs, at::Generator& generator);
 
 // A generator on `device` seeded with `seed` (independent of torch's global generator).
 at::Generator make_sampling_generator(uint64_t seed, const at::Device& device);

@@ -86,6 +86,63 @@ TEST(Sampler, SameSeedSameDrawsDifferentSeedDifferentDraws) {
   EXPECT_FALSE(at::equal(ta, sample_next_tokens(logits, p, c).tokens));
 }
 
+// The inverse-CDF draw on its own: unnormalised weights with zeros inside and at both ends.
+// Frequencies match w / sum(w) (chi-square), a zero-weight token is never drawn.
+TEST(InverseCdfDraw, FollowsUnnormalisedWeightsAndNeverDrawsAZeroWeight) {
+  const std::vector<double> w = {0.0, 3.0, 0.0, 0.5, 1.5, 0.0, 0.0, 2.0, 1.0, 0.0};
+  const int64_t n = 40000, V = static_cast<int64_t>(w.size());
+  const at::Tensor probs = at::tensor(w, at::kDouble).to(at::kFloat).view({1, V}).expand({n, V}).contiguous();
+  at::Generator g = make_sampling_generator(7, at::kCPU);
+  const at::Tensor tokens = inverse_cdf_draw(probs, g);
+  ASSERT_EQ(tokens.sizes(), at::IntArrayRef({n}));
+  const at::Tensor counts = at::bincount(tokens, {}, V).to(at::kDouble);
+  double total = 0, stat = 0;
+  for (double x : w) total += x;
+  for (int64_t i = 0; i < V; ++i) {
+    const double observed = counts[i].item<double>();
+    if (w[i] == 0.0) {
+      EXPECT_EQ(observed, 0.0) << "token " << i << " has weight 0";
+      continue;
+    }
+    const double expected = n * w[i] / total;
+    stat += (observed - expected) * (observed - expected) / expected;
+  }
+  EXPECT_LT(stat, 20.52);  // chi-square, 5 degrees of freedom, 99.9% quantile
+  // Power: the same counts are rejected against a slightly different distribution.
+  double wrong = 0;
+  const std::vector<double> w2 = {0.0, 2.7, 0.0, 0.6, 1.6, 0.0, 0.0, 2.1, 1.0, 0.0};
+  double total2 = 0;
+  for (double x : w2) total2 += x;
+  for (int64_t i = 0; i < V; ++i) {
+    if (w2[i] == 0.0) continue;
+    const double expected = n * w2[i] / total2, observed = counts[i].item<double>();
+    wrong += (observed - expected) * (observed - expected) / expected;
+  }
+  EXPECT_GT(wrong, 20.52);
+}
+
+// Rows where all the mass sits on the first or the last token, and a Qwen-sized vocabulary where
+// one token near the end holds half the mass behind 151k tiny ones: the float64 running sum keeps
+// that token's share at 0.5 (a float32 sum over 151k entries would drift).
+TEST(InverseCdfDraw, SingleMassRowsAndALargeVocabularyTail) {
+  at::Generator g = make_sampling_generator(3, at::kCPU);
+  at::Tensor edge = at::zeros({2000, 64}, at::kFloat);
+  edge.narrow(0, 0, 1000).select(1, 0).fill_(1e-30f);   // a tiny but positive single mass
+  edge.narrow(0, 1000, 1000).select(1, 63).fill_(5.0f);
+  const at::Tensor t = inverse_cdf_draw(edge, g);
+  EXPECT_TRUE(t.narrow(0, 0, 1000).eq(0).all().item<bool>());
+  EXPECT_TRUE(t.narrow(0, 1000, 1000).eq(63).all().item<bool>());
+
+  const int64_t V = 151936, rows = 4000, heavy = V - 7;
+  at::Tensor probs = at::full({1, V}, 0.5 / (V - 1), at::kFloat);
+  probs[0][heavy] = 0.5f;
+  const at::Tensor drawn = inverse_cdf_draw(probs.expand({rows, V}).contiguous(), g);
+  const double share = drawn.eq(heavy).to(at::kDouble).mean().item<double>();
+  // Binomial(4000, 0.5): standard deviation 0.0079; 4.5 sigma bound.
+  EXPECT_NEAR(share, 0.5, 0.036);
+  EXPECT_TRUE(drawn.lt(V).all().item<bool>());
+}
+
 TEST(SamplingParams, BadValuesAreUserErrorsNamingTheField) {
   auto fails_with = [](SamplingParams p, const std::string& word) {
     try {
