@@ -1,5 +1,6 @@
 // `scorch eval --model DIR --data FILE.jsonl --out FILE.json [--attempts 2] ...`: accuracy by
-// greedy generation on a dataset with answers (and the two-attempt self-correction metrics).
+// greedy generation on a dataset with answers (and the two-attempt self-correction metrics), or
+// mean@K / pass@K / maj@K over K sampled answers per problem (--samples K --temperature T).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -18,7 +19,7 @@ namespace scorch::cli {
 namespace {
 struct EvalArgs {
   std::string model, data, out, tokenizer, chat_template = "plain", device = "auto";
-  int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64;
+  int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64, samples = 1;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
   std::string instruction = ScoreSection{}.correction_instruction;
@@ -28,6 +29,11 @@ void run_eval(const EvalArgs& a) {
   if (a.attempts < 1 || a.attempts > 2) throw UserError("--attempts must be 1 or 2, got " + std::to_string(a.attempts));
   if (a.max_new_tokens < 1) throw UserError("--max-new-tokens must be >= 1");
   if (a.temperature < 0) throw UserError("--temperature must be >= 0");
+  if (a.samples < 1) throw UserError("--samples must be >= 1, got " + std::to_string(a.samples));
+  if (a.samples > 1 && a.temperature <= 0) {
+    throw UserError("--samples " + std::to_string(a.samples) + " needs --temperature > 0 (greedy samples are all the same)");
+  }
+  if (a.samples > 1 && a.attempts != 1) throw UserError("--samples > 1 works with --attempts 1 only");
   auto dataset = data::load_prompt_dataset(a.data);
   std::vector<data::PromptRecord> prompts;
   int64_t without_answer = 0;
@@ -46,10 +52,11 @@ void run_eval(const EvalArgs& a) {
   options.top_p = a.top_p;
   options.seed = a.seed;
   options.batch_size = a.batch_size;
+  options.samples = a.samples;
   const EvalReport report = evaluate_accuracy(*session.model, *session.renderer, prompts, options);
   // The terminal table: the paper's names (ALGORITHMS.md §7) next to the JSON keys, in a fixed order.
   static const std::pair<const char*, const char*> kRows[] = {
-      {"accuracy", "Accuracy"}, {"no_answer_fraction", "no answer"},
+      {"accuracy", "Accuracy"}, {"no_answer_fraction", "no answer"}, {"pass_at_k", "pass@K"}, {"maj_at_k", "maj@K"},
       {"accuracy_t1", "Accuracy@t1"}, {"accuracy_t2", "Accuracy@t2"}, {"delta", "Δ(t1,t2)"},
       {"delta_i_to_c", "Δ^{i→c}"}, {"delta_c_to_i", "Δ^{c→i}"}, {"edit_distance", "edit distance"},
       {"changed_fraction", "changed answers"}};
@@ -83,6 +90,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str();
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling (temperature > 0)")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)");
+  cmd->add_option("--samples", a->samples,
+                  "K samples per problem (temperature > 0): accuracy = mean@K, plus pass@K and maj@K")
+      ->capture_default_str();
   cmd->add_option("--limit", a->limit, "Evaluate the first N problems only");
   cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str();
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str();

@@ -31,6 +31,11 @@ nlohmann::json EvalReport::to_json() const {
   } else {
     j["accuracy"] = accuracy;
     j["no_answer_fraction"] = no_answer_fraction;
+    if (samples_per_problem > 1) {
+      j["samples"] = samples_per_problem;
+      j["pass_at_k"] = pass_at_k;
+      j["maj_at_k"] = maj_at_k;
+    }
   }
   return j;
 }
@@ -53,6 +58,25 @@ CorrectionCounts correction_metrics(const std::vector<bool>& t1, const std::vect
   c.delta_i_to_c = ic / n;
   c.delta_c_to_i = ci / n;
   return c;
+}
+
+std::string majority_answer(const std::vector<std::string>& answers) {
+  std::vector<std::string> representative;
+  std::vector<size_t> count;
+  for (const auto& a : answers) {
+    if (a.empty()) continue;
+    size_t c = 0;
+    while (c < representative.size() && !rewards::math::answers_equal(representative[c], a)) ++c;
+    if (c == representative.size()) {
+      representative.push_back(a);
+      count.push_back(0);
+    }
+    ++count[c];
+  }
+  size_t best = 0;
+  for (size_t c = 1; c < count.size(); ++c)
+    if (count[c] > count[best]) best = c;
+  return representative.empty() ? std::string() : representative[best];
 }
 
 namespace {
@@ -78,8 +102,14 @@ EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& rende
                              const std::vector<data::PromptRecord>& prompts, const EvalOptions& options) {
   if (options.attempts < 1 || options.attempts > 2) throw UserError("evaluation supports 1 or 2 attempts");
   at::NoGradGuard no_grad;
+  if (options.samples < 1) throw UserError("evaluation: samples per problem must be >= 1");
+  if (options.samples > 1 && (options.attempts != 1 || options.temperature <= 0)) {
+    throw UserError("evaluation: several samples per problem need attempts = 1 and a temperature > 0 "
+                    "(greedy samples would all be the same)");
+  }
   EvalReport report;
   report.attempts_reported = options.attempts;
+  report.samples_per_problem = options.samples;
   report.n = static_cast<int64_t>(prompts.size());
   if (prompts.empty()) return report;
 
@@ -94,6 +124,45 @@ EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& rende
   std::vector<bool> t1, t2;
   double edit_sum = 0, changed = 0, no_answer = 0;
   const size_t batch = static_cast<size_t>(std::max<int64_t>(1, options.batch_size));
+  if (options.samples > 1) {  // K samples per problem: mean@K, pass@K, maj@K
+    params.n = options.samples;
+    double right = 0, passed = 0, majority_right = 0, samples_total = 0;
+    for (size_t start = 0; start < prompts.size(); start += batch) {
+      const size_t end = std::min(prompts.size(), start + batch);
+      std::vector<std::vector<int64_t>> ids;
+      for (size_t i = start; i < end; ++i) ids.push_back(renderer.render_prompt(prompts[i].prompt));
+      const auto samples = engine.generate(ids, params);  // ordered by (prompt, sample)
+      for (size_t p = 0; p < ids.size(); ++p) {
+        const auto& record = prompts[start + p];
+        const std::string gold = *record.answer;
+        std::vector<std::string> answers;
+        bool any = false;
+        for (int64_t k = 0; k < options.samples; ++k) {
+          const auto& s = samples[p * static_cast<size_t>(options.samples) + static_cast<size_t>(k)];
+          const std::string text = renderer.tokenizer().decode(s.completion_ids);
+          const Judged j = judge(text, gold);
+          right += j.correct;
+          any = any || j.correct;
+          no_answer += !j.has_answer;
+          samples_total += 1;
+          answers.push_back(j.has_answer ? j.answer : std::string());
+          if (static_cast<int64_t>(report.samples.size()) < options.keep_samples) {
+            report.samples.push_back({{"prompt", record.prompt_text}, {"answer", gold}, {"sample_index", k},
+                                      {"attempt1", text}, {"correct1", j.correct}});
+          }
+        }
+        passed += any;
+        const std::string majority = majority_answer(answers);
+        majority_right += !majority.empty() && rewards::math::answers_equal(rewards::math::gold_answer(gold), majority);
+      }
+    }
+    const double n = static_cast<double>(prompts.size());
+    report.accuracy = right / samples_total;
+    report.no_answer_fraction = no_answer / samples_total;
+    report.pass_at_k = passed / n;
+    report.maj_at_k = majority_right / n;
+    return report;
+  }
   for (size_t start = 0; start < prompts.size(); start += batch) {
     const size_t end = std::min(prompts.size(), start + batch);
     std::vector<std::vector<int64_t>> ids;

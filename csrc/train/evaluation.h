@@ -4,6 +4,11 @@
 // self-correction instruction is appended as a user turn (append-only, attempt 1's exact tokens)
 // and the model answers again; the report then holds Acc@t1, Acc@t2, Δ, Δ^{i→c}, Δ^{c→i}, the mean
 // edit distance between the attempts and the fraction of second attempts that change the answer.
+// With samples = K > 1 (attempts = 1, temperature > 0) every problem gets K samples and the report
+// holds the usual sampled-evaluation metrics (as verl's mean@N / best@N / maj@N): accuracy =
+// mean@K (the fraction of all K·n samples that are right: the unbiased pass@1 estimate), pass@K
+// (problems with at least one right sample) and maj@K (problems whose majority answer is right;
+// answers clustered with math_answer's equivalence, ties to the cluster sampled first).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -29,12 +34,16 @@ struct EvalOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   int64_t keep_samples = 0;          // decoded samples kept in the report (for logs)
+  int64_t samples = 1;               // K samples per problem (K > 1: attempts 1, temperature > 0)
 };
 
 struct EvalReport {
   int64_t n = 0;
   int64_t attempts_reported = 1;
-  double accuracy = 0.0;             // attempt 1
+  double accuracy = 0.0;             // attempt 1 (mean@K over the samples when samples = K > 1)
+  int64_t samples_per_problem = 1;
+  double pass_at_k = 0.0;            // samples > 1: problems with at least one right sample
+  double maj_at_k = 0.0;             // samples > 1: problems whose majority answer is right
   // attempts >= 2 (attempt 2 vs attempt 1):
   double accuracy_t2 = 0.0;
   double delta = 0.0;                // accuracy_t2 - accuracy
@@ -44,7 +53,8 @@ struct EvalReport {
   double changed_fraction = 0.0;     // second attempts whose extracted answer differs from the first
   double no_answer_fraction = 0.0;   // attempt-1 completions with no extractable answer
   nlohmann::json samples = nlohmann::json::array();
-  nlohmann::json to_json() const;    // the keys above (SCoRe's exact key names when attempts >= 2)
+  nlohmann::json to_json() const;    // the keys above (SCoRe's exact key names when attempts >= 2;
+                                     // "samples", "pass_at_k", "maj_at_k" when samples > 1)
 };
 
 EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& renderer,
@@ -63,5 +73,10 @@ struct CorrectionCounts {
   double accuracy_t1, accuracy_t2, delta, delta_i_to_c, delta_c_to_i;
 };
 CorrectionCounts correction_metrics(const std::vector<bool>& t1_correct, const std::vector<bool>& t2_correct);
+
+// The majority answer of one problem's samples: answers ("" = none) clustered with math_answer's
+// equivalence (each joins the first cluster whose first member it equals); the largest cluster
+// wins, ties to the one sampled first. "" when no sample has an answer.
+std::string majority_answer(const std::vector<std::string>& answers);
 
 }  // namespace scorch

@@ -27,6 +27,20 @@ TEST(Cli, UnknownSubcommandIsAUserError) {
   EXPECT_NE(r.output.find("did you mean 'train'"), std::string::npos) << r.output;
 }
 
+TEST(Cli, EvalSamplesBadCombinationsAreUserErrorsNamingTheFlag) {
+  const std::string base = "eval --model /nonexistent/model --data /nonexistent/eval.jsonl ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--samples 0", "--samples must be >= 1"},
+      {"--samples 4", "needs --temperature > 0"},
+      {"--samples 4 --temperature 1 --attempts 2", "--attempts 1 only"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto r = run_scorch(base + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
 TEST(Cli, MissingConfigFileIsAUserErrorWithoutStackTrace) {
   auto r = run_scorch("train /nonexistent/job.yaml");
   EXPECT_EQ(r.exit_code, 2);
