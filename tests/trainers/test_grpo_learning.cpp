@@ -274,6 +274,13 @@ TEST(GrpoTrainer, SeveralIterationsReuseTheBatchAndClipAgainstTheSavedOldPolicy)
   // Rollouts at steps 1 and 3 only; steps 2 and 4 train again on them against π_old.
   EXPECT_TRUE(lines[0].contains("time/generation") && lines[2].contains("time/generation"));
   EXPECT_FALSE(lines[1].contains("time/generation") || lines[3].contains("time/generation"));
+  // A reuse step logs the rollout metrics of the batch it trains on (so log.every never hides them).
+  for (size_t i : {1u, 3u}) {
+    for (const char* key : {"reward", "reward_std", "frac_reward_zero_std", "advantages/abs_mean", "completions/mean_length"}) {
+      ASSERT_TRUE(lines[i].contains(key)) << key << " at step " << i + 1;
+      EXPECT_EQ(lines[i][key], lines[i - 1][key]) << key << " at step " << i + 1;
+    }
+  }
   EXPECT_EQ(lines[0]["clip_ratio/region_mean"].get<double>(), 0.0);  // first pass: ρ = 1
   EXPECT_GT(lines[1]["clip_ratio/region_mean"].get<double>(), 0.0);  // second pass: the policy moved
   EXPECT_DOUBLE_EQ(task.epoch(), 1.0);  // 2 generations × 4 prompts = the 8 prompts once

@@ -333,7 +333,18 @@ std::vector<int64_t> GrpoTask::prepare_step(int64_t step, StepMetrics& m) {
       log::warn("GRPO resumed in the middle of a num_iterations cycle: step ", step,
                 " regenerates its batch from the current policy (not bitwise identical to an uninterrupted run)");
     }
+    const StepMetrics before = m;
     generate_batch(step, m);
+    // What generation added describes the batch; steps that reuse it (μ > 1) log it again, as
+    // TRL does, so a log step always shows the rewards being trained on. Timings are not repeated.
+    batch_metrics_.clear();
+    for (const auto& [key, value] : m) {
+      if (!before.count(key) && key.rfind("time/", 0) != 0 && key.rfind("tokens_per_second/", 0) != 0) {
+        batch_metrics_[key] = value;
+      }
+    }
+  } else {
+    for (const auto& [key, value] : batch_metrics_) m.emplace(key, value);
   }
   current_step_ = step;
   std::vector<int64_t> units;

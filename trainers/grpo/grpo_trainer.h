@@ -122,6 +122,7 @@ class GrpoTask : public TrainTask {
   std::unique_ptr<SamplesLogger> samples_;
   std::vector<GrpoMicroBatch> batches_;
   int64_t batch_step_ = -1;    // the step whose rollouts batches_ hold
+  StepMetrics batch_metrics_;  // the rollout metrics of that batch, logged again on reuse steps (μ > 1)
   int64_t current_step_ = -1;
   int64_t pad_id_ = 0, steps_per_epoch_ = 1, total_ = 0;
   double temperature_ = 1.0;
