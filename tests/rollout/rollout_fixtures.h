@@ -84,6 +84,30 @@ inline at::Tensor full_forward_logits(const Transformer& model, const std::vecto
   return model.logits(model.forward(x, pos)).select(0, 0).to(at::kFloat);
 }
 
+// Pearson's chi-square of drawn `tokens` [n] against unnormalised `weights` (over the tokens with
+// weight > 0), and how many draws landed on a token of weight 0.
+struct WeightFit {
+  double chi_square = 0;
+  int64_t zero_weight_draws = 0;
+};
+inline WeightFit fit_to_weights(const at::Tensor& tokens, const std::vector<double>& weights) {
+  const int64_t V = static_cast<int64_t>(weights.size()), n = tokens.numel();
+  const at::Tensor counts = at::bincount(tokens.cpu(), {}, V).to(at::kDouble);
+  double total = 0;
+  for (double w : weights) total += w;
+  WeightFit fit;
+  for (int64_t i = 0; i < V; ++i) {
+    const double observed = counts[i].item<double>();
+    if (weights[i] == 0.0) {
+      fit.zero_weight_draws += static_cast<int64_t>(observed);
+      continue;
+    }
+    const double expected = static_cast<double>(n) * weights[i] / total;
+    fit.chi_square += (observed - expected) * (observed - expected) / expected;
+  }
+  return fit;
+}
+
 inline std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
