@@ -107,6 +107,7 @@ void visit(Config& c, V& v) {
     v.field("gradient_accumulation_steps", s.gradient_accumulation_steps, at_least(1));
     v.field("max_grad_norm", s.max_grad_norm, at_least(0));
     v.field("eval_every", s.eval_every, at_least(0));
+    v.field("eval_samples", s.eval_samples, range(0, 1024));
     v.field("max_nonfinite_steps", s.max_nonfinite_steps, at_least(1));
     v.field("precision", s.precision, one_of({"auto", "fp32", "bf16"}));
     v.field("threads", s.threads, range(0, 1024));
@@ -578,6 +579,12 @@ void validate(const Config& c, const Reader& r) {
     fail_at(r, "optim.warmup_ratio", "set either `optim.warmup_steps` or `optim.warmup_ratio`, not both");
   }
   if (c.generation.top_k < 0) fail_at(r, "generation.top_k", "`generation.top_k` must be >= 0");
+  if (c.train.eval_samples == 1) {
+    fail_at(r, "train.eval_samples", "`train.eval_samples` 1 is greedy evaluation already: use 0, or K >= 2 samples");
+  }
+  if (c.train.eval_samples > 1 && c.generation.temperature <= 0) {
+    fail_at(r, "train.eval_samples", "sampled evaluation needs `generation.temperature` > 0 (it samples at that temperature)");
+  }
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ struct TrainSection {
   int64_t gradient_accumulation_steps = 1;
   double max_grad_norm = 1.0;       // 0 disables clipping
   int64_t eval_every = 0;           // steps; 0 = only at the end
+  int64_t eval_samples = 0;         // K >= 2: evaluations also log mean@K / pass@K / maj@K of K samples
+                                    // per problem at generation.temperature (fixed seed); 0 = greedy only
   int64_t max_nonfinite_steps = 3;  // consecutive skipped steps before exit 3
   std::string precision = "auto";   // auto | fp32 | bf16
   int64_t threads = 0;              // CPU intra-op threads; 0 = torch default

@@ -241,4 +241,21 @@ double eval_accuracy(const Config& config, const Transformer& model, const ChatR
   return evaluate_accuracy(model, renderer, prompts, options).accuracy;
 }
 
+void add_eval_metrics(const Config& config, const Transformer& model, const ChatRenderer& renderer,
+                      const std::vector<data::PromptRecord>& prompts, std::map<std::string, double>& metrics) {
+  if (prompts.empty()) return;
+  metrics["eval_accuracy"] = eval_accuracy(config, model, renderer, prompts);
+  if (config.train.eval_samples < 2) return;
+  EvalOptions options;
+  options.max_new_tokens = config.generation.eval_max_new_tokens;
+  options.samples = config.train.eval_samples;
+  options.temperature = config.generation.temperature;
+  options.top_p = config.generation.top_p;
+  options.seed = config.seed;
+  const EvalReport r = evaluate_accuracy(model, renderer, prompts, options);
+  metrics["eval_mean_at_k"] = r.accuracy;
+  metrics["eval_pass_at_k"] = r.pass_at_k;
+  metrics["eval_maj_at_k"] = r.maj_at_k;
+}
+
 }  // namespace scorch

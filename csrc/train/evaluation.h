@@ -11,6 +11,7 @@
 // answers clustered with math_answer's equivalence, ties to the cluster sampled first).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,12 @@ std::vector<data::PromptRecord> load_eval_prompts(const Config& config);
 // Greedy attempt-1 accuracy with the config's generation.eval_max_new_tokens.
 double eval_accuracy(const Config& config, const Transformer& model, const ChatRenderer& renderer,
                      const std::vector<data::PromptRecord>& prompts);
+// The periodic evaluation every single-turn trainer logs: eval_accuracy (greedy) and, with
+// train.eval_samples = K >= 2, eval_mean_at_k / eval_pass_at_k / eval_maj_at_k over K samples per
+// problem at generation.temperature and top_p, seeded with the config's seed (the same draws at
+// every evaluation of the same weights). Nothing is added when `prompts` is empty.
+void add_eval_metrics(const Config& config, const Transformer& model, const ChatRenderer& renderer,
+                      const std::vector<data::PromptRecord>& prompts, std::map<std::string, double>& metrics);
 
 // Self-correction metrics from per-problem outcomes (t1 correct, t2 correct): the part of the
 // report that is pure counting, exposed for tests.

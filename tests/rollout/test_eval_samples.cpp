@@ -8,6 +8,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "config/config.h"
 #include "data/dataset.h"
 #include "rewards/math_answer.h"
 #include "rollout_fixtures.h"
@@ -103,6 +104,53 @@ TEST(EvalSamples, MeanPassAndMajorityAtKEqualNaiveCountsOverTheDrawnSamples) {
   const auto j = r.to_json();
   EXPECT_EQ(j["samples"], K);
   EXPECT_DOUBLE_EQ(j["maj_at_k"].get<double>(), maj / n);
+}
+
+// The trainers' periodic evaluation with train.eval_samples: the greedy accuracy plus mean@K,
+// pass@K and maj@K at generation.temperature with the config's seed — the same numbers
+// evaluate_accuracy gives for those options (golds taken from one draw, so they are not all 0).
+TEST(EvalSamples, TrainerEvalMetricsUseTheConfigsTemperatureSeedAndLength) {
+  const Transformer model = tiny_model(257, 13, /*context=*/128);
+  const ByteTokenizer tok;
+  const ChatRenderer chat(tok, "none");
+  Config c;
+  c.seed = 1234;
+  c.train.eval_samples = 5;
+  c.generation.temperature = 0.9;
+  c.generation.eval_max_new_tokens = 14;
+  const int64_t n = 10;
+  EvalOptions o;
+  o.samples = 5;
+  o.temperature = 0.9;
+  o.seed = 1234;
+  o.max_new_tokens = 14;
+  o.keep_samples = n * 5;
+  const EvalReport draw = evaluate_accuracy(model, chat, problems(n, std::vector<std::string>(n, "-98765")), o);
+  std::vector<std::string> golds(n, "-98765");
+  for (int64_t i = 0; i < n; ++i) {
+    const auto e = rewards::math::extract_answer(draw.samples[static_cast<size_t>(i * 5 + 1)]["attempt1"].get<std::string>());
+    if (e.ok()) golds[i] = e.answer;
+  }
+  const auto prompts = problems(n, golds);
+  std::map<std::string, double> m;
+  add_eval_metrics(c, model, chat, prompts, m);
+  const EvalReport ref = evaluate_accuracy(model, chat, prompts, o);
+  ASSERT_TRUE(m.count("eval_accuracy") && m.count("eval_mean_at_k") && m.count("eval_pass_at_k") && m.count("eval_maj_at_k"));
+  EXPECT_GT(ref.accuracy, 0.0);
+  EXPECT_DOUBLE_EQ(m["eval_mean_at_k"], ref.accuracy);
+  EXPECT_DOUBLE_EQ(m["eval_pass_at_k"], ref.pass_at_k);
+  EXPECT_DOUBLE_EQ(m["eval_maj_at_k"], ref.maj_at_k);
+  EvalOptions greedy;
+  greedy.max_new_tokens = 14;
+  EXPECT_DOUBLE_EQ(m["eval_accuracy"], evaluate_accuracy(model, chat, prompts, greedy).accuracy);
+  // Without eval_samples only the greedy accuracy is logged; without prompts nothing is.
+  c.train.eval_samples = 0;
+  std::map<std::string, double> g;
+  add_eval_metrics(c, model, chat, prompts, g);
+  EXPECT_EQ(g.size(), 1u);
+  std::map<std::string, double> none;
+  add_eval_metrics(c, model, chat, {}, none);
+  EXPECT_TRUE(none.empty());
 }
 
 TEST(EvalSamples, MajorityAnswerUsesMathEquivalenceAndTiesGoToTheFirstCluster) {

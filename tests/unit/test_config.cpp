@@ -93,6 +93,16 @@ TEST(Config, ErrorsNameKeyLineAndFix) {
   EXPECT_NE(e.find("missing required key `trainer`"), std::string::npos) << e;
 }
 
+TEST(Config, EvalSamplesNeedsTwoOrMoreSamplesAndATemperature) {
+  EXPECT_EQ(parse_config(std::string(kMinimal) + "train:\n  eval_samples: 8\n", "j").train.eval_samples, 8);
+  std::string e = error_of(std::string(kMinimal) + "train:\n  eval_samples: 1\n");
+  EXPECT_NE(e.find("`train.eval_samples` 1 is greedy evaluation already"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "train:\n  eval_samples: 4\ngeneration:\n  temperature: 0\n");
+  EXPECT_NE(e.find("sampled evaluation needs `generation.temperature` > 0"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "train:\n  eval_samples: -2\n");
+  EXPECT_NE(e.find("train.eval_samples"), std::string::npos) << e;
+}
+
 TEST(Config, BooleansAndIntegersAreStrict) {
   EXPECT_TRUE(parse_config("trainer: sft\nmodel: {path: m}\ndata:\n  packing: true\n  train: x\n", "j").data.packing);
   EXPECT_NE(error_of(std::string(kMinimal) + "log:\n  progress: maybe\n").find("must be true or false"), std::string::npos);

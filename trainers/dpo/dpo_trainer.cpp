@@ -261,7 +261,7 @@ double DpoTask::epoch() const {
 }
 
 void DpoTask::evaluate(int64_t, StepMetrics& m) {
-  if (!eval_prompts_.empty()) m["eval_accuracy"] = eval_accuracy(config_, *session_.model, *session_.renderer, eval_prompts_);
+  add_eval_metrics(config_, *session_.model, *session_.renderer, eval_prompts_, m);
 }
 
 void run_dpo(const Config& config, const RunDir& run_dir, const RunOptions& options) {

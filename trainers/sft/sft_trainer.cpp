@@ -107,7 +107,7 @@ double SftTask::epoch() const {
 
 void SftTask::evaluate(int64_t, StepMetrics& m) {
   if (!eval_.empty()) m["eval_loss"] = eval_loss();
-  if (!eval_prompts_.empty()) m["eval_accuracy"] = eval_accuracy(config_, *session_.model, *session_.renderer, eval_prompts_);
+  add_eval_metrics(config_, *session_.model, *session_.renderer, eval_prompts_, m);
 }
 
 double SftTask::eval_loss() {
