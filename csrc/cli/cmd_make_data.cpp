@@ -40,6 +40,8 @@ void register_make_data(CLI::App& app) {
   cmd->add_option("--max-operand", args->arith.max_operand, "Largest operand")->capture_default_str();
   cmd->add_option("--with-correction", args->arith.correction_percent,
                   "Percent of two-attempt self-correction examples ({\"messages\": ...})")->capture_default_str();
+  cmd->add_option("--correction-first-right", args->arith.correction_first_right,
+                  "Percent of those whose first attempt is right (kept unchanged); default: 25");
   cmd->footer("Lines: {\"prompt\",\"completion\",\"answer\"}; with --with-correction K, K% are "
               "{\"messages\":[user, assistant (first attempt), user (correction instruction), assistant], \"answer\"}.");
   cmd->callback([args] { run_make_data(*args); });

@@ -50,6 +50,9 @@ void validate(const ArithOptions& o) {
   if (o.correction_percent < 0 || o.correction_percent > 100)
     throw UserError("--with-correction must be a percentage in [0, 100] (got " +
                     std::to_string(o.correction_percent) + ")");
+  if (o.correction_first_right != -1 && (o.correction_first_right < 0 || o.correction_first_right > 100))
+    throw UserError("--correction-first-right must be a percentage in [0, 100] (got " +
+                    std::to_string(o.correction_first_right) + ")");
 }
 
 ArithProblem make_arith_problem(std::mt19937_64& rng, const ArithOptions& o) {
@@ -95,7 +98,9 @@ nlohmann::ordered_json make_arith_example(uint64_t seed, int64_t index, const Ar
   }
   const std::string correct = arith_solution(p);
   std::string first = correct;
-  bool first_is_wrong = uniform(rng, 0, 3) != 0;  // 3 in 4 first attempts are wrong
+  const bool first_is_wrong = o.correction_first_right < 0
+                                  ? uniform(rng, 0, 3) != 0  // default: 3 in 4 first attempts are wrong
+                                  : uniform(rng, 0, 99) >= o.correction_first_right;
   if (first_is_wrong) {
     // A carry-like slip (units or tens off by one) in one step, carried through to the answer.
     const int64_t step = uniform(rng, 0, static_cast<int64_t>(p.ops.size()) - 1);

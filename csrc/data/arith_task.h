@@ -15,9 +15,11 @@
 // Two-attempt examples (SCoRe warm-up, ALGORITHMS.md §7): with correction_percent K, K% of the
 // examples are conversations
 //   user: prompt / assistant: first attempt / user: correction instruction / assistant: answer
-// Three in four first attempts are wrong (one step off by a carry-like error, propagated to the
-// end) and marked `"train": false` so SFT does not learn the error; the rest are correct first
-// attempts repeated unchanged, so the model also learns that a right answer survives the check.
+// By default three in four first attempts are wrong (one step off by a carry-like error,
+// propagated to the end) and marked `"train": false` so SFT does not learn the error; the rest are
+// correct first attempts repeated unchanged, so the model also learns that a right answer survives
+// the check. correction_first_right = P sets that share to P% instead (a model whose own first
+// attempts are mostly right should see mostly right first attempts kept; see README, SCoRe).
 #pragma once
 #include <cstdint>
 #include <random>
@@ -33,6 +35,8 @@ struct ArithOptions {
   int64_t max_ops = 3;         // >= min_ops
   int64_t max_operand = 99;    // operands are drawn uniformly in [1, max_operand] (>= 1)
   int64_t correction_percent = 0;  // 0..100: share of two-attempt (self-correction) examples
+  int64_t correction_first_right = -1;  // 0..100: % of those whose first attempt is right; -1 = 25
+                                        // (drawn as before, so default files stay byte-identical)
 };
 
 // ALGORITHMS.md §7's fixed correction instruction (the same text as config ScoreSection's default).

@@ -154,6 +154,28 @@ TEST(ArithTask, CorrectionExamplesHaveTheInstructionAWrongFirstAttemptMaskedAndA
   EXPECT_NEAR(wrong_first, 0.75 * two_attempt, 45);
 }
 
+TEST(ArithTask, CorrectionFirstRightSetsTheShareOfRightFirstAttempts) {
+  ArithOptions o;
+  o.correction_percent = 100;
+  for (int64_t p : {0, 60, 100}) {
+    o.correction_first_right = p;
+    int right = 0;
+    const int n = 800;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto ex = make_arith_example(4, i, o);
+      const auto& m = ex["messages"];
+      const bool first_right = boxed(m[1]["content"]) == ex["answer"].get<std::string>();
+      right += first_right;
+      EXPECT_EQ(m[1]["train"].get<bool>(), first_right);
+    }
+    // Binomial(800, p): standard deviation <= 14.1; 4 sigma.
+    EXPECT_NEAR(right, p / 100.0 * n, 57) << "P = " << p;
+  }
+  // (The default, -1, keeps the historical 3-in-4 wrong first attempts: the test above.)
+  o.correction_first_right = 101;
+  EXPECT_THROW(scorch::data::validate(o), scorch::UserError);
+}
+
 TEST(ArithTask, BadOptionsAreUserErrorsNamingTheFlag) {
   ArithOptions o;
   o.min_ops = 3;
