@@ -18,7 +18,7 @@
 namespace scorch::cli {
 namespace {
 struct EvalArgs {
-  std::string model, data, out, tokenizer, chat_template = "plain", device = "auto";
+  std::string model, data, out, tokenizer, chat_template = "plain", device = "auto", decode_steps = "auto";
   int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64, samples = 1;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -34,6 +34,7 @@ void run_eval(const EvalArgs& a) {
     throw UserError("--samples " + std::to_string(a.samples) + " needs --temperature > 0 (greedy samples are all the same)");
   }
   if (a.samples > 1 && a.attempts != 1) throw UserError("--samples > 1 works with --attempts 1 only");
+  const DecodeSteps decode_steps = parse_decode_steps(a.decode_steps);
   auto dataset = data::load_prompt_dataset(a.data);
   std::vector<data::PromptRecord> prompts;
   int64_t without_answer = 0;
@@ -53,6 +54,7 @@ void run_eval(const EvalArgs& a) {
   options.seed = a.seed;
   options.batch_size = a.batch_size;
   options.samples = a.samples;
+  options.decode_steps = decode_steps;
   const EvalReport report = evaluate_accuracy(*session.model, *session.renderer, prompts, options);
   // The terminal table: the paper's names (ALGORITHMS.md §7) next to the JSON keys, in a fixed order.
   static const std::pair<const char*, const char*> kRows[] = {
@@ -96,6 +98,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--limit", a->limit, "Evaluate the first N problems only");
   cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str();
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--decode-steps", a->decode_steps, "auto (CUDA graphs on CUDA) | dynamic | static | cuda_graph")
+      ->capture_default_str();
   cmd->add_option("--correction-instruction", a->instruction, "The user turn before attempt 2 (default: SCoRe's)");
   cmd->callback([a] { run_eval(*a); });
 }

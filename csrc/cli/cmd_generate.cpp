@@ -29,6 +29,7 @@ namespace {
 
 struct GenerateArgs {
   std::string model, prompts_file, out, prompt, tokenizer, chat_template = "plain", device = "auto", dtype;
+  std::string decode_steps = "auto";
   std::vector<std::string> stop;
   int64_t batch_size = 64;
   SamplingParams sampling;
@@ -108,6 +109,7 @@ void run_generate(GenerateArgs a) {
   if (a.prompt.empty() == a.prompts_file.empty()) throw UserError("give exactly one of --prompts FILE.jsonl or --prompt TEXT");
   if (!a.prompts_file.empty() && a.out.empty()) throw UserError("--prompts needs --out FILE.jsonl");
   if (a.batch_size < 1) throw UserError("--batch-size must be >= 1");
+  const DecodeSteps decode_steps = parse_decode_steps(a.decode_steps);
   a.sampling.stop_strings = a.stop;
   validate_sampling_params(a.sampling);
   if (!fs::is_directory(a.model)) throw UserError("--model: '" + a.model + "' is not a model directory");
@@ -133,6 +135,7 @@ void run_generate(GenerateArgs a) {
                     std::to_string(model.config().vocab_size) + "): wrong --tokenizer?");
   }
   EngineOptions opts;
+  opts.decode_steps = decode_steps;
   if (chat) opts.extra_eos_ids = chat->stop_ids();
   GenerationEngine engine(model, tokenizer.get(), opts);
 
@@ -205,6 +208,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--batch-size", args->batch_size, "Prompts per engine batch")->capture_default_str();
   cmd->add_option("--device", args->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: as stored)");
+  cmd->add_option("--decode-steps", args->decode_steps,
+                  "auto (CUDA graphs on CUDA) | dynamic (eager, no graphs) | static | cuda_graph")
+      ->capture_default_str();
   cmd->callback([args] { run_generate(*args); });
 }
 

@@ -135,6 +135,7 @@ void visit(Config& c, V& v) {
     v.field("max_completion_length", s.max_completion_length, at_least(1));
     v.field("stop", s.stop, Spec{});
     v.field("eval_max_new_tokens", s.eval_max_new_tokens, at_least(1));
+    v.field("decode_steps", s.decode_steps, one_of({"auto", "dynamic", "static", "cuda_graph"}));
   });
   v.rewards(c.rewards);
   v.section("checkpoint", [&] {

@@ -70,6 +70,9 @@ struct GenerationSection {
   int64_t max_completion_length = 256;
   std::vector<std::string> stop;    // stop strings
   int64_t eval_max_new_tokens = 256;
+  // Decode steps of the rollout engine (rollout/engine.h): auto = CUDA graphs on CUDA, dynamic
+  // steps on CPU; dynamic | static | cuda_graph force one kind (dynamic = no graphs, as eager).
+  std::string decode_steps = "auto";
 };
 
 struct RewardSpec {

@@ -137,6 +137,7 @@ void assign_hf_weights(Transformer& model, const safetensors::TensorMap& tensors
     }
     *slot = t.to(target, dtype);
   }
+  model.to(target);  // the weights are there already; this places the RoPE table beside them
 }
 
 Transformer load_hf_model(const std::string& dir, const LoadOptions& options) {

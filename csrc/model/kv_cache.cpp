@@ -74,6 +74,49 @@ void KvCache::end_step() {
   pending_ = -1;
 }
 
+KvCache::StaticStep KvCache::begin_static_step(const at::Tensor& slot, const at::Tensor& token_mask) {
+  if (pending_ >= 0) throw std::logic_error("KvCache::begin_static_step inside a step");
+  if (token_mask.dim() != 2 || token_mask.size(0) != batch_ || token_mask.size(1) != 1 || slot.numel() != 1) {
+    throw std::invalid_argument("KvCache::begin_static_step: token_mask must be [B, 1] bool and slot [1] int64");
+  }
+  StaticStep step;
+  step.positions = lengths_.unsqueeze(1).clone();  // before this step's tokens count
+  valid_.index_copy_(1, slot, token_mask);
+  lengths_.add_(token_mask.squeeze(1).to(at::kLong));
+  const at::Tensor slots = at::arange(max_len_, lengths_.options());  // [max_len]
+  step.attention_mask = valid_.view({batch_, 1, 1, max_len_}).logical_or(slots.eq(slot).view({1, 1, 1, max_len_}));
+  return step;
+}
+
+std::pair<at::Tensor, at::Tensor> KvCache::write_at(int64_t layer, const at::Tensor& k, const at::Tensor& v,
+                                                    const at::Tensor& slot) {
+  k_[layer].index_copy_(2, slot, k);
+  v_[layer].index_copy_(2, slot, v);
+  return {k_[layer], v_[layer]};
+}
+
+void KvCache::advance_static_step() {
+  if (used_ >= max_len_) throw std::logic_error("KvCache::advance_static_step past max_len (check free_slots() first)");
+  used_ += 1;
+}
+
+void KvCache::reserve(int64_t max_len) {
+  if (pending_ >= 0) throw std::logic_error("KvCache::reserve inside a step");
+  if (max_len <= max_len_) return;
+  const auto grow = [&](const at::Tensor& t, int64_t dim) {
+    std::vector<int64_t> sizes = t.sizes().vec();
+    sizes[dim] = max_len;
+    at::Tensor bigger = at::zeros(sizes, t.options());
+    bigger.narrow(dim, 0, used_).copy_(t.narrow(dim, 0, used_));
+    return bigger;
+  };
+  for (auto& t : k_) t = grow(t, 2);
+  for (auto& t : v_) t = grow(t, 2);
+  valid_ = grow(valid_, 1);
+  max_len_ = max_len;
+  ++version_;
+}
+
 void KvCache::index_select(const at::Tensor& rows) {
   if (pending_ >= 0) throw std::logic_error("KvCache row surgery inside a step");
   at::Tensor idx = rows.to(valid_.device(), at::kLong);
@@ -88,6 +131,7 @@ void KvCache::index_select(const at::Tensor& rows) {
   valid_ = valid_.index_select(0, idx);
   lengths_ = lengths_.index_select(0, idx);
   batch_ = idx.size(0);
+  ++version_;
 }
 
 void KvCache::repeat_rows(int64_t n) {

@@ -66,11 +66,38 @@ class KvCache {
   // Ends the step: `used` advances by T and lengths by the real tokens written.
   void end_step();
 
+  // --- static-shape decode steps (Transformer::decode_step, captured in CUDA graphs) ---
+  // The same bookkeeping as begin_step(1) / write / end_step, split so that everything a step does
+  // on the device reads the slot from a device tensor (a graph replays it unchanged) and only the
+  // host-side count moves outside: slot [1] int64 on the cache's device (= used()), token_mask
+  // [B, 1] bool. Marks the slot valid where token_mask is true, advances lengths, and returns the
+  // step's RoPE positions [B, 1] (lengths before the step) and the attention mask over ALL max_len
+  // slots [B, 1, 1, max_len] (valid slots, plus the slot itself; slots past used() are never valid).
+  struct StaticStep {
+    at::Tensor positions;       // [B, 1] int64
+    at::Tensor attention_mask;  // [B, 1, 1, max_len] bool
+  };
+  StaticStep begin_static_step(const at::Tensor& slot, const at::Tensor& token_mask);
+  // Writes k, v [B, kv_heads, 1, head_dim] of `layer` at `slot`; returns the full keys and values
+  // [B, kv_heads, max_len, head_dim].
+  std::pair<at::Tensor, at::Tensor> write_at(int64_t layer, const at::Tensor& k, const at::Tensor& v,
+                                             const at::Tensor& slot);
+  // After the step ran (or was replayed): `used` advances by one. Check free_slots() before the step.
+  void advance_static_step();
+  int64_t free_slots() const { return max_len_ - used_; }
+
+  // Grows every row to `max_len` slots (a copy; no-op when the cache is already that long), e.g.
+  // for an environment reply longer than was reserved.
+  void reserve(int64_t max_len);
+  // Changes whenever the cache's tensors are reallocated (row surgery, reserve): a CUDA graph
+  // captured on the old tensors must be captured again.
+  int64_t version() const { return version_; }
+
  private:
   std::vector<at::Tensor> k_, v_;
   at::Tensor valid_, lengths_;
   at::Tensor pending_counts_;  // [B] real tokens of the step in flight
-  int64_t batch_, max_len_, used_ = 0, pending_ = -1;
+  int64_t batch_, max_len_, used_ = 0, pending_ = -1, version_ = 0;
 };
 
 }  // namespace scorch

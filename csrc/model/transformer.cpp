@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "common/error.h"
 #include "common/rng.h"
@@ -22,6 +24,56 @@ namespace {
 at::Tensor rotate_half(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
+}
+
+// RoPE tables [B, 1, T, D]: fp32 angles, then cast to the activation dtype (as transformers).
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, const at::Tensor& inv_freq,
+                                              at::ScalarType act_dtype) {
+  const auto dev = positions.device();
+  const at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq.to(dev).view({1, 1, -1});
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(act_dtype).unsqueeze(1), emb.sin().to(act_dtype).unsqueeze(1)};
+}
+
+// Attention of one layer: q [B, H, T, D], k / v [B, KV, S, D], mask [B, 1, T, S] bool (or nullopt with
+// `causal`). With one query per row (decode) and GQA, the G = H / KV query heads that share a KV
+// head are folded into the query length — q [B, KV, G, D] against the KV heads as they are — so
+// no backend has to expand k / v (and the memory-efficient kernel, which takes masks but not
+// enable_gqa, stays eligible on CUDA). Same values: head h reads KV head h / G, as repeat_kv does.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask,
+                  bool causal, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1);
+  if (T == 1 && KV != H && !causal) {
+    const at::Tensor a = at::scaled_dot_product_attention(q.reshape({B, KV, H / KV, D}), k, v, mask, 0.0, false, scale);
+    return a.reshape({B, H, 1, D});
+  }
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
+}
+
+// The decoder layers over h [B, T, hidden]: `kv(layer, k, v)` stores this step's keys / values
+// [B, KV, T, D] (in a cache) and returns what attention reads ([B, KV, S, D]); mask as attend().
+template <class KvFn>
+at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
+                      const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
+                      KvFn&& kv) {
+  const int64_t B = h.size(0), T = h.size(1);
+  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const TransformerLayer& L = layers[i];
+    const at::Tensor x = rms_norm(h, L.input_norm, c.rms_norm_eps);
+    at::Tensor q = at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B, H, T, D]
+    at::Tensor k = at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B, KV, T, D]
+    at::Tensor v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
+    const at::Tensor a = attend(q, k, v, mask, causal, scale);  // [B, H, T, D]
+    h = h + at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
+    const at::Tensor y = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+    h = h + at::linear(at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight), L.down_weight);
+  }
+  return h;
 }
 
 }  // namespace
@@ -81,7 +133,9 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
   }
   norm_ = at::empty({c.hidden_size}, o);
   if (!c.tie_word_embeddings) lm_head_ = at::empty({c.vocab_size, c.hidden_size}, o);
-  inv_freq_ = rope_inv_freq(c);
+  // On the weights' device (no host copy per forward, none inside a CUDA graph); a meta-device
+  // model (loading fills its slots) keeps it on the CPU until to() or assign_hf_weights places it.
+  inv_freq_ = device.is_meta() ? rope_inv_freq(c) : rope_inv_freq(c).to(device);
 }
 
 at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& positions,
@@ -92,17 +146,10 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   if (positions.sizes() != input_ids.sizes()) {
     throw std::invalid_argument("Transformer::forward: positions must have input_ids' shape [B, T]");
   }
-  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
   const auto dev = embed_tokens_.device();
 
-  at::Tensor h = at::embedding(embed_tokens_, input_ids.to(dev));  // [B, T, hidden]
-  const auto act_dtype = h.scalar_type();
-
-  // RoPE tables [B, 1, T, D]: fp32 angles, then cast to the activation dtype (as transformers).
-  const at::Tensor freqs = positions.to(dev, at::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});
-  const at::Tensor emb = at::cat({freqs, freqs}, -1);
-  const at::Tensor cos = emb.cos().to(act_dtype).unsqueeze(1);
-  const at::Tensor sin = emb.sin().to(act_dtype).unsqueeze(1);
+  const at::Tensor h = at::embedding(embed_tokens_, input_ids.to(dev));  // [B, T, hidden]
+  const auto [cos, sin] = rope_tables(positions.to(dev), inv_freq_, h.scalar_type());
 
   std::optional<at::Tensor> mask;
   bool causal = false;
@@ -120,24 +167,29 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   } else {
     causal = true;
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const TransformerLayer& L = layers_[i];
-    const at::Tensor x = rms_norm(h, L.input_norm, c.rms_norm_eps);
-    at::Tensor q = at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B, H, T, D]
-    at::Tensor k = at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B, KV, T, D]
-    at::Tensor v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
-    if (cache) std::tie(k, v) = cache->write(static_cast<int64_t>(i), k, v);  // [B, KV, used + T, D]
-    const at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
-    h = h + at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
-    const at::Tensor y = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
-    h = h + at::linear(at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight), L.down_weight);
-  }
+  const at::Tensor out = run_layers(layers_, c, h, cos, sin, mask, causal,
+                                    [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
+                                      return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
+                                    });
   if (cache) cache->end_step();
-  return rms_norm(h, norm_, c.rms_norm_eps);
+  return rms_norm(out, norm_, c.rms_norm_eps);
+}
+
+at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
+                                    KvCache& cache) const {
+  const ModelConfig& c = config_;
+  const int64_t B = input_ids.size(0);
+  if (input_ids.dim() != 2 || input_ids.size(1) != 1 || cache.batch() != B) {
+    throw std::invalid_argument("Transformer::decode_step: input_ids must be [B, 1] with B = the cache's batch");
+  }
+  const at::Tensor h = at::embedding(embed_tokens_, input_ids);  // [B, 1, hidden]
+  const KvCache::StaticStep step = cache.begin_static_step(slot, token_mask);
+  const auto [cos, sin] = rope_tables(step.positions, inv_freq_, h.scalar_type());
+  const at::Tensor out = run_layers(layers_, c, h, cos, sin, step.attention_mask, /*causal=*/false,
+                                    [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
+                                      return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
+                                    });
+  return rms_norm(out, norm_, c.rms_norm_eps);
 }
 
 at::Tensor Transformer::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_weight()); }
@@ -169,6 +221,7 @@ void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
     const bool rg = slot->requires_grad();
     *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
   }
+  inv_freq_ = inv_freq_.to(device);
 }
 
 Transformer Transformer::clone() const {

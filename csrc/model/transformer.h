@@ -50,6 +50,15 @@ class Transformer {
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& positions,
                      const std::optional<at::Tensor>& attention_mask = std::nullopt,
                      KvCache* cache = nullptr) const;
+  // One decode step with static shapes, so it can be captured in a CUDA graph and replayed
+  // (rollout/static_decoder.h): nothing in it depends on a host value. input_ids [B, 1] int64 and
+  // token_mask [B, 1] bool (false = the row sits the step out) on the model's device; slot [1] int64
+  // on the device = cache.used(). Attends over all max_len slots of the cache (those not yet valid
+  // are masked) and writes the step's keys / values at `slot` by index; the caller advances the
+  // host-side count with cache.advance_static_step(). Returns hidden [B, 1, hidden], equal to
+  // forward() with the cache up to floating-point reassociation.
+  at::Tensor decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
+                         KvCache& cache) const;
   // LM head: hidden [..., hidden] -> logits [..., vocab] in the weights' dtype.
   at::Tensor logits(const at::Tensor& hidden) const;
   // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.
@@ -82,7 +91,7 @@ class Transformer {
 
  private:
   ModelConfig config_;
-  at::Tensor inv_freq_;  // [head_dim / 2] fp32, rope scaling applied
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
 };
 
 // RMSNorm exactly as transformers computes it: in fp32, cast back before the weight multiply.

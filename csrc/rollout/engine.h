@@ -12,8 +12,14 @@
 //      they stop costing compute; EngineOptions::compact = false makes them sit out with a false
 //      token mask instead (same results; the benchmark measures the difference).
 // Greedy output does not depend on which other prompts share the batch (up to floating-point
-// reassociation in batched matmuls). No CUDA graph capture of the decode step (yet): the cache's
-// shapes change with compaction and the attention width grows each step.
+// reassociation in batched matmuls).
+//
+// Decode steps come in two kinds (EngineOptions::decode_steps). Dynamic steps (the default on CPU)
+// attend over the slots used so far and compact the cache as soon as a row finishes. Static steps
+// (the default on CUDA: rollout/static_decoder.h) have fixed shapes — attention over the whole
+// cache, inputs in fixed buffers — so each step is replayed from a CUDA graph with one launch; a
+// static-step batch is compacted only once at most half of its rows still run (each compaction
+// reallocates the cache and costs a new capture), finished rows sit out masked until then.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,6 +28,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include "rollout/decode_steps.h"
 #include "rollout/sampling.h"
 
 namespace scorch {
@@ -55,6 +62,7 @@ struct Sample {
 struct EngineOptions {
   // Drop finished rows from the batch (true) or let them sit out masked (false).
   bool compact = true;
+  DecodeSteps decode_steps = DecodeSteps::kAuto;
   // End-of-sequence ids in addition to the model config's eos_token_ids and the tokenizer's EOS.
   std::vector<int64_t> extra_eos_ids;
 };
@@ -67,6 +75,9 @@ struct GenerationStats {
   int64_t decode_steps = 0;       // forward passes of the decode loop
   int64_t row_steps = 0;          // sum over decode steps of the rows in the batch (compute spent)
   int64_t compactions = 0;
+  int64_t static_steps = 0;       // decode steps taken with static shapes (static_decoder.h)
+  int64_t graph_captures = 0;     // CUDA graphs captured
+  int64_t graph_replays = 0;      // decode steps served by a graph replay
 };
 
 // One sequence being decoded (internal to the engine and the episode runner).
@@ -97,6 +108,10 @@ class GenerationEngine {
   const EngineOptions& options() const { return options_; }
   // The model's context length (max_position_embeddings).
   int64_t context_length() const;
+  // Whether decode() takes static-shape steps (options and the model's device).
+  bool static_decode_steps() const;
+  // KV-cache slots to allocate for `needed` (rounded up for static steps).
+  int64_t cache_slots(int64_t needed) const;
 
   // --- building blocks shared with the episode runner (episode.h) ---
   // Appends each row's `tokens` (rows may differ in length; an empty list = the row sits this step

@@ -41,7 +41,7 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
   // and the turn's last sampled token, which decode() leaves out of the cache).
   const int64_t slots = longest + options.max_turns * params.max_new_tokens +
                         (options.max_turns - 1) * (options.max_continuation_tokens + 2);
-  KvCache cache = KvCache::for_model(model.config(), B, slots, model.dtype(), model.device());
+  KvCache cache = KvCache::for_model(model.config(), B, engine.cache_slots(slots), model.dtype(), model.device());
   at::Generator generator = make_sampling_generator(params.seed, model.device());
 
   std::vector<Episode> episodes(R);
@@ -104,11 +104,6 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
       std::vector<int64_t> cont;
       if (row.ids.empty() || row.ids.back() != eot) cont.push_back(eot);  // close the turn (not generated)
       const std::vector<int64_t> rendered = renderer.render_continuation(reply.messages);
-      if (static_cast<int64_t>(rendered.size()) > options.max_continuation_tokens) {
-        throw UserError("episodes: the environment's reply after turn " + std::to_string(turn) + " is " +
-                        std::to_string(rendered.size()) + " tokens, more than max_continuation_tokens = " +
-                        std::to_string(options.max_continuation_tokens) + " (raise it)");
-      }
       cont.insert(cont.end(), rendered.begin(), rendered.end());
       // No room left in the context to answer: the episode ends here.
       if (static_cast<int64_t>(ep.tokens.size() + cont.size()) >= ctx) continue;
@@ -124,6 +119,14 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
     if (turn == options.max_turns || keep_live.empty()) break;
     if (keep_live.size() < live.size()) cache.keep_rows(at::tensor(keep_rows, at::kLong).to(model.device()));
     live = std::move(keep_live);
+    // A reply longer than the room reserved for it grows the cache (one copy): room for the longest
+    // continuation, this turn's decode, and the planned room of the turns after it.
+    int64_t longest_continuation = 0;
+    for (const auto& c : continuations) longest_continuation = std::max<int64_t>(longest_continuation, c.size());
+    const int64_t later_turns = options.max_turns - turn - 1;
+    const int64_t needed = cache.used() + longest_continuation + params.max_new_tokens +
+                           later_turns * (options.max_continuation_tokens + 2 + params.max_new_tokens);
+    if (needed > cache.max_len()) cache.reserve(engine.cache_slots(needed));
     t0 = std::chrono::steady_clock::now();
     logits = engine.append_tokens(cache, continuations);  // [live, V]
     stats.prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -14,6 +14,7 @@
 // appends the continuation tokens of the episodes that continue (one left-padded forward) and
 // decodes; finished episodes are dropped from the cache between turns (keep_rows), and within a
 // turn rows that finished early sit out with a false token mask (their KV is needed next turn).
+// A reply longer than the room reserved for it grows the cache (EpisodeOptions).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -64,8 +65,9 @@ using Environment = std::function<EnvironmentReply(const FinishedTurn&)>;
 
 struct EpisodeOptions {
   int64_t max_turns = 2;  // the environment is not asked after the last turn
-  // Room reserved in the KV cache for each continuation (separator + messages + generation prompt).
-  // A longer continuation is a UserError naming this option.
+  // Room reserved in the KV cache up front for each continuation (separator + messages + generation
+  // prompt). A longer continuation grows the cache (KvCache::reserve: one copy of it); only the
+  // model's context length bounds an episode.
   int64_t max_continuation_tokens = 256;
 };
 

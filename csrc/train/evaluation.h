@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rollout/decode_steps.h"
+
 namespace scorch {
 
 struct Config;
@@ -36,6 +38,7 @@ struct EvalOptions {
   uint64_t seed = 0;
   int64_t keep_samples = 0;          // decoded samples kept in the report (for logs)
   int64_t samples = 1;               // K samples per problem (K > 1: attempts 1, temperature > 0)
+  DecodeSteps decode_steps = DecodeSteps::kAuto;  // the engine's decode steps (rollout/engine.h)
 };
 
 struct EvalReport {

@@ -141,3 +141,82 @@ TEST(KvCache, OverflowIsAUserErrorAndResetEmptiesRows) {
   const at::Tensor again = step(m, cache, ids, all_real(1, 4));
   EXPECT_LT(max_abs_diff(again, m.logits(m.forward(ids, arange_positions(1, 4)))), kTol);
 }
+
+namespace {
+
+// One static-shape decode step (Transformer::decode_step): tokens [B] and a row mask; logits [B, V].
+at::Tensor static_step(const Transformer& m, KvCache& cache, const std::vector<int64_t>& tokens,
+                       const std::vector<uint8_t>& mask) {
+  const int64_t B = static_cast<int64_t>(tokens.size());
+  const at::Tensor slot = at::full({1}, cache.used(), at::kLong);
+  const at::Tensor token_mask = at::tensor(mask).to(at::kBool).view({B, 1});
+  const at::Tensor hidden = m.decode_step(at::tensor(tokens).view({B, 1}), token_mask, slot, cache);
+  cache.advance_static_step();
+  return m.logits(hidden.select(1, 0));
+}
+
+}  // namespace
+
+// The static step (attention over every slot, KV written at a device-side slot index) computes
+// what the full forward computes, for left-padded rows of different lengths, for GQA and plain
+// multi-head attention, while one row sits a step out; it leaves positions and lengths as the
+// dynamic step does.
+TEST(KvCache, StaticDecodeStepsMatchFullForwardWhileARowSitsOut) {
+  for (int64_t kv_heads : {2, 4}) {
+    const Transformer m = random_model(tiny_config("qwen2", false, kv_heads), 16);
+    const std::vector<std::vector<int64_t>> prompts = {{4, 9}, {7, 3, 3, 50, 12}, {33, 21, 8}};
+    const int64_t P = 5;
+    at::Tensor ids = at::zeros({3, P}, at::kLong), mask = at::zeros({3, P}, at::kBool);
+    for (int64_t b = 0; b < 3; ++b) {
+      const int64_t n = prompts[b].size();
+      ids[b].narrow(0, P - n, n).copy_(at::tensor(prompts[b]));
+      mask[b].narrow(0, P - n, n).fill_(true);
+    }
+    KvCache cache = KvCache::for_model(m.config(), 3, 12, at::kFloat, at::kCPU);
+    step(m, cache, ids, mask);  // dynamic prefill
+    std::vector<std::vector<int64_t>> seqs = prompts;
+    const std::vector<std::vector<int64_t>> tokens = {{5, 6, 7}, {8, 9, 10}, {11, 12, 13}};
+    const std::vector<std::vector<uint8_t>> masks = {{1, 1, 1}, {1, 0, 1}, {1, 1, 1}};  // row 1 sits step 2 out
+    at::Tensor last;
+    for (size_t s = 0; s < tokens.size(); ++s) {
+      last = static_step(m, cache, tokens[s], masks[s]);
+      for (int64_t b = 0; b < 3; ++b) {
+        if (!masks[s][b]) continue;
+        seqs[b].push_back(tokens[s][b]);
+        const at::Tensor full = full_logits(m, seqs[b]);
+        EXPECT_LT(max_abs_diff(last[b], full[full.size(0) - 1]), kTol) << "kv heads " << kv_heads << " step " << s << " row " << b;
+      }
+    }
+    EXPECT_EQ(cache.used(), P + 3);
+    EXPECT_TRUE(at::equal(cache.lengths(), at::tensor(std::vector<int64_t>{5, 7, 6})));
+    // A dynamic step after static ones sees the same history.
+    const at::Tensor next = step(m, cache, at::tensor(std::vector<int64_t>{1, 2, 3}).view({3, 1}), all_real(3, 1));
+    for (int64_t b = 0; b < 3; ++b) {
+      seqs[b].push_back(b + 1);
+      const at::Tensor full = full_logits(m, seqs[b]);
+      EXPECT_LT(max_abs_diff(next[b][0], full[full.size(0) - 1]), kTol) << "row " << b;
+    }
+  }
+}
+
+TEST(KvCache, ReserveGrowsTheCacheAndKeepsItsRows) {
+  const Transformer m = random_model(tiny_config("llama"), 17);
+  KvCache cache = KvCache::for_model(m.config(), 2, 4, at::kFloat, at::kCPU);
+  const at::Tensor prompt = at::randint(53, {2, 3}, at::kLong);
+  step(m, cache, prompt, all_real(2, 3));
+  const int64_t version = cache.version();
+  cache.reserve(3);  // shorter than now: nothing happens
+  EXPECT_EQ(cache.max_len(), 4);
+  EXPECT_EQ(cache.version(), version);
+  cache.reserve(10);
+  EXPECT_EQ(cache.max_len(), 10);
+  EXPECT_NE(cache.version(), version);  // a graph captured on the old tensors is stale
+  EXPECT_EQ(cache.free_slots(), 7);
+  const at::Tensor turn = at::randint(53, {2, 5}, at::kLong);  // would have overflowed 4 slots
+  const at::Tensor out = step(m, cache, turn, all_real(2, 5));
+  const at::Tensor all = at::cat({prompt, turn}, 1);
+  for (int64_t b = 0; b < 2; ++b) {
+    const std::vector<int64_t> seq(all[b].data_ptr<int64_t>(), all[b].data_ptr<int64_t>() + 8);
+    EXPECT_LT(max_abs_diff(out[b], full_logits(m, seq).narrow(0, 3, 5)), kTol) << "row " << b;
+  }
+}

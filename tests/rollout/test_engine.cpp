@@ -267,6 +267,81 @@ TEST(Engine, CompactionDropsFinishedRowsAndSavesRowSteps) {
   }
 }
 
+// Static-shape decode steps (the CUDA-graph path; eager here on the CPU) give the naive loop's
+// greedy tokens for a mixed-length batch and the same log-probs as dynamic steps, compacted or not.
+TEST(Engine, StaticDecodeStepsEqualTheNaiveLoopAndDynamicSteps) {
+  const Transformer model = tiny_model();
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 20;
+  GenerationEngine dynamic(model);
+  const auto reference = dynamic.generate(kPrompts, p);
+  EXPECT_EQ(dynamic.last_stats().static_steps, 0);
+  for (DecodeSteps mode : {DecodeSteps::kStatic, DecodeSteps::kCudaGraph}) {
+    for (bool compact : {true, false}) {
+      EngineOptions opts;
+      opts.decode_steps = mode;
+      opts.compact = compact;
+      GenerationEngine engine(model, nullptr, opts);
+      ASSERT_TRUE(engine.static_decode_steps());
+      const auto samples = engine.generate(kPrompts, p);
+      const GenerationStats& st = engine.last_stats();
+      EXPECT_EQ(st.static_steps, st.decode_steps);
+      EXPECT_GT(st.static_steps, 0);
+      EXPECT_EQ(st.graph_captures, 0) << "no CUDA graphs on the CPU";
+      for (size_t i = 0; i < kPrompts.size(); ++i) {
+        EXPECT_EQ(samples[i].completion_ids, naive_greedy(model, kPrompts[i], 20, 0))
+            << decode_steps_name(mode) << " compact " << compact << " prompt " << i;
+        ASSERT_EQ(samples[i].logprobs.size(), reference[i].logprobs.size());
+        for (size_t t = 0; t < samples[i].logprobs.size(); ++t) {
+          EXPECT_NEAR(samples[i].logprobs[t], reference[i].logprobs[t], 1e-5) << "prompt " << i << " token " << t;
+        }
+      }
+    }
+  }
+}
+
+// A static-step batch is compacted only when at most half of its rows still run (each compaction
+// costs a CUDA-graph capture): rows that end at budgets 36, 32, ..., 8 (context 40, no EOS) give
+// 3 compactions for 8 rows (8 -> 4 -> 2 -> 1) where dynamic steps compact at every finish (7);
+// every row's tokens still equal the naive loop's.
+TEST(Engine, StaticStepsCompactOnlyWhenHalfTheBatchFinished) {
+  const Transformer model = tiny_model(257, 7, /*context=*/40, /*eos=*/{});
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t n = 4; n <= 32; n += 4) {
+    std::vector<int64_t> prompt;
+    for (int64_t t = 0; t < n; ++t) prompt.push_back(1 + (n * 31 + t * 7) % 250);
+    prompts.push_back(prompt);
+  }
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 64;  // every row ends at its context budget, 40 - prompt length
+  EngineOptions static_opts;
+  static_opts.decode_steps = DecodeSteps::kStatic;
+  GenerationEngine dynamic(model), stat(model, nullptr, static_opts);
+  const auto a = dynamic.generate(prompts, p);
+  const auto b = stat.generate(prompts, p);
+  EXPECT_EQ(dynamic.last_stats().compactions, 7);
+  EXPECT_EQ(stat.last_stats().compactions, 3);
+  EXPECT_GT(stat.last_stats().row_steps, dynamic.last_stats().row_steps);  // finished rows sat out meanwhile
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int64_t budget = 40 - static_cast<int64_t>(prompts[i].size());
+    ASSERT_EQ(static_cast<int64_t>(b[i].completion_ids.size()), budget) << "prompt " << i;
+    EXPECT_EQ(b[i].finish_reason, FinishReason::kLength);
+    EXPECT_EQ(b[i].completion_ids, a[i].completion_ids) << "prompt " << i;
+    EXPECT_EQ(b[i].completion_ids, naive_greedy(model, prompts[i], budget, -1)) << "prompt " << i;
+  }
+}
+
+TEST(Engine, DecodeStepNamesParseAndBadNamesAreUserErrors) {
+  for (DecodeSteps s : {DecodeSteps::kAuto, DecodeSteps::kDynamic, DecodeSteps::kStatic, DecodeSteps::kCudaGraph}) {
+    EXPECT_EQ(parse_decode_steps(decode_steps_name(s)), s);
+  }
+  EXPECT_THROW(parse_decode_steps("graph"), UserError);
+  const Transformer model = tiny_model();
+  EXPECT_FALSE(GenerationEngine(model).static_decode_steps()) << "auto = dynamic steps on the CPU";
+}
+
 TEST(Engine, BadInputIsAUserError) {
   const Transformer model = tiny_model(257, 7, /*context=*/16);
   GenerationEngine engine(model);

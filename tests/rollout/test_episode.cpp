@@ -132,18 +132,60 @@ TEST(Episode, EnvironmentEndsSomeEpisodesAfterTheFirstTurn) {
   EXPECT_EQ(std::vector<int64_t>(ep.tokens.begin(), ep.tokens.begin() + ep.turns[2].begin), chat.render_prompt(history));
 }
 
-TEST(Episode, OverlongEnvironmentReplyIsAUserError) {
+// A reply longer than the room reserved for continuations grows the KV cache (KvCache::reserve)
+// instead of failing, and turn 2 is then what a fresh prefill of the whole history gives.
+TEST(Episode, LongEnvironmentReplyGrowsTheCacheAndEqualsAFreshPrefill) {
   const Transformer model = tiny_model(257, 7, /*context=*/512);
   const ByteTokenizer tok;
   const ChatRenderer chat(tok, "chatml");
   GenerationEngine engine(model, &tok);
   SamplingParams p;
-  p.max_new_tokens = 3;
+  p.temperature = 0;
+  p.max_new_tokens = 6;
   EpisodeOptions opts;
   opts.max_continuation_tokens = 8;
-  EXPECT_THROW(run_episodes(engine, chat, {chat.render_prompt(user("x"))}, p,
-                            [](const FinishedTurn&) { return EnvironmentReply::user(std::string(50, 'y')); }, opts),
-               UserError);
+  const std::string reply(50, 'y');
+  const auto episodes = run_episodes(engine, chat, {chat.render_prompt(user("x")), chat.render_prompt(user("zz"))}, p,
+                                     [&](const FinishedTurn&) { return EnvironmentReply::user(reply); }, opts);
+  for (const auto& ep : episodes) {
+    ASSERT_EQ(ep.turns.size(), 2u);
+    const auto& t2 = ep.turns[1];
+    EXPECT_GT(t2.begin - ep.turns[0].end, 50) << "the whole reply is in the history";
+    const std::vector<int64_t> history(ep.tokens.begin(), ep.tokens.begin() + t2.begin);
+    const auto fresh = engine.generate({history}, p)[0];
+    EXPECT_EQ(std::vector<int64_t>(ep.tokens.begin() + t2.begin, ep.tokens.begin() + t2.end), fresh.completion_ids);
+  }
+}
+
+// Episodes with static-shape decode steps (the CUDA default; eager on the CPU) give the same
+// tokens and log-probs as with dynamic steps.
+TEST(Episode, StaticDecodeStepsGiveTheSameEpisodes) {
+  const Transformer model = tiny_model(257, 7, /*context=*/512);
+  const ByteTokenizer tok;
+  const ChatRenderer chat(tok, "chatml");
+  EngineOptions static_opts;
+  static_opts.decode_steps = DecodeSteps::kStatic;
+  GenerationEngine dynamic(model, &tok), stat(model, &tok, static_opts);
+  const std::vector<std::vector<int64_t>> prompts = {chat.render_prompt(user("2+2?")), chat.render_prompt(user("a"))};
+  SamplingParams p;
+  p.temperature = 0;
+  p.n = 2;
+  p.max_new_tokens = 10;
+  const Environment env = [](const FinishedTurn& t) {
+    return t.prompt_index == 1 && t.turn == 2 ? EnvironmentReply::finish() : EnvironmentReply::user(kCorrection);
+  };
+  EpisodeOptions opts;
+  opts.max_turns = 3;
+  const auto a = run_episodes(dynamic, chat, prompts, p, env, opts);
+  const auto b = run_episodes(stat, chat, prompts, p, env, opts);
+  EXPECT_GT(stat.last_stats().static_steps, 0);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t e = 0; e < a.size(); ++e) {
+    EXPECT_EQ(a[e].tokens, b[e].tokens) << "episode " << e;
+    EXPECT_EQ(a[e].turn_mask, b[e].turn_mask) << "episode " << e;
+    ASSERT_EQ(a[e].logprobs.size(), b[e].logprobs.size());
+    for (size_t t = 0; t < a[e].logprobs.size(); ++t) EXPECT_NEAR(a[e].logprobs[t], b[e].logprobs[t], 1e-5);
+  }
 }
 
 }  // namespace

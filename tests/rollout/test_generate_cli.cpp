@@ -104,6 +104,13 @@ TEST_F(GenerateCli, GreedyOutputEqualsTheEngineInProcess) {
     EXPECT_EQ(l["completion_ids"].get<std::vector<int64_t>>(), s.completion_ids);
     EXPECT_EQ(l["finish_reason"], finish_reason_name(s.finish_reason));
   }
+  // Static-shape decode steps (the CUDA-graph path, eager on the CPU) write the same samples.
+  const auto st = run_scorch("generate --model " + model() + " --prompts '" + dir_ + "/prompts.jsonl' --temperature 0 "
+                             "--max-new-tokens 12 --chat-template chatml --decode-steps static --out '" + dir_ + "/static.jsonl'");
+  ASSERT_EQ(st.exit_code, 0) << st.output;
+  const auto static_lines = read_jsonl(dir_ + "/static.jsonl");
+  ASSERT_EQ(static_lines.size(), lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(static_lines[i]["completion_ids"], lines[i]["completion_ids"]);
 }
 
 TEST_F(GenerateCli, QuickLookPromptPrintsAndTemplateNoneUsesTheTokenizerAlone) {
@@ -132,6 +139,7 @@ TEST_F(GenerateCli, BadInputExitsTwoWithAClearMessage) {
       {base + "--top-p 1.5", "top_p"},
       {base + "--top-p 0", "top_p"},
       {base + "--chat-template nope", "nope"},
+      {base + "--decode-steps graph", "decode steps must be auto, dynamic, static or cuda_graph"},
       {"generate --model '" + dir_ + "/missing' --prompt hi", "missing"},
       {"generate --model " + model() + " --prompts '" + dir_ + "/bad_json.jsonl' --out '" + dir_ + "/x.jsonl'", "bad_json.jsonl:2"},
       {"generate --model " + model() + " --prompts '" + dir_ + "/empty_prompt.jsonl' --out '" + dir_ + "/x.jsonl'", "empty"},

@@ -1,12 +1,19 @@
 // The rollout engine on CUDA (label gpu; every test skips without a CUDA device): the inverse-CDF
 // draw follows its weights on the device, greedy decoding of a mixed-length batch on the GPU gives
-// the CPU engine's tokens, and sampled log-probs equal a CPU float64 full-forward log-softmax.
+// the CPU engine's tokens, and sampled log-probs equal a CPU float64 full-forward log-softmax. On
+// CUDA the engine's default decode steps are replayed from CUDA graphs (static_decoder.h): the
+// tests check that graphs were captured and replayed, that they give the eager steps' tokens (also
+// across compactions and in multi-turn episodes), and that a bf16 Qwen2-shaped model runs.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <cmath>
+
 #include "rollout/engine.h"
+#include "rollout/episode.h"
 #include "rollout_fixtures.h"
+#include "tokenizer/chat_template.h"
 
 namespace scorch {
 namespace {
@@ -77,6 +84,139 @@ TEST(RolloutGpu, SampledLogprobsEqualAFloat64FullForwardOnTheCpu) {
       EXPECT_NEAR(s.logprobs[t], ref, 1e-4) << "token " << t;
     }
   }
+}
+
+EngineOptions with_steps(DecodeSteps steps) {
+  EngineOptions o;
+  o.decode_steps = steps;
+  return o;
+}
+
+TEST(RolloutGpu, CudaGraphDecodeEqualsEagerStepsOnTheGpu) {
+  SKIP_WITHOUT_CUDA();
+  Transformer gpu_model = tiny_model();
+  gpu_model.to(at::kCUDA);
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 20;
+  GenerationEngine eager(gpu_model, nullptr, with_steps(DecodeSteps::kDynamic));
+  GenerationEngine graphs(gpu_model);  // auto = CUDA graphs on CUDA
+  ASSERT_TRUE(graphs.static_decode_steps());
+  const auto a = eager.generate(kPrompts, p), b = graphs.generate(kPrompts, p);
+  const GenerationStats& st = graphs.last_stats();
+  EXPECT_GE(st.graph_captures, 1);
+  EXPECT_GT(st.graph_replays, 0);
+  EXPECT_EQ(st.graph_replays + st.graph_captures, st.static_steps) << "every static step was captured or replayed";
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].completion_ids, b[i].completion_ids) << "prompt " << i;
+    ASSERT_EQ(a[i].logprobs.size(), b[i].logprobs.size());
+    for (size_t t = 0; t < a[i].logprobs.size(); ++t) EXPECT_NEAR(a[i].logprobs[t], b[i].logprobs[t], 1e-4);
+  }
+}
+
+// Rows that end at budgets 36, 32, ..., 8 (context 40, no EOS): the graph path compacts 8 -> 4 -> 2
+// -> 1, captures one graph per batch shape, and every row equals the CPU engine's greedy tokens.
+TEST(RolloutGpu, CudaGraphsAcrossCompactionsEqualTheCpuEngine) {
+  SKIP_WITHOUT_CUDA();
+  Transformer cpu_model = tiny_model(257, 7, /*context=*/40, /*eos=*/{});
+  Transformer gpu_model = cpu_model.clone();
+  gpu_model.to(at::kCUDA);
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t n = 4; n <= 32; n += 4) {
+    std::vector<int64_t> prompt;
+    for (int64_t t = 0; t < n; ++t) prompt.push_back(1 + (n * 31 + t * 7) % 250);
+    prompts.push_back(prompt);
+  }
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 64;
+  GenerationEngine cpu(cpu_model), gpu(gpu_model);
+  const auto a = cpu.generate(prompts, p), b = gpu.generate(prompts, p);
+  const GenerationStats& st = gpu.last_stats();
+  EXPECT_EQ(st.compactions, 3);
+  EXPECT_EQ(st.graph_captures, st.compactions + 1);
+  EXPECT_EQ(st.graph_replays + st.graph_captures, st.static_steps);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].completion_ids, b[i].completion_ids) << "prompt " << i;
+}
+
+TEST(RolloutGpu, CudaGraphSampledLogprobsEqualAFloat64FullForward) {
+  SKIP_WITHOUT_CUDA();
+  Transformer cpu_model = tiny_model();
+  Transformer gpu_model = cpu_model.clone();
+  gpu_model.to(at::kCUDA);
+  GenerationEngine engine(gpu_model, nullptr, with_steps(DecodeSteps::kCudaGraph));
+  SamplingParams p;
+  p.temperature = 1.3;
+  p.n = 4;
+  p.max_new_tokens = 16;
+  p.seed = 9;
+  const auto samples = engine.generate({kPrompts[1], kPrompts[2]}, p);
+  EXPECT_GT(engine.last_stats().graph_replays, 0);
+  for (const auto& s : samples) {
+    const auto& prompt = s.prompt_index == 0 ? kPrompts[1] : kPrompts[2];
+    const at::Tensor logp = (full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble) / 1.3).log_softmax(-1);
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
+      EXPECT_NEAR(s.logprobs[t], logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>(), 1e-4);
+    }
+  }
+}
+
+TEST(RolloutGpu, CudaGraphEpisodesEqualTheCpuEpisodes) {
+  SKIP_WITHOUT_CUDA();
+  Transformer cpu_model = tiny_model(257, 7, /*context=*/512);
+  Transformer gpu_model = cpu_model.clone();
+  gpu_model.to(at::kCUDA);
+  const test::ByteTokenizer tok;
+  const ChatRenderer chat(tok, "chatml");
+  GenerationEngine cpu(cpu_model, &tok), gpu(gpu_model, &tok);
+  const std::vector<std::vector<int64_t>> prompts = {chat.render_prompt({ChatMessage{"user", "2+2?"}}),
+                                                      chat.render_prompt({ChatMessage{"user", "hello there"}})};
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 12;
+  const Environment env = [](const FinishedTurn&) { return EnvironmentReply::user("Check it."); };
+  const auto a = run_episodes(cpu, chat, prompts, p, env), b = run_episodes(gpu, chat, prompts, p, env);
+  EXPECT_GT(gpu.last_stats().graph_replays, 0);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t e = 0; e < a.size(); ++e) {
+    EXPECT_EQ(a[e].tokens, b[e].tokens) << "episode " << e;
+    EXPECT_EQ(a[e].turn_mask, b[e].turn_mask) << "episode " << e;
+  }
+}
+
+// bf16 with a Qwen2-like layout (qkv bias, tied embeddings, GQA 4/2 folded in decode): the graph
+// path runs, and its log-probs are those of a float32 recomputation within bf16 rounding.
+TEST(RolloutGpu, Bf16Qwen2ShapedModelDecodesInCudaGraphs) {
+  SKIP_WITHOUT_CUDA();
+  nlohmann::json j = {{"model_type", "qwen2"}, {"vocab_size", 1000}, {"hidden_size", 64},
+                      {"intermediate_size", 128}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2}, {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-6},
+                      {"rope_theta", 1000000.0}, {"initializer_range", 0.3}, {"tie_word_embeddings", true}};
+  Transformer cpu_model(model_config_from_json(j, "bf16 test model"));
+  cpu_model.init_weights(3);
+  Transformer gpu_model = cpu_model.clone();
+  gpu_model.to(at::kCUDA, at::kBFloat16);
+  GenerationEngine engine(gpu_model);
+  SamplingParams p;
+  p.n = 8;
+  p.max_new_tokens = 24;
+  p.seed = 2;
+  const auto samples = engine.generate({kPrompts[0], kPrompts[2]}, p);
+  EXPECT_GE(engine.last_stats().graph_captures, 1);
+  EXPECT_GT(engine.last_stats().graph_replays, 0);
+  double worst = 0;
+  for (const auto& s : samples) {
+    const auto& prompt = s.prompt_index == 0 ? kPrompts[0] : kPrompts[2];
+    const at::Tensor logp = full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble).log_softmax(-1);
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
+      const double ref = logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>();
+      ASSERT_TRUE(std::isfinite(s.logprobs[t]));
+      worst = std::max(worst, std::abs(s.logprobs[t] - ref));
+    }
+  }
+  EXPECT_LT(worst, 0.25) << "bf16 log-probs vs a float32 recomputation";
 }
 
 }  // namespace

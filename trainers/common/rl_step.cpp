@@ -33,6 +33,12 @@ SamplingParams rollout_params(const Config& config, const ChatRenderer& renderer
   return sp;
 }
 
+EngineOptions rollout_engine_options(const Config& config) {
+  EngineOptions options;
+  options.decode_steps = parse_decode_steps(config.generation.decode_steps);
+  return options;
+}
+
 rewards::RewardSample reward_sample(const data::PromptRecord& record, const std::vector<int64_t>& prompt_ids,
                                     int64_t group, int64_t step) {
   rewards::RewardSample r;

@@ -10,6 +10,7 @@
 #include "data/cursor.h"
 #include "data/dataset.h"
 #include "rewards/reward.h"
+#include "rollout/engine.h"
 #include "rollout/sampling.h"
 
 namespace scorch {
@@ -33,6 +34,9 @@ StepPrompts draw_prompts(data::DataCursor& cursor, const std::vector<data::Promp
 // chat template's stop ids, and a seed derived from (seed, step, rank) — a resumed run repeats a
 // step's rollouts, and ranks draw different streams.
 SamplingParams rollout_params(const Config& config, const ChatRenderer& renderer, int64_t step, int64_t n);
+
+// The rollout engine's options from the config (generation.decode_steps).
+EngineOptions rollout_engine_options(const Config& config);
 
 // The reward input for one rollout of `record` (prompt text and ids, gold answer and extra fields,
 // group = the prompt's index in the step, step); the caller sets the completion.

@@ -19,6 +19,7 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/session.h"
+#include "trainers/common/rl_step.h"
 
 namespace scorch::trainers {
 
@@ -114,7 +115,7 @@ ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session
   std::string jsonl;
   double weight_sum = 0.0;
   at::NoGradGuard no_grad;
-  GenerationEngine engine(*session.model, &tok);
+  GenerationEngine engine(*session.model, &tok, rollout_engine_options(config));
   ProgressBar progress("pairs", static_cast<long>(prompts.size()), "prompt");
   for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(chunk)) {
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(chunk));

@@ -223,7 +223,7 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   GenerationStats gen_stats;
   {
     at::NoGradGuard no_grad;
-    GenerationEngine engine(*session_.model, &tok);
+    GenerationEngine engine(*session_.model, &tok, rollout_engine_options(config_));
     samples = engine.generate(prompts, sp);
     gen_stats = engine.last_stats();
   }

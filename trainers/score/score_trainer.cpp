@@ -138,7 +138,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   eo.max_turns = sc.num_attempts;
   {
     at::NoGradGuard no_grad;
-    GenerationEngine engine(*session_.model, &tok);
+    GenerationEngine engine(*session_.model, &tok, rollout_engine_options(config_));
     episodes_ = run_episodes(engine, *session_.renderer, prompts, sp, env, eo);
   }
   const double gen_seconds = clock.seconds();
@@ -295,6 +295,7 @@ void ScoreTask::evaluate(int64_t, StepMetrics& m) {
   EvalOptions options;
   options.max_new_tokens = config_.generation.eval_max_new_tokens;
   options.attempts = 2;
+  options.decode_steps = parse_decode_steps(config_.generation.decode_steps);
   options.correction_instruction = config_.score.correction_instruction;  // greedy (the paper's evaluation)
   const EvalReport r = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
   m["eval_accuracy"] = r.accuracy;

@@ -3,7 +3,8 @@
 // same weights and thread count). Prints one JSON object per configuration on stdout.
 //
 //   scorch_bench_generate --model DIR --batch 1,8,32 [--prompt-len 64 --new-tokens 128 --threads N
-//     --device cpu|cuda --dtype bfloat16 --repeats 3 --temperature 1 --stop-every K --no-compact]
+//     --device cpu|cuda --dtype bfloat16 --repeats 3 --temperature 1 --stop-every K --no-compact
+//     --decode auto|dynamic|static|cuda_graph]
 // --stop-every K: every K-th vocabulary id is a stop id, so samples end at varied lengths (the
 // workload where dropping finished rows matters); without it every sample runs new-tokens tokens.
 #include <ATen/ATen.h>
@@ -29,7 +30,7 @@ void synchronize(const at::Device& d) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir, device = "cpu", dtype, batches = "1,8,32";
+  std::string model_dir, device = "cpu", dtype, batches = "1,8,32", decode = "auto";
   int64_t prompt_len = 64, new_tokens = 128, threads = 0, repeats = 3, stop_every = 0;
   double temperature = 1.0;
   bool compact = true;
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     else if (a == "--temperature") temperature = std::stod(next());
     else if (a == "--stop-every") stop_every = std::stoll(next());
     else if (a == "--no-compact") compact = false;
+    else if (a == "--decode") decode = next();
     else { std::fprintf(stderr, "unknown argument %s\n", a.c_str()); return 2; }
   }
   if (model_dir.empty()) { std::fprintf(stderr, "--model DIR is required\n"); return 2; }
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
     model.mutable_config().eos_token_ids.clear();  // every sample runs to its budget (or a stop id)
     EngineOptions opts;
     opts.compact = compact;
+    opts.decode_steps = parse_decode_steps(decode);
     GenerationEngine engine(model, nullptr, opts);
     const int64_t V = model.config().vocab_size;
     for (const std::string& bs : split(batches, ',')) {
@@ -90,11 +93,14 @@ int main(int argc, char** argv) {
       }
       std::printf("{\"batch\": %lld, \"prompt_len\": %lld, \"new_tokens\": %lld, \"threads\": %d, \"compact\": %s, "
                   "\"seconds\": %.4f, \"generated_tokens\": %lld, \"tokens_per_s\": %.1f, \"prefill_s\": %.4f, "
-                  "\"decode_s\": %.4f, \"row_steps\": %lld, \"compactions\": %lld}\n",
+                  "\"decode_s\": %.4f, \"row_steps\": %lld, \"compactions\": %lld, \"decode\": \"%s\", "
+                  "\"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld}\n",
                   static_cast<long long>(B), static_cast<long long>(prompt_len), static_cast<long long>(new_tokens),
                   at::get_num_threads(), compact ? "true" : "false", best, static_cast<long long>(stats.generated_tokens),
                   stats.generated_tokens / best, stats.prefill_seconds, stats.decode_seconds,
-                  static_cast<long long>(stats.row_steps), static_cast<long long>(stats.compactions));
+                  static_cast<long long>(stats.row_steps), static_cast<long long>(stats.compactions),
+                  decode_steps_name(opts.decode_steps), static_cast<long long>(stats.static_steps),
+                  static_cast<long long>(stats.graph_captures), static_cast<long long>(stats.graph_replays));
       std::fflush(stdout);
     }
   } catch (const UserError& e) {

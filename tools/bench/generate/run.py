@@ -6,7 +6,8 @@ Builds a random Llama model in transformers, saves it as a HF directory (safeten
   - transformers' model.generate() (same weights, same prompts shape, same thread count)
 at several batch sizes with P prompt + N new tokens, temperature-1 sampling, no EOS (every sample
 runs N tokens). A second table measures dropping finished rows (compaction) against letting them sit
-out masked, on a workload where samples end at varied lengths (every K-th id is a stop id).
+out masked, on a workload where samples end at varied lengths (every K-th id is a stop id). On CUDA
+the main table also shows scorch's eager dynamic decode steps next to its default CUDA-graph steps.
 
   python tools/bench/generate/run.py --build-dir build-rollout [--device cpu --threads 2]
   python tools/bench/generate/run.py --shape qwen2.5-0.5b --device cuda --dtype bfloat16 --batches 64,256
@@ -129,12 +130,14 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="scorch-bench-generate-") as tmp:
         model = make_model(args.shape, tmp, torch_dtype, args.device)
-        ours = bench_scorch(binary, tmp, batches, args)
+        ours = bench_scorch(binary, tmp, batches, args)  # decode steps "auto": CUDA graphs on CUDA
+        # On CUDA also the eager dynamic steps, to show what the graphs bring.
+        eager = bench_scorch(binary, tmp, batches, args, ["--decode", "dynamic"]) if args.device == "cuda" else None
         print(f"# generate: {args.shape} random model, {args.prompt_len} prompt + {args.new_tokens} new tokens, "
               f"temperature 1, {dev_name}, dtype {str(torch_dtype).replace('torch.', '')}, torch {torch.__version__}")
         head = f"{'batch':>5} {'scorch tok/s':>13} {'HF generate tok/s':>18} {'speedup':>8}"
         if args.device == "cuda":
-            head += f" {'BW bound tok/s':>15} {'% of bound':>10}"
+            head += f" {'BW bound tok/s':>15} {'% of bound':>10} {'eager tok/s':>12} {'graphs vs eager':>16} {'captures':>9}"
         print(head)
         for b in batches:
             hf = None if args.skip_hf else bench_hf(model, b, args.prompt_len, args.new_tokens, args.repeats, args.device)
@@ -144,6 +147,8 @@ def main():
             if args.device == "cuda":
                 bound = bandwidth_bound(model, b, args.prompt_len, args.new_tokens, torch.finfo(torch_dtype).bits // 8)
                 line += f" {bound['tokens_per_s']:>15.1f} {100 * s / bound['tokens_per_s']:>9.1f}%"
+                e = eager[b]["tokens_per_s"]
+                line += f" {e:>12.1f} {s / e:>15.2f}x {ours[b].get('graph_captures', 0):>9}"
             print(line, flush=True)
 
         if args.stop_every > 0:
