@@ -94,6 +94,13 @@ class Transformer {
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
 };
 
+// Decode attention with grouped-query heads: q [B, H, 1, D], k / v [B, KV, S, D], mask
+// [B, 1, 1, S] bool (or nullopt). The G = H / KV query heads that share a KV head are folded into
+// the query length — q [B, KV, G, D] against the KV heads as they are — so no backend expands k / v,
+// and CUDA's memory-efficient kernel (masks, but no enable_gqa) stays eligible. Same values as SDPA
+// with enable_gqa: head h reads KV head h / G, as transformers' repeat_kv does. Returns [B, H, 1, D].
+at::Tensor grouped_decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const std::optional<at::Tensor>& mask, double scale);
 // RMSNorm exactly as transformers computes it: in fp32, cast back before the weight multiply.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // RoPE inverse frequencies [head_dim / 2] (fp32, CPU) with the config's rope scaling applied.

@@ -131,6 +131,31 @@ TEST(Transformer, TiedLlamaWithAttentionBiasAndLinearRopeMatchesFloat64Reference
   expect_matches_reference(m, 1e-4);
 }
 
+// The grouped decode attention (query heads of a KV head folded into the query length; CUDA's
+// decode path) against per-head softmax attention in float64 with head h reading KV head h / G.
+TEST(Transformer, GroupedDecodeAttentionMatchesPerHeadFloat64Attention) {
+  at::manual_seed(5);
+  const int64_t B = 3, H = 8, KV = 2, S = 9, D = 16, G = H / KV;
+  const at::Tensor q = at::randn({B, H, 1, D}), k = at::randn({B, KV, S, D}), v = at::randn({B, KV, S, D});
+  at::Tensor mask = at::rand({B, 1, 1, S}).gt(0.3);
+  mask.select(3, S - 1).fill_(true);  // every row sees at least its own slot
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const at::Tensor got = scorch::grouped_decode_attention(q, k, v, mask, scale);
+  ASSERT_EQ(got.sizes(), q.sizes());
+  double worst = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const at::Tensor kh = d(k[b][h / G]), vh = d(v[b][h / G]);                         // [S, D]
+      at::Tensor scores = at::matmul(kh, d(q[b][h][0])) * scale;                         // [S]
+      scores = scores.masked_fill(mask[b][0][0].logical_not(), -INFINITY);
+      const at::Tensor want = at::matmul(scores.softmax(0), vh);                         // [D]
+      worst = std::max(worst, (d(got[b][h][0]) - want).abs().max().item<double>());
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_THROW(scorch::grouped_decode_attention(at::randn({B, H, 2, D}), k, v, std::nullopt, scale), std::invalid_argument);
+}
+
 TEST(Transformer, Bfloat16ForwardTracksFloat32) {
   const Transformer m32 = random_model(tiny_config("llama"), 4);
   const Transformer m16 = random_model(tiny_config("llama"), 4, at::kBFloat16);
