@@ -32,6 +32,18 @@ at::Tensor step(const Transformer& m, KvCache& cache, const at::Tensor& tokens, 
 
 at::Tensor all_real(int64_t b, int64_t t) { return at::ones({b, t}, at::kBool); }
 
+// Prompts left-padded to P tokens: ids [B, P] and the real-token mask [B, P].
+std::pair<at::Tensor, at::Tensor> left_padded(const std::vector<std::vector<int64_t>>& prompts, int64_t P) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  at::Tensor ids = at::zeros({B, P}, at::kLong), mask = at::zeros({B, P}, at::kBool);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = prompts[b].size();
+    ids[b].narrow(0, P - n, n).copy_(at::tensor(prompts[b]));
+    mask[b].narrow(0, P - n, n).fill_(true);
+  }
+  return {ids, mask};
+}
+
 }  // namespace
 
 TEST(KvCache, TokenByTokenDecodeMatchesFullForward) {
@@ -50,12 +62,7 @@ TEST(KvCache, LeftPaddedRowsOfDifferentLengthsDecodeTogether) {
   const Transformer m = random_model(tiny_config("qwen2"), 12);
   const std::vector<std::vector<int64_t>> prompts = {{4, 9}, {7, 3, 3, 50, 12}, {33, 21, 8}};
   const int64_t P = 5;
-  at::Tensor ids = at::zeros({3, P}, at::kLong), mask = at::zeros({3, P}, at::kBool);
-  for (int64_t b = 0; b < 3; ++b) {
-    const int64_t n = prompts[b].size();
-    ids[b].narrow(0, P - n, n).copy_(at::tensor(prompts[b]));
-    mask[b].narrow(0, P - n, n).fill_(true);
-  }
+  const auto [ids, mask] = left_padded(prompts, P);
   KvCache cache = KvCache::for_model(m.config(), 3, 12, at::kFloat, at::kCPU);
   const at::Tensor positions = cache.next_positions(P, mask);
   EXPECT_EQ(positions[0][3].item<int64_t>(), 0);  // first real token of a left-padded row is position 0
@@ -166,12 +173,7 @@ TEST(KvCache, StaticDecodeStepsMatchFullForwardWhileARowSitsOut) {
     const Transformer m = random_model(tiny_config("qwen2", false, kv_heads), 16);
     const std::vector<std::vector<int64_t>> prompts = {{4, 9}, {7, 3, 3, 50, 12}, {33, 21, 8}};
     const int64_t P = 5;
-    at::Tensor ids = at::zeros({3, P}, at::kLong), mask = at::zeros({3, P}, at::kBool);
-    for (int64_t b = 0; b < 3; ++b) {
-      const int64_t n = prompts[b].size();
-      ids[b].narrow(0, P - n, n).copy_(at::tensor(prompts[b]));
-      mask[b].narrow(0, P - n, n).fill_(true);
-    }
+    const auto [ids, mask] = left_padded(prompts, P);
     KvCache cache = KvCache::for_model(m.config(), 3, 12, at::kFloat, at::kCPU);
     step(m, cache, ids, mask);  // dynamic prefill
     std::vector<std::vector<int64_t>> seqs = prompts;

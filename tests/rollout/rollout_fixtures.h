@@ -108,6 +108,18 @@ inline WeightFit fit_to_weights(const at::Tensor& tokens, const std::vector<doub
   return fit;
 }
 
+// Prompts of 4, 8, ..., 32 tokens: with a context of 40 and no EOS, row i ends at budget 36 - 4i,
+// so the rows of one batch finish at eight different steps (the compaction tests).
+inline std::vector<std::vector<int64_t>> staggered_prompts() {
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t n = 4; n <= 32; n += 4) {
+    std::vector<int64_t> prompt;
+    for (int64_t t = 0; t < n; ++t) prompt.push_back(1 + (n * 31 + t * 7) % 250);
+    prompts.push_back(prompt);
+  }
+  return prompts;
+}
+
 inline std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;

@@ -307,12 +307,7 @@ TEST(Engine, StaticDecodeStepsEqualTheNaiveLoopAndDynamicSteps) {
 // every row's tokens still equal the naive loop's.
 TEST(Engine, StaticStepsCompactOnlyWhenHalfTheBatchFinished) {
   const Transformer model = tiny_model(257, 7, /*context=*/40, /*eos=*/{});
-  std::vector<std::vector<int64_t>> prompts;
-  for (int64_t n = 4; n <= 32; n += 4) {
-    std::vector<int64_t> prompt;
-    for (int64_t t = 0; t < n; ++t) prompt.push_back(1 + (n * 31 + t * 7) % 250);
-    prompts.push_back(prompt);
-  }
+  const std::vector<std::vector<int64_t>> prompts = test::staggered_prompts();
   SamplingParams p;
   p.temperature = 0;
   p.max_new_tokens = 64;  // every row ends at its context budget, 40 - prompt length
