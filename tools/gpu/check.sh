@@ -2,11 +2,13 @@
 # The one script to run on a GPU machine (DESIGN.md "GPU work"): torch 2.11 at /opt/torch/.venv,
 # nvcc 13, no network. Unpacks tools/gpu/debs (from fetch_deps.sh) into .deps/, configures
 # against the installed torch, builds with all cores, runs the gpu-labelled tests and a CPU smoke
-# test, runs the benchmarks, and prints a summary table. Results land in $OUT (if set) or .deps/out.
+# test, runs the benchmarks, and prints a summary table. The logs go to .deps/logs and, packed as
+# check-logs.tar.gz beside summary.txt, to $OUT (if set; the device tool returns at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-out="${OUT:-$root/.deps/out}"
+out="$root/.deps/logs"
+rm -rf "$out"
 mkdir -p "$out" .deps/prefix
 py="${SCORCH_PYTHON:-/opt/torch/.venv/bin/python}"
 t0=$(date +%s)
@@ -45,17 +47,32 @@ status[nccl]=$?
 tail -n 4 "$out/nccl_smoke.log"
 
 step "benchmarks"
+# SCORCH_GPU_BENCHES="generate grpo" picks benchmarks (default: every tools/bench/*/gpu.sh, generate
+# first); a benchmark starts only while less than SCORCH_GPU_BUDGET_S (default 480) seconds have
+# passed since the script began, so one device call (10 minutes at most) still reaches the summary.
 status[bench]=0
-for b in tools/bench/*/gpu.sh; do
-  [ -f "$b" ] || continue
-  name=$(basename "$(dirname "$b")")
+budget="${SCORCH_GPU_BUDGET_S:-480}"
+benches="${SCORCH_GPU_BENCHES:-generate $(ls tools/bench/*/gpu.sh | xargs -n1 dirname | xargs -n1 basename | grep -vx generate | tr '\n' ' ')}"
+for name in $benches; do
+  b="tools/bench/$name/gpu.sh"
+  [ -f "$b" ] || { echo "--- $name: no $b"; status[bench]=1; continue; }
+  left=$(( budget - ($(date +%s) - t0) ))
+  if [ "$left" -lt 30 ]; then echo "--- $name: skipped (time budget of ${budget} s spent)"; status[bench]=1; continue; fi
   echo "--- $name"
-  SCORCH_BUILD_DIR=build-gpu SCORCH_PYTHON="$py" timeout 240 bash "$b" 2>&1 | tee "$out/bench_$name.txt" || status[bench]=1
+  limit=$(( left < 240 ? left : 240 ))
+  SCORCH_BUILD_DIR=build-gpu SCORCH_PYTHON="$py" timeout "$limit" bash "$b" 2>&1 | tee "$out/bench_$name.txt" || status[bench]=1
 done
 
 step "summary"
-printf '%-12s %s\n' part result
-for k in configure build gpu_tests unit_tests nccl bench; do
-  printf '%-12s %s\n' "$k" "$([ "${status[$k]:-1}" = 0 ] && echo ok || echo FAILED)"
-done
-echo "total $(( $(date +%s) - t0 )) s"
+{
+  printf '%-12s %s\n' part result
+  for k in configure build gpu_tests unit_tests nccl bench; do
+    printf '%-12s %s\n' "$k" "$([ "${status[$k]:-1}" = 0 ] && echo ok || echo FAILED)"
+  done
+  echo "total $(( $(date +%s) - t0 )) s"
+} | tee "$out/summary.txt"
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  cp "$out/summary.txt" "$OUT/summary.txt"
+  tar czf "$OUT/check-logs.tar.gz" -C "$out" .
+fi
