@@ -11,7 +11,7 @@ enum class DecodeSteps {
   kStatic,     // static shapes, eager (no graph): for comparisons and debugging
   kCudaGraph,  // static shapes, replayed from CUDA graphs (on CPU: static shapes, eager)
 };
-// "auto" | "dynamic" | "static" | "cuda_graph"; UserError naming the value otherwise.
+// "auto" | "dynamic" | "static" | "cuda_graph"; UserError naming the value otherwise (engine.cpp).
 DecodeSteps parse_decode_steps(const std::string& name);
 const char* decode_steps_name(DecodeSteps steps);
 
