@@ -39,8 +39,8 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
   const std::vector<int64_t> turn_stop_ids = renderer.stop_ids();
   // Slots: the prompt, every turn's decode steps, every continuation (+ a closing end-of-turn id
   // and the turn's last sampled token, which decode() leaves out of the cache).
-  const int64_t slots = longest + options.max_turns * params.max_new_tokens +
-                        (options.max_turns - 1) * (options.max_continuation_tokens + 2);
+  const int64_t turn_room = options.max_continuation_tokens + 2 + params.max_new_tokens;  // each later turn
+  const int64_t slots = longest + params.max_new_tokens + (options.max_turns - 1) * turn_room;
   KvCache cache = KvCache::for_model(model.config(), B, engine.cache_slots(slots), model.dtype(), model.device());
   at::Generator generator = make_sampling_generator(params.seed, model.device());
 
@@ -123,9 +123,8 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
     // continuation, this turn's decode, and the planned room of the turns after it.
     int64_t longest_continuation = 0;
     for (const auto& c : continuations) longest_continuation = std::max<int64_t>(longest_continuation, c.size());
-    const int64_t later_turns = options.max_turns - turn - 1;
     const int64_t needed = cache.used() + longest_continuation + params.max_new_tokens +
-                           later_turns * (options.max_continuation_tokens + 2 + params.max_new_tokens);
+                           (options.max_turns - turn - 1) * turn_room;
     if (needed > cache.max_len()) cache.reserve(engine.cache_slots(needed));
     t0 = std::chrono::steady_clock::now();
     logits = engine.append_tokens(cache, continuations);  // [live, V]

@@ -128,8 +128,9 @@ at::Tensor StaticDecoder::run_and_capture(KvCache& cache) {
       (void)cudaGetLastError();  // an invalidated capture is not a sticky error; clear it
       use_graph_ = false;
       graph_.reset();
-      if (!g_capture_failed.exchange(true)) log::warn("rollout: capturing the decode step in a CUDA graph failed; decoding without graphs (",
-                e.what(), ")");
+      if (!g_capture_failed.exchange(true)) {
+        log::warn("rollout: capturing the decode step in a CUDA graph failed; decoding without graphs (", e.what(), ")");
+      }
     }
   }
   c10::cuda::CUDAEvent done;
