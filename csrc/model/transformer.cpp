@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <tuple>
 #include <utility>
 
@@ -46,33 +48,113 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
 }
 
+// x * cos + rotate_half(x) * sin over x [B, M, T, D] (M heads; q and k heads at once in the fused path).
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
+}
+
+// Whether a forward must differentiate with respect to any of these (defined) tensors.
+bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : tensors) {
+    if (t->defined() && t->requires_grad()) return true;
+  }
+  return false;
+}
+
+// A bool attention mask (true = attend) as the additive mask SDPA would make of it at every layer
+// (0 / -inf in the activation dtype): converted once per forward instead of once per layer.
+std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, at::ScalarType dtype) {
+  if (!mask) return mask;
+  return at::zeros(mask->sizes(), mask->options().dtype(dtype))
+      .masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
+}
+
 // The decoder layers over h [B, T, hidden]: `kv(layer, k, v)` stores this step's keys / values
-// [B, KV, T, D] (in a cache) and returns what attention reads ([B, KV, S, D]); mask as attend().
+// [B, KV, T, D] (in a cache) and returns what attention reads ([B, KV, S, D]); mask as attend()
+// (bool, or already additive). A layer whose weights need no gradient and are fused
+// (TransformerLayer) runs one GEMM for q/k/v, RoPE on the q and k heads at once, and one GEMM for
+// gate/up: the same values as the separate ops, element by element, up to the GEMMs' blocking.
 template <class KvFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
                       const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
                       KvFn&& kv) {
   const int64_t B = h.size(0), T = h.size(1);
-  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
     const at::Tensor x = rms_norm(h, L.input_norm, c.rms_norm_eps);
-    at::Tensor q = at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B, H, T, D]
-    at::Tensor k = at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B, KV, T, D]
-    at::Tensor v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
+    at::Tensor q, k, v;
+    if (has_fused_qkv(L) &&
+        !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
+      const at::Tensor qkv = at::linear(x, L.qkv_weight, L.qkv_bias).view({B, T, H + 2 * KV, D}).transpose(1, 2);
+      const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
+      q = qk.narrow(1, 0, H);
+      k = qk.narrow(1, H, KV);
+      v = qkv.narrow(1, H + KV, KV);
+    } else {
+      q = apply_rope(at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
+      k = apply_rope(at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
+      v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
+    }
     std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     const at::Tensor a = attend(q, k, v, mask, causal, scale);  // [B, H, T, D]
     h = h + at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
     const at::Tensor y = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
-    h = h + at::linear(at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight), L.down_weight);
+    at::Tensor act;
+    if (has_fused_gate_up(L) && !needs_grad({&L.gate_weight, &L.up_weight})) {
+      const at::Tensor gu = at::linear(y, L.gate_up_weight);  // [B, T, 2 I]
+      act = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+    } else {
+      act = at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight);
+    }
+    h = h + at::linear(act, L.down_weight);
   }
   return h;
 }
 
+// Concatenates the row blocks `parts` into one new tensor and makes each part its slice, keeping
+// each part's requires_grad. Returns the fused tensor.
+at::Tensor fuse_rows(std::initializer_list<at::Tensor*> parts) {
+  std::vector<at::Tensor> values;
+  for (at::Tensor* p : parts) values.push_back(p->detach());
+  const at::Tensor base = at::cat(values, 0);
+  int64_t row = 0;
+  for (at::Tensor* p : parts) {
+    const bool rg = p->requires_grad();
+    const int64_t n = p->size(0);
+    *p = base.narrow(0, row, n);
+    if (rg) p->requires_grad_(true);
+    row += n;
+  }
+  return base;
+}
+
+// Whether `parts` are, in order, consecutive row slices covering `base`.
+bool are_slices_of(const at::Tensor& base, std::initializer_list<const at::Tensor*> parts) {
+  if (!base.defined() || base.dim() < 1) return false;
+  int64_t row = 0;
+  for (const at::Tensor* p : parts) {
+    if (!p->defined() || !p->is_alias_of(base) || p->dim() != base.dim()) return false;
+    if (p->storage_offset() != base.storage_offset() + row * base.stride(0)) return false;
+    if (p->strides() != base.strides() || p->sizes().slice(1) != base.sizes().slice(1)) return false;
+    row += p->size(0);
+  }
+  return row == base.size(0);
+}
+
 }  // namespace
+
+bool has_fused_qkv(const TransformerLayer& L) {
+  if (!are_slices_of(L.qkv_weight, {&L.q_weight, &L.k_weight, &L.v_weight})) return false;
+  if (!L.q_bias.defined() && !L.k_bias.defined() && !L.v_bias.defined()) return !L.qkv_bias.defined();
+  return are_slices_of(L.qkv_bias, {&L.q_bias, &L.k_bias, &L.v_bias});
+}
+
+bool has_fused_gate_up(const TransformerLayer& L) {
+  return are_slices_of(L.gate_up_weight, {&L.gate_weight, &L.up_weight});
+}
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const auto input_dtype = x.scalar_type();
@@ -142,6 +224,16 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
   // On the weights' device (no host copy per forward, none inside a CUDA graph); a meta-device
   // model (loading fills its slots) keeps it on the CPU until to() or assign_hf_weights places it.
   inv_freq_ = device.is_meta() ? rope_inv_freq(c) : rope_inv_freq(c).to(device);
+  fuse_projections();
+}
+
+void Transformer::fuse_projections() {
+  if (embed_tokens_.device().is_meta()) return;  // loading replaces every slot, then to() fuses
+  for (TransformerLayer& L : layers_) {
+    L.qkv_weight = fuse_rows({&L.q_weight, &L.k_weight, &L.v_weight});
+    L.qkv_bias = config_.has_qkv_bias() ? fuse_rows({&L.q_bias, &L.k_bias, &L.v_bias}) : at::Tensor();
+    L.gate_up_weight = fuse_rows({&L.gate_weight, &L.up_weight});
+  }
 }
 
 at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& positions,
@@ -173,7 +265,7 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   } else {
     causal = true;
   }
-  const at::Tensor out = run_layers(layers_, c, h, cos, sin, mask, causal,
+  const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(mask, h.scalar_type()), causal,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                                     });
@@ -191,7 +283,8 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   const at::Tensor h = at::embedding(embed_tokens_, input_ids);  // [B, 1, hidden]
   const KvCache::StaticStep step = cache.begin_static_step(slot, token_mask);
   const auto [cos, sin] = rope_tables(step.positions, inv_freq_, h.scalar_type());
-  const at::Tensor out = run_layers(layers_, c, h, cos, sin, step.attention_mask, /*causal=*/false,
+  const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(step.attention_mask, h.scalar_type()),
+                                    /*causal=*/false,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     });
@@ -228,6 +321,7 @@ void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
     *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
   }
   inv_freq_ = inv_freq_.to(device);
+  fuse_projections();
 }
 
 Transformer Transformer::clone() const {
@@ -236,6 +330,7 @@ Transformer Transformer::clone() const {
     const bool rg = slot->requires_grad();
     *slot = slot->detach().clone().requires_grad_(rg);
   }
+  copy.fuse_projections();
   return copy;
 }
 

@@ -30,7 +30,19 @@ struct TransformerLayer {
   at::Tensor post_attention_norm;         // [hidden]
   at::Tensor gate_weight, up_weight;      // [intermediate, hidden]
   at::Tensor down_weight;                 // [hidden, intermediate]
+  // Fused storage (Transformer::fuse_projections): q/k/v_weight (and biases) are row slices of
+  // qkv_weight [q_dim + 2 kv_dim, hidden], gate/up_weight of gate_up_weight [2 intermediate, hidden],
+  // so a forward that needs no weight gradient runs one GEMM for q, k, v and one for gate, up. The
+  // slices stay the parameters (names, gradients, optimizer state); writing into them writes here.
+  // A forward checks that they still alias (has_fused_qkv / has_fused_gate_up) and otherwise runs
+  // the separate GEMMs: replacing a slice's tensor costs speed, never correctness.
+  at::Tensor qkv_weight, qkv_bias;        // qkv_bias undefined when the layer has no q/k/v bias
+  at::Tensor gate_up_weight;
 };
+
+// Whether the layer's q/k/v (gate/up) weights are still the slices of its fused tensor.
+bool has_fused_qkv(const TransformerLayer& layer);
+bool has_fused_gate_up(const TransformerLayer& layer);
 
 class Transformer {
  public:
@@ -71,8 +83,12 @@ class Transformer {
   void set_requires_grad(bool requires_grad);
   int64_t num_parameters() const;
 
-  // Moves/casts every weight (in place on this object; requires_grad is kept).
+  // Moves/casts every weight (in place on this object; requires_grad is kept), then re-fuses.
   void to(at::Device device, std::optional<at::ScalarType> dtype = std::nullopt);
+  // Rebuilds each layer's fused q/k/v and gate/up storage from the current weights and makes the
+  // weights its slices (TransformerLayer). Construction, to() and clone() call it; call it again
+  // after replacing weight tensors by hand. A meta-device model is left unfused.
+  void fuse_projections();
   Transformer clone() const;
   // Normal(0, initializer_range) for projections and embeddings, ones for norms, zeros for biases
   // and the pad token's embedding row (as transformers' _init_weights). Deterministic in `seed`.

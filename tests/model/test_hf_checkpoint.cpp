@@ -55,6 +55,10 @@ TEST(HfCheckpoint, ExportThenLoadIsBitIdentical) {
       }
       const Transformer back = scorch::load_hf_model(dir);
       expect_identical(m, back);
+      for (const auto& L : back.layers_) {  // loading ends fused: no-grad forwards run the fused GEMMs
+        EXPECT_TRUE(scorch::has_fused_qkv(L));
+        EXPECT_TRUE(scorch::has_fused_gate_up(L));
+      }
       EXPECT_EQ(back.config().dtype, scorch::model_dtype_name(dtype));
       EXPECT_EQ(back.config().tie_word_embeddings, tied);
       // Export of the loaded model reproduces the weights file byte for byte.

@@ -233,3 +233,66 @@ TEST(Transformer, ParametersAreSharedNamedAndTrainable) {
     EXPECT_GT(t.grad().abs().sum().item<double>(), 0) << name;
   }
 }
+
+// The fused q/k/v and gate/up storage: the weights are its slices after construction, to() and
+// clone(); writing a weight writes the fused tensor; a no-grad forward (fused GEMMs) equals the
+// float64 reference and the forward that differentiates the weights (separate GEMMs); a weight
+// replaced by hand drops the layer to the separate GEMMs with the new value, until re-fused.
+TEST(Transformer, FusedProjectionsAliasTheWeightsAndGiveTheSeparateGemmsValues) {
+  using scorch::has_fused_gate_up;
+  using scorch::has_fused_qkv;
+  Transformer m = random_model(tiny_config("qwen2", false, 2), 11);
+  const auto all_fused = [](const Transformer& t) {
+    for (const auto& L : t.layers_) {
+      if (!has_fused_qkv(L) || !has_fused_gate_up(L)) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(all_fused(m));
+  const auto& L0 = m.layers_[0];
+  const int64_t q = L0.q_weight.size(0), kv = L0.k_weight.size(0), I = L0.gate_weight.size(0);
+  EXPECT_EQ(L0.qkv_weight.size(0), q + 2 * kv);
+  EXPECT_EQ(L0.qkv_bias.size(0), q + 2 * kv);
+  EXPECT_EQ(L0.gate_up_weight.size(0), 2 * I);
+
+  m.named_parameters().at("model.layers.0.self_attn.k_proj.weight").fill_(0.25f);
+  EXPECT_TRUE(at::equal(L0.qkv_weight.narrow(0, q, kv), at::full({kv, 32}, 0.25f)));
+  m.named_parameters().at("model.layers.0.mlp.up_proj.weight").mul_(-1.0f);
+  EXPECT_TRUE(at::equal(L0.gate_up_weight.narrow(0, I, I), L0.up_weight));
+  expect_matches_reference(m, 1e-4);  // grad mode on, weights frozen: the fused path
+
+  const at::Tensor ids = at::randint(53, {2, 6}, at::kLong);
+  const at::Tensor pos = arange_positions(2, 6);
+  at::Tensor fused;
+  {
+    c10::NoGradGuard no_grad;
+    fused = m.forward(ids, pos);
+  }
+  m.set_requires_grad(true);  // now the forward differentiates the weights: separate GEMMs
+  const at::Tensor separate = m.forward(ids, pos);
+  EXPECT_LT(max_abs_diff(fused, separate), 1e-5);
+  m.set_requires_grad(false);
+
+  const Transformer copy = m.clone();
+  EXPECT_TRUE(all_fused(copy));
+  EXPECT_FALSE(copy.layers_[0].qkv_weight.is_alias_of(L0.qkv_weight));
+  Transformer b16 = m.clone();
+  b16.to(at::kCPU, at::kBFloat16);
+  EXPECT_TRUE(all_fused(b16));
+  EXPECT_EQ(b16.layers_[1].gate_up_weight.scalar_type(), at::kBFloat16);
+
+  m.layers_[1].v_weight = m.layers_[1].v_weight * 2;  // replaced by hand
+  m.layers_[1].gate_weight = m.layers_[1].gate_weight * 0.5;
+  EXPECT_FALSE(has_fused_qkv(m.layers_[1]));
+  EXPECT_FALSE(has_fused_gate_up(m.layers_[1]));
+  EXPECT_TRUE(has_fused_qkv(m.layers_[0]));
+  expect_matches_reference(m, 1e-4);  // the reference reads the new tensors: so does the forward
+  at::Tensor before;
+  {
+    c10::NoGradGuard no_grad;
+    before = m.forward(ids, pos);
+    m.fuse_projections();
+    ASSERT_TRUE(all_fused(m));
+    EXPECT_LT(max_abs_diff(m.forward(ids, pos), before), 1e-5);
+  }
+}
