@@ -1,6 +1,8 @@
 // scorch's custom ops, as plain C++ functions (DESIGN.md "Kernels contract").
 // Each call goes through the PyTorch dispatcher, so it picks the CPU reference or the CUDA kernel
-// from the device of its inputs, and token_logprobs is differentiable (autograd registration).
+// from the device of its inputs, and token_logprobs is differentiable (autograd registration); the
+// decode-step ops at the end (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul) are
+// inference-only.
 // The same ops are torch.ops.scorch.* in Python once libscorch_ops.so is loaded (kernels/README.md).
 // This header is deliberately light: it must stay cheap for every trainer file that includes it.
 #pragma once
@@ -48,5 +50,72 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs(const at::Tensor& logits, cons
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(
     const at::Tensor& rewards, int64_t group_size, const std::string& mode = "grpo", double eps = 1e-4,
     const std::string& scale = "group");
+
+// --- Inference-only fused ops of the decode step -----------------------------------------------
+// Each replaces an ATen composition of transformers' modeling_llama (one kernel instead of 2 to 9)
+// and reproduces its rounding: every intermediate that PyTorch rounds to the tensor dtype is rounded
+// here at the same point, in fp32 arithmetic, with the same functions (CPU: ATen's CPU kernels',
+// rsqrt = 1 / sqrt and Sleef's exp; CUDA: ATen's CUDA kernels', rsqrtf and expf). fused_rope equals
+// the composition bit for bit, silu_and_mul too (on CPU up to a rare ulp, see there); the RMS norms
+// sum the squares in another order, so the mean may differ by an ulp of fp32: bf16 / fp16 results
+// then differ on a small fraction of elements (measured on CPU: none of 3e5 in bf16, 4e-5 of fp16
+// elements, by <= 2 ulp), fp32 ones by a few ulp (on ~18% of elements; both are ~1e-7 from float64).
+// Inference only: there is no backward. With grad mode enabled and an input that requires grad,
+// each op throws (call them under torch.no_grad() / at::NoGradGuard / at::InferenceMode).
+// Outputs are new contiguous tensors of the inputs' dtype and device. dtypes: bf16 | fp16 | fp32,
+// the same for every tensor argument of a call; all arguments on one device. The CUDA kernels run on
+// the current stream, never synchronise and allocate nothing but their outputs (graph-capturable).
+
+// RMSNorm (transformers' LlamaRMSNorm / Qwen2RMSNorm):
+//   h = fp32(x);  r = rsqrt(mean(h * h over the last dim) + eps);  y = weight * dtype(h * r)
+// i.e. `weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)`, the product
+// with the weight rounded to the dtype (fp32 sum of squares on CUDA, float64 on CPU).
+//   x      [..., N] (any strides; a non-collapsible layout is copied first), N >= 1
+//   weight [N]
+// Returns y [..., N]. Errors: a weight of the wrong shape, mixed dtypes or devices, another dtype,
+// a 0-dim x, eps < 0 or not finite.
+at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// The residual add followed by the next RMSNorm (decoder layer: h = h + attn(...); norm(h)):
+//   sum = dtype(fp32(h) + fp32(delta));  y = fused_rms_norm(sum, weight, eps)
+//   h, delta [..., N] the same shape (no broadcasting);  weight [N]
+// Returns (sum [..., N], y [..., N]). Errors: as fused_rms_norm, and delta's shape differing from h's.
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(const at::Tensor& h, const at::Tensor& delta,
+                                                      const at::Tensor& weight, double eps);
+
+// Rotary position embedding (transformers' apply_rotary_pos_emb for one of q / k):
+//   out = x * cos + rotate_half(x) * sin,  rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2])
+// with both products and the sum rounded to the dtype, as the eager bf16 ops do.
+//   x        [B, M, T, D], D even; any strides on dims 0..2 (e.g. a narrow of a transposed
+//            projection), stride 1 on the last dim
+//   cos, sin [B, 1, T, D] (dims 0 and 2 may also be 1, broadcast); any strides on dims 0..2
+//            (expanded views with stride 0 are fine), stride 1 on the last dim
+// Returns out [B, M, T, D] contiguous. Errors: wrong ranks or sizes, an odd D, a last-dim stride != 1,
+// mixed dtypes or devices.
+at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// The gated MLP activation (LlamaMLP: down(act(gate(x)) * up(x)) with gate and up fused in one matmul):
+//   g = gu[..., :I], u = gu[..., I:];  out = dtype(dtype(silu(g)) * u),  silu(g) = g / (1 + exp(-g))
+// i.e. `torch.nn.functional.silu(g) * u` in the dtype. CUDA: ATen's arithmetic (expf, IEEE division).
+// CPU: as ATen's CPU silu, Sleef's exp on whole steps of two AVX2 / AVX-512 vectors from the start of
+// each row (the width ATen runs at; ATEN_CPU_CAPABILITY is honoured) and std::exp on the rest of the
+// row. Only where ATen's threads split a row mid-way can an element get the other exp, and an fp32
+// result then differ by one ulp (measured: bit-equal in all three dtypes at every capability).
+//   gu [..., 2I], I >= 1 (any strides; a non-collapsible layout is copied first)
+// Returns out [..., I]. Errors: an odd or zero last dimension, a 0-dim gu, another dtype.
+at::Tensor silu_and_mul(const at::Tensor& gu);
+
+// One token per row drawn from softmax(logits / temperature) by inverse-CDF sampling with the
+// given uniforms: the weights w_i = exp((x_i - max) / T), token = the first i whose float64 running
+// sum of w exceeds u * sum(w) (u * sum kept just below the sum, so a token of weight 0 -- a -inf
+// logit -- is never drawn). Fused: the logits are read at most three times in their own dtype and no
+// [N, V] temporary is made (CPU: a sequential float64 sum per row; CUDA: one block per row, tile
+// sums in float64; the two agree except where u lies on a boundary up to fp32 weight rounding).
+// The log-probability of the drawn token is token_logprobs(logits, tokens, temperature).
+//   logits   [N, V] bf16 | fp16 | fp32, last dimension contiguous (rows may be strided)
+//   uniforms [N] float64 in [0, 1), on the logits' device
+// Returns tokens [N] int64; -1 for a row that holds a NaN or only -inf (no host check on CUDA).
+// Errors: temperature <= 0, shapes, dtypes, devices; on CUDA a vocabulary above 1,572,864.
+at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
 
 }  // namespace scorch

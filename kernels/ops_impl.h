@@ -48,4 +48,52 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages_cuda
     const at::Tensor& rewards, int64_t group_size, AdvantageMode mode, double eps, RewardScale scale);
 #endif
 
+// --- decode-step ops: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul -------------
+// Inference-only (no backward); shapes and numerics in ops.h. The checks (register.cpp) are shared by
+// every device and name the op in their messages.
+
+// AT_DISPATCH over the three dtypes of the decode ops (with <ATen/Dispatch.h>; no float64 instance).
+#define SCORCH_DISPATCH_DECODE_TYPES(TYPE, NAME, ...)                                          \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                     \
+                                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__)              \
+                                         AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))
+
+// x as rows [R, N] (N = x.size(-1)) with stride 1 along N: a view when x's layout allows one, else a
+// contiguous copy (never for the layouts the model produces).
+at::Tensor as_rows(const at::Tensor& x);
+// op names the caller in the messages ("fused_rms_norm" or "fused_add_rms_norm").
+void check_rms_norm_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight, double eps);
+void check_add_rms_norm_inputs(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& weight, double eps);
+void check_rope_inputs(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+void check_silu_and_mul_inputs(const at::Tensor& gu);
+
+// Strides of cos / sin over (B, T) in elements: 0 along a broadcast (size-1) dimension.
+struct RopeTableStrides {
+  int64_t batch, time;
+};
+RopeTableStrides rope_table_strides(const at::Tensor& table);
+
+at::Tensor fused_rms_norm_cpu(const at::Tensor& x, const at::Tensor& weight, double eps);
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cpu(const at::Tensor& h, const at::Tensor& delta,
+                                                          const at::Tensor& weight, double eps);
+at::Tensor fused_rope_cpu(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+at::Tensor silu_and_mul_cpu(const at::Tensor& gu);
+#ifdef SCORCH_WITH_CUDA
+at::Tensor fused_rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cuda(const at::Tensor& h, const at::Tensor& delta,
+                                                           const at::Tensor& weight, double eps);
+at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+at::Tensor silu_and_mul_cuda(const at::Tensor& gu);
+#endif
+
+// --- sample_tokens ----------------------------------------------------------------------------
+// u * total is capped at total * kSampleBelowOne (the largest double below 1), so the target stays
+// inside the last token of positive weight.
+constexpr double kSampleBelowOne = 1.0 - 0x1p-52;
+void check_sample_tokens_inputs(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+at::Tensor sample_tokens_cpu(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+#ifdef SCORCH_WITH_CUDA
+at::Tensor sample_tokens_cuda(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+#endif
+
 }  // namespace scorch::kernels

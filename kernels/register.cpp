@@ -4,15 +4,20 @@
 // token_logprobs is three ops: the public one (differentiable through the Autograd kernel below)
 // and the internal forward (which also returns the per-row log-sum-exp the backward needs) and
 // backward, each with a CPU and a CUDA kernel.
+// The decode-step ops (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul) are
+// inference-only: their Autograd kernels only refuse inputs that require grad under grad mode (there
+// is no backward to record) and redispatch to the CPU / CUDA kernel.
 #include "kernels/ops.h"
 #include "kernels/ops_impl.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 
 namespace scorch {
@@ -35,6 +40,25 @@ void check_token_logprobs_inputs(const at::Tensor& logits, const at::Tensor& tar
               " but logits on ", logits.device());
   TORCH_CHECK(std::isfinite(temperature) && temperature > 0.0,
               "scorch::token_logprobs: temperature must be a positive number, got ", temperature);
+}
+
+void check_sample_tokens_inputs(const at::Tensor& logits, const at::Tensor& uniforms, double temperature) {
+  TORCH_CHECK(logits.dim() == 2, "scorch::sample_tokens: logits must be [N, V], got ", logits.sizes());
+  const auto dtype = logits.scalar_type();
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kFloat,
+              "scorch::sample_tokens: logits must be bfloat16, float16 or float32, got ", dtype);
+  TORCH_CHECK(logits.size(1) >= 1, "scorch::sample_tokens: the vocabulary dimension is empty");
+  TORCH_CHECK(logits.size(1) == 1 || logits.stride(1) == 1,
+              "scorch::sample_tokens: the last dimension of logits must be contiguous (stride 1), got strides ",
+              logits.strides(), "; call .contiguous() first");
+  TORCH_CHECK(uniforms.dim() == 1 && uniforms.size(0) == logits.size(0),
+              "scorch::sample_tokens: uniforms must be [N] = [", logits.size(0), "], got ", uniforms.sizes());
+  TORCH_CHECK(uniforms.scalar_type() == at::kDouble, "scorch::sample_tokens: uniforms must be float64, got ",
+              uniforms.scalar_type());
+  TORCH_CHECK(uniforms.device() == logits.device(), "scorch::sample_tokens: uniforms are on ", uniforms.device(),
+              " but logits on ", logits.device());
+  TORCH_CHECK(std::isfinite(temperature) && temperature > 0.0,
+              "scorch::sample_tokens: temperature must be a positive number (greedy is argmax), got ", temperature);
 }
 
 AdvantageMode parse_advantage_mode(const std::string& mode) {
@@ -62,6 +86,85 @@ int64_t check_group_advantages_inputs(const at::Tensor& rewards, int64_t group_s
               " rewards do not split into groups of ", group_size);
   TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "scorch::group_advantages: eps must be >= 0, got ", eps);
   return rewards.numel() / group_size;
+}
+
+// --- decode-step ops: checks shared by every device --------------------------------------------
+
+namespace {
+
+bool is_decode_dtype(at::ScalarType t) { return t == at::kBFloat16 || t == at::kHalf || t == at::kFloat; }
+
+// `name` must have `ref`'s dtype and device (every tensor of a decode op shares them).
+void check_same_dtype_and_device(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
+                                 const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "scorch::", op, ": ", name, " is ", t.scalar_type(), " but ",
+              ref_name, " is ", ref.scalar_type(), " (every tensor of the call must have one dtype)");
+  TORCH_CHECK(t.device() == ref.device(), "scorch::", op, ": ", name, " is on ", t.device(), " but ", ref_name,
+              " on ", ref.device());
+}
+
+void check_decode_dtype(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(is_decode_dtype(t.scalar_type()), "scorch::", op, ": ", name,
+              " must be bfloat16, float16 or float32, got ", t.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor as_rows(const at::Tensor& x) {
+  const int64_t n = x.size(-1);
+  at::Tensor rows = x.reshape({-1, n});  // a view whenever the leading dimensions collapse
+  return rows.stride(1) == 1 || n == 1 ? rows : rows.contiguous();
+}
+
+void check_rms_norm_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight, double eps) {
+  TORCH_CHECK(x.dim() >= 1, "scorch::", op, ": the input must be [..., N], got a 0-dim tensor");
+  check_decode_dtype(op, "the input", x);
+  const int64_t n = x.size(-1);
+  TORCH_CHECK(n >= 1, "scorch::", op, ": the normalised (last) dimension is empty, input sizes ", x.sizes());
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == n, "scorch::", op, ": weight must be [N] = [", n,
+              "] (N = the input's last dimension), got ", weight.sizes());
+  check_same_dtype_and_device(op, "weight", weight, "the input", x);
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "scorch::", op, ": eps must be a finite number >= 0, got ", eps);
+}
+
+void check_add_rms_norm_inputs(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& weight, double eps) {
+  check_rms_norm_inputs("fused_add_rms_norm", h, weight, eps);
+  TORCH_CHECK(delta.sizes() == h.sizes(), "scorch::fused_add_rms_norm: delta must have h's shape ", h.sizes(),
+              " (no broadcasting), got ", delta.sizes());
+  check_same_dtype_and_device("fused_add_rms_norm", "delta", delta, "h", h);
+}
+
+void check_rope_inputs(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 4, "scorch::fused_rope: x must be [B, M, T, D] (batch, heads, tokens, head dim), got ",
+              x.sizes());
+  check_decode_dtype("fused_rope", "x", x);
+  const int64_t b = x.size(0), t = x.size(2), d = x.size(3);
+  TORCH_CHECK(d >= 2 && d % 2 == 0, "scorch::fused_rope: the head dimension D must be even and >= 2, got ", d);
+  TORCH_CHECK(x.stride(3) == 1, "scorch::fused_rope: the last dimension of x must be contiguous (stride 1), got "
+              "strides ", x.strides());
+  auto check_table = [&](const char* name, const at::Tensor& table) {
+    TORCH_CHECK(table.dim() == 4 && table.size(1) == 1 && (table.size(0) == b || table.size(0) == 1) &&
+                    (table.size(2) == t || table.size(2) == 1) && table.size(3) == d,
+                "scorch::fused_rope: ", name, " must be [B, 1, T, D] = [", b, ", 1, ", t, ", ", d,
+                "] (B and T may be 1, broadcast), got ", table.sizes());
+    TORCH_CHECK(table.stride(3) == 1, "scorch::fused_rope: the last dimension of ", name,
+                " must be contiguous (stride 1), got strides ", table.strides());
+    check_same_dtype_and_device("fused_rope", name, table, "x", x);
+  };
+  check_table("cos", cos);
+  check_table("sin", sin);
+}
+
+RopeTableStrides rope_table_strides(const at::Tensor& table) {
+  return {table.size(0) == 1 ? 0 : table.stride(0), table.size(2) == 1 ? 0 : table.stride(2)};
+}
+
+void check_silu_and_mul_inputs(const at::Tensor& gu) {
+  TORCH_CHECK(gu.dim() >= 1, "scorch::silu_and_mul: the input must be [..., 2I] (gate then up), got a 0-dim tensor");
+  check_decode_dtype("silu_and_mul", "the input", gu);
+  const int64_t n = gu.size(-1);
+  TORCH_CHECK(n >= 2 && n % 2 == 0, "scorch::silu_and_mul: the last dimension must be 2I (gate then up), even and "
+              ">= 2, got ", n);
 }
 
 namespace {
@@ -169,6 +272,58 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs_autograd(const at::Tensor& log
   return {out[0], out[1]};
 }
 
+// --- decode-step ops: inference only ----------------------------------------------------------
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+using RmsNormSignature = at::Tensor(const at::Tensor&, const at::Tensor&, double);
+using AddRmsNormSignature =
+    std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, double);
+using RopeSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&);
+using SiluAndMulSignature = at::Tensor(const at::Tensor&);
+
+// There is no backward: refuse to produce an output that autograd would treat as a constant.
+void check_inference_only(const char* op, std::initializer_list<const at::Tensor*> inputs) {
+  if (!c10::GradMode::is_enabled()) return;
+  for (const at::Tensor* t : inputs)
+    TORCH_CHECK(!t->defined() || !t->requires_grad(), "scorch::", op,
+                " is inference-only (it has no backward), but an input requires grad and grad mode is enabled; "
+                "call it under torch.no_grad() / torch.inference_mode() (C++: at::NoGradGuard), or use the ATen "
+                "composition where a gradient is needed");
+}
+
+at::Tensor fused_rms_norm_autograd(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  check_inference_only("fused_rms_norm", {&x, &weight});
+  static const auto op = typed_op<RmsNormSignature>("scorch::fused_rms_norm");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(x, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_autograd(const at::Tensor& h, const at::Tensor& delta,
+                                                               const at::Tensor& weight, double eps) {
+  check_inference_only("fused_add_rms_norm", {&h, &delta, &weight});
+  static const auto op = typed_op<AddRmsNormSignature>("scorch::fused_add_rms_norm");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(h, delta, weight, eps);
+}
+
+at::Tensor fused_rope_autograd(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  check_inference_only("fused_rope", {&x, &cos, &sin});
+  static const auto op = typed_op<RopeSignature>("scorch::fused_rope");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(x, cos, sin);
+}
+
+at::Tensor silu_and_mul_autograd(const at::Tensor& gu) {
+  check_inference_only("silu_and_mul", {&gu});
+  static const auto op = typed_op<SiluAndMulSignature>("scorch::silu_and_mul");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(gu);
+}
+
 }  // namespace
 }  // namespace kernels
 
@@ -193,6 +348,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(cons
   return op.call(rewards, group_size, mode, eps, scale);
 }
 
+at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  static const auto op = kernels::typed_op<kernels::RmsNormSignature>("scorch::fused_rms_norm");
+  return op.call(x, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(const at::Tensor& h, const at::Tensor& delta,
+                                                      const at::Tensor& weight, double eps) {
+  static const auto op = kernels::typed_op<kernels::AddRmsNormSignature>("scorch::fused_add_rms_norm");
+  return op.call(h, delta, weight, eps);
+}
+
+at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  static const auto op = kernels::typed_op<kernels::RopeSignature>("scorch::fused_rope");
+  return op.call(x, cos, sin);
+}
+
+at::Tensor silu_and_mul(const at::Tensor& gu) {
+  static const auto op = kernels::typed_op<kernels::SiluAndMulSignature>("scorch::silu_and_mul");
+  return op.call(gu);
+}
+
+at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature) {
+  using Signature = at::Tensor(const at::Tensor&, const at::Tensor&, double);
+  static const auto op = kernels::typed_op<Signature>("scorch::sample_tokens");
+  return op.call(logits, uniforms, temperature);
+}
+
 }  // namespace scorch
 
 TORCH_LIBRARY(scorch, m) {
@@ -204,6 +386,12 @@ TORCH_LIBRARY(scorch, m) {
         "Tensor lse, Tensor entropy, float temperature) -> Tensor");
   m.def("group_advantages(Tensor rewards, int group_size, str mode='grpo', float eps=1e-4, str scale='group') "
         "-> (Tensor advantages, Tensor group_mean, Tensor group_std, Tensor zero_std)");
+  // Inference-only decode-step ops (ops.h).
+  m.def("fused_rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  m.def("fused_add_rms_norm(Tensor h, Tensor delta, Tensor weight, float eps) -> (Tensor sum, Tensor y)");
+  m.def("fused_rope(Tensor x, Tensor cos, Tensor sin) -> Tensor");
+  m.def("silu_and_mul(Tensor gu) -> Tensor");
+  m.def("sample_tokens(Tensor logits, Tensor uniforms, float temperature) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(scorch, CPU, m) {
@@ -211,6 +399,11 @@ TORCH_LIBRARY_IMPL(scorch, CPU, m) {
   m.impl("token_logprobs_forward", &scorch::kernels::token_logprobs_forward_cpu);
   m.impl("token_logprobs_backward", &scorch::kernels::token_logprobs_backward_cpu_op);
   m.impl("group_advantages", &scorch::kernels::group_advantages_cpu_op);
+  m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_cpu);
+  m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cpu);
+  m.impl("fused_rope", &scorch::kernels::fused_rope_cpu);
+  m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cpu);
+  m.impl("sample_tokens", &scorch::kernels::sample_tokens_cpu);
 }
 
 #ifdef SCORCH_WITH_CUDA
@@ -219,7 +412,18 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
   m.impl("token_logprobs_forward", &scorch::kernels::token_logprobs_forward_cuda);
   m.impl("token_logprobs_backward", &scorch::kernels::token_logprobs_backward_cuda_op);
   m.impl("group_advantages", &scorch::kernels::group_advantages_cuda_op);
+  m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_cuda);
+  m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cuda);
+  m.impl("fused_rope", &scorch::kernels::fused_rope_cuda);
+  m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cuda);
+  m.impl("sample_tokens", &scorch::kernels::sample_tokens_cuda);
 }
 #endif
 
-TORCH_LIBRARY_IMPL(scorch, Autograd, m) { m.impl("token_logprobs", &scorch::kernels::token_logprobs_autograd); }
+TORCH_LIBRARY_IMPL(scorch, Autograd, m) {
+  m.impl("token_logprobs", &scorch::kernels::token_logprobs_autograd);
+  m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_autograd);
+  m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_autograd);
+  m.impl("fused_rope", &scorch::kernels::fused_rope_autograd);
+  m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_autograd);
+}

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "kernels/ops.h"
 #include "model/hf_adapter.h"
 
 namespace scorch {
@@ -48,11 +49,6 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
 }
 
-// x * cos + rotate_half(x) * sin over x [B, M, T, D] (M heads; q and k heads at once in the fused path).
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;
-}
-
 // Whether a forward must differentiate with respect to any of these (defined) tensors.
 bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
   if (!at::GradMode::is_enabled()) return false;
@@ -60,6 +56,28 @@ bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
     if (t->defined() && t->requires_grad()) return true;
   }
   return false;
+}
+
+// x * cos + rotate_half(x) * sin over x [B, M, T, D] (M heads; q and k heads at once in the fused
+// path): kernels' fused_rope (the same rounding, one kernel) when nothing needs a gradient.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (!needs_grad({&x})) return fused_rope(x, cos, sin);
+  return x * cos + rotate_half(x) * sin;
+}
+
+// RMSNorm, and the residual add followed by RMSNorm: kernels' fused ops (one kernel each, the same
+// per-op rounding; the sum of squares in another order) when nothing needs a gradient.
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (!needs_grad({&x, &weight})) return fused_rms_norm(x, weight, eps);
+  return rms_norm(x, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> add_norm(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& weight,
+                                            double eps) {
+  if (!needs_grad({&h, &delta, &weight})) return fused_add_rms_norm(h, delta, weight, eps);
+  at::Tensor sum = h + delta;
+  at::Tensor y = rms_norm(sum, weight, eps);
+  return {std::move(sum), std::move(y)};
 }
 
 // A bool attention mask (true = attend) as the additive mask SDPA would make of it at every layer
@@ -70,21 +88,25 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
       .masked_fill_(mask->logical_not(), -std::numeric_limits<double>::infinity());
 }
 
-// The decoder layers over h [B, T, hidden]: `kv(layer, k, v)` stores this step's keys / values
-// [B, KV, T, D] (in a cache) and returns what attention reads ([B, KV, S, D]); mask as attend()
-// (bool, or already additive). A layer whose weights need no gradient and are fused
-// (TransformerLayer) runs one GEMM for q/k/v, RoPE on the q and k heads at once, and one GEMM for
-// gate/up: the same values as the separate ops, element by element, up to the GEMMs' blocking.
+// The decoder layers over h [B, T, hidden], returning the last layer's output before the final
+// norm: `kv(layer, k, v)` stores this step's keys / values [B, KV, T, D] (in a cache) and returns
+// what attention reads ([B, KV, S, D]); mask as attend() (bool, or already additive).
+// Without gradients (generation, reference log-probs, evaluation) a layer is ~13 kernels instead
+// of ~44: one GEMM for q/k/v and one for gate/up (fused storage, TransformerLayer), RoPE on the q
+// and k heads at once, and kernels' fused RMSNorm (each residual add fused with the norm after it),
+// RoPE and SiLU-and-multiply -- the same values as the separate ops up to the GEMMs' blocking and
+// the norms' order of summation.
 template <class KvFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
                       const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
                       KvFn&& kv) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D)), eps = c.rms_norm_eps;
+  if (layers.empty()) return h;
+  at::Tensor x = norm(h, layers[0].input_norm, eps);
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
-    const at::Tensor x = rms_norm(h, L.input_norm, c.rms_norm_eps);
     at::Tensor q, k, v;
     if (has_fused_qkv(L) &&
         !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
@@ -100,16 +122,22 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
     }
     std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     const at::Tensor a = attend(q, k, v, mask, causal, scale);  // [B, H, T, D]
-    h = h + at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
-    const at::Tensor y = rms_norm(h, L.post_attention_norm, c.rms_norm_eps);
+    const at::Tensor o = at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
+    at::Tensor y;
+    std::tie(h, y) = add_norm(h, o, L.post_attention_norm, eps);
     at::Tensor act;
     if (has_fused_gate_up(L) && !needs_grad({&L.gate_weight, &L.up_weight})) {
       const at::Tensor gu = at::linear(y, L.gate_up_weight);  // [B, T, 2 I]
-      act = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+      act = needs_grad({&gu}) ? at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I) : silu_and_mul(gu);
     } else {
       act = at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight);
     }
-    h = h + at::linear(act, L.down_weight);
+    const at::Tensor down = at::linear(act, L.down_weight);
+    if (i + 1 < layers.size()) {
+      std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, eps);
+    } else {
+      h = h + down;
+    }
   }
   return h;
 }
@@ -270,7 +298,7 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                                     });
   if (cache) cache->end_step();
-  return rms_norm(out, norm_, c.rms_norm_eps);
+  return norm(out, norm_, c.rms_norm_eps);
 }
 
 at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
@@ -288,7 +316,7 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     });
-  return rms_norm(out, norm_, c.rms_norm_eps);
+  return norm(out, norm_, c.rms_norm_eps);
 }
 
 at::Tensor Transformer::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_weight()); }

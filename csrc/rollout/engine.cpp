@@ -149,6 +149,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
   eos.insert(eos.end(), extra_eos.begin(), extra_eos.end());
   const auto dev = model_.device();
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  const int64_t vocab = model_.config().vocab_size;
 
   int64_t max_steps = 0;
   for (const auto& r : rows) max_steps = std::max(max_steps, r.budget);
@@ -179,8 +180,8 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
   // follows weights that change between calls (training). CUDA keeps at::linear (cuBLAS needs no
   // repacking, and a copy would cost V x hidden of device memory).
   const at::Tensor head_t = dev.is_cpu() && !static_decoder ? model_.lm_head_weight().t().contiguous() : at::Tensor();
-  const auto next_token_logits = [&](const at::Tensor& h) {  // h [R, hidden] -> [R, V] fp32
-    return (head_t.defined() ? at::mm(h, head_t) : model_.logits(h)).to(at::kFloat);
+  const auto next_token_logits = [&](const at::Tensor& h) {  // h [R, hidden] -> [R, V] in the model's dtype
+    return head_t.defined() ? at::mm(h, head_t) : model_.logits(h);
   };
 
   const auto t0 = Clock::now();
@@ -197,6 +198,11 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     for (int64_t i = 0; i < R; ++i) {
       DecodeRow& row = rows[live[i]];
       if (row.finished) continue;  // sitting out
+      if (tok[i] < 0 || tok[i] >= vocab) {
+        throw NonFiniteStop("generation: decode step " + std::to_string(step) + " drew no valid token for sample " +
+                            std::to_string(live[i]) + " (its logits are NaN or all -inf): the model's weights or " +
+                            "activations are not finite");
+      }
       row.ids.push_back(tok[i]);
       if (contains(eos, tok[i])) {
         row.finished = true;

@@ -15,8 +15,10 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 
 #include "common/error.h"
+#include "kernels/ops.h"
 
 namespace scorch {
 
@@ -80,10 +82,29 @@ at::Tensor inverse_cdf_draw(const at::Tensor& probs, at::Generator& generator) {
   const at::Tensor below = total * (1.0 - std::ldexp(1.0, -52));
   const at::Tensor target = at::minimum(u * total, below);
   // First index with cdf > target: the token whose interval [cdf_{i-1}, cdf_i) holds the target.
-  return at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).squeeze(-1);
+  const at::Tensor index = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).squeeze(-1);
+  return index.masked_fill(total.squeeze(-1).gt(0.0).logical_not(), -1);  // NaN or no mass: -1, as sample_tokens
+}
+
+SampledTokens sample_next_tokens_fused(const at::Tensor& logits_in, const SamplingParams& p, at::Generator& generator) {
+  if (p.top_k != 0 || p.top_p < 1.0) {
+    throw std::invalid_argument("sample_next_tokens_fused: top-k / top-p need the composed sampler");
+  }
+  const at::Tensor logits = logits_in.stride(-1) == 1 ? logits_in : logits_in.contiguous();  // [B, V]
+  SampledTokens out;
+  const double t = p.temperature == 0.0 ? 1.0 : p.temperature;
+  if (p.temperature == 0.0) {
+    out.tokens = logits.argmax(-1);
+  } else {
+    const at::Tensor u = at::empty({logits.size(0)}, logits.options().dtype(at::kDouble)).uniform_(0.0, 1.0, generator);
+    out.tokens = sample_tokens(logits, u, t);
+  }
+  out.logprobs = std::get<0>(token_logprobs(logits, out.tokens, t, /*with_entropy=*/false));
+  return out;
 }
 
 SampledTokens sample_next_tokens(const at::Tensor& logits_in, const SamplingParams& p, at::Generator& generator) {
+  if (logits_in.is_cuda() && p.top_k == 0 && p.top_p >= 1.0) return sample_next_tokens_fused(logits_in, p, generator);
   const at::Tensor logits = logits_in.to(at::kFloat);  // [B, V]
   SampledTokens out;
   if (p.temperature == 0.0) {
@@ -100,7 +121,8 @@ SampledTokens sample_next_tokens(const at::Tensor& logits_in, const SamplingPara
     // No renormalisation needed: the draw scales u by the row's kept total.
   }
   out.tokens = inverse_cdf_draw(probs, generator);
-  out.logprobs = full_logp.gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1);
+  // clamp: a row without a token (-1) reads token 0; its value is NaN anyway and the engine stops
+  out.logprobs = full_logp.gather(-1, out.tokens.clamp_min(0).unsqueeze(-1)).squeeze(-1);
   return out;
 }
 

@@ -58,9 +58,21 @@ struct SampledTokens {
 
 // Draws one token per row. logits [B, V] (any float dtype; computed in fp32). `generator` must
 // live on the logits' device; it is only used when temperature > 0. No host synchronisation.
+// On CUDA without top-k / top-p it is sample_next_tokens_fused; otherwise the ATen composition.
+// A row whose logits hold a NaN (or are all -inf) gets token -1 from the fused path; the engine
+// turns that into an error.
 SampledTokens sample_next_tokens(const at::Tensor& logits, const SamplingParams& params, at::Generator& generator);
-// The draw itself: one token per row of probs [B, V] (non-negative, unnormalised, some > 0 per row),
-// token i with probability probs[i] / sum(probs) by inverse-CDF sampling (one uniform per row).
+// The same distribution without top-k / top-p (params.top_k must be 0 and top_p 1), through the
+// fused kernels: scorch::sample_tokens (one uniform per row, inverse CDF over the weights
+// exp((x - max) / T) in float64) and scorch::token_logprobs for the reported log-probability, with
+// no [B, V] temporary (the logits may stay bf16). Greedy: argmax, then token_logprobs at T = 1.
+// On CPU it runs the ops' CPU code (the engine keeps the composition there, whose draws it
+// documents); the same uniforms give the same tokens on either path up to float rounding at the
+// boundary between two tokens.
+SampledTokens sample_next_tokens_fused(const at::Tensor& logits, const SamplingParams& params, at::Generator& generator);
+// The draw itself: one token per row of probs [B, V] (non-negative, unnormalised), token i with
+// probability probs[i] / sum(probs) by inverse-CDF sampling (one uniform per row); -1 for a row
+// whose mass is 0 or NaN.
 at::Tensor inverse_cdf_draw(const at::Tensor& probs, at::Generator& generator);
 
 // A generator on `device` seeded with `seed` (independent of torch's global generator).

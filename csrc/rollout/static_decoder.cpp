@@ -57,7 +57,7 @@ void StaticDecoder::bind(KvCache& cache) {
 
 at::Tensor StaticDecoder::run(KvCache& cache) const {
   const at::Tensor hidden = model_.decode_step(tokens_, token_mask_, slot_, cache);  // [R, 1, hidden]
-  return model_.logits(hidden.select(1, 0)).to(at::kFloat);                          // [R, V]
+  return model_.logits(hidden.select(1, 0));  // [R, V] in the model's dtype (the sampler reads bf16 as it is)
 }
 
 at::Tensor StaticDecoder::step(KvCache& cache, const at::Tensor& tokens, const at::Tensor& token_mask) {

@@ -35,8 +35,8 @@ class StaticDecoder {
   StaticDecoder& operator=(const StaticDecoder&) = delete;
 
   // Appends `tokens` [R] int64 (R = cache.batch(), on the model's device) to `cache` and returns the
-  // next-token logits [R, V] fp32. token_mask [R, 1] bool (false = the row sits out) or undefined =
-  // every row takes part. The returned tensor is overwritten by the next call. UserError when the
+  // next-token logits [R, V] in the model's dtype. token_mask [R, 1] bool (false = the row sits
+  // out) or undefined = every row takes part. The returned tensor is overwritten by the next call. UserError when the
   // cache has no free slot.
   at::Tensor step(KvCache& cache, const at::Tensor& tokens, const at::Tensor& token_mask);
 
@@ -54,7 +54,7 @@ class StaticDecoder {
   bool use_graph_;
   std::unique_ptr<Graph> graph_;
   at::Tensor tokens_, token_mask_, slot_;  // [R, 1] int64, [R, 1] bool, [1] int64
-  at::Tensor logits_;                      // [R, V] fp32: the captured graph's output
+  at::Tensor logits_;                      // [R, V]: the captured graph's output
   const KvCache* bound_cache_ = nullptr;
   int64_t bound_version_ = -1;
   int64_t captures_ = 0, replays_ = 0;

@@ -2,7 +2,10 @@
 // values and gradients on awkward shapes and alignments, every output element written (outputs are
 // poisoned with NaN first), group_advantages on the device, and the memory promise of the fused
 // forward + backward (peak extra memory <= the logits' size, where the eager formula needs ~4x).
+// The decode-step ops: CUDA vs the CPU op, the float64 formula and ATen's CUDA composition at decode
+// and prefill shapes (poisoned outputs), and capture + replay in a CUDA graph.
 #include "kernels/ops.h"
+#include "tests/kernels/decode_ops_reference.h"
 #include "tests/kernels/kernel_test_util.h"
 
 #include <ATen/ATen.h>
@@ -10,9 +13,13 @@
 #include <torch/cuda.h>
 
 #ifdef SCORCH_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -135,7 +142,221 @@ TEST(GroupAdvantagesCuda, MatchesCpuReferenceForEveryModeAndScale) {
   }
 }
 
+// --- decode-step ops ---------------------------------------------------------------------------
+
+using scorch::test::ulp_diff;
+using scorch::test::UlpDiff;
+
+constexpr double kRmsEps = 1e-6;
+
+// Fills then frees `count` blocks of `numel` NaNs of `dtype`: the op's outputs (same sizes) come
+// from these blocks, so an element the kernel does not write stays NaN.
+void poison_cuda_blocks(int64_t numel, at::ScalarType dtype, int count) {
+  std::vector<at::Tensor> blocks;
+  for (int i = 0; i < count; ++i) blocks.push_back(at::full({numel}, NAN, at::TensorOptions().device(at::kCUDA).dtype(dtype)));
+}
+
+at::Tensor random_nonzero(at::IntArrayRef sizes, double scale = 1.0) {
+  at::Tensor t = at::randn(sizes) * scale;
+  return t + at::sign(t) * 1e-3 + (t == 0).to(at::kFloat) * 1e-3;
+}
+
+double f64_tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-6 : 1.6e-2; }
+
+struct DecodeWorst {
+  double rel = 0.0;
+  int64_t cpu_differing = 0, aten_differing = 0, numel = 0, cpu_ulps = 0, aten_ulps = 0;
+  void add(double e, const UlpDiff& vs_cpu, const UlpDiff& vs_aten) {
+    rel = std::max(rel, e);
+    cpu_differing += vs_cpu.differing, aten_differing += vs_aten.differing, numel += vs_cpu.numel;
+    cpu_ulps = std::max(cpu_ulps, vs_cpu.max_ulps), aten_ulps = std::max(aten_ulps, vs_aten.max_ulps);
+  }
+  void print(const char* op, at::ScalarType dtype) const {
+    std::printf("[ info ] CUDA %s %s: worst relative error vs float64 %.2e; vs the CPU op %ld of %ld differ (max %ld "
+                "ulp); vs ATen's CUDA composition %ld differ (max %ld ulp)\n",
+                op, c10::toString(dtype), rel, static_cast<long>(cpu_differing), static_cast<long>(numel),
+                static_cast<long>(cpu_ulps), static_cast<long>(aten_differing), static_cast<long>(aten_ulps));
+  }
+};
+
+// Where a reduction is summed in another order (rms_norm): bf16 / fp16 off by an ulp of dtype(h * r)
+// on a small fraction of the elements (two after the weight multiply), fp32 by a few ulp (and the CPU
+// op's rsqrt is 1 / sqrt, CUDA's rsqrtf is within 2 ulp of it).
+void expect_near_bitwise(const UlpDiff& d, at::ScalarType dtype, const std::string& where) {
+  if (dtype == at::kFloat) {
+    EXPECT_LE(d.max_ulps, 8) << where << ": " << d.str();
+  } else {
+    EXPECT_LE(d.max_ulps, 2) << where << ": " << d.str();
+    EXPECT_LE(d.fraction(), 5e-3) << where << ": " << d.str();
+  }
+}
+
+std::string where_str(const char* what, at::IntArrayRef sizes, at::ScalarType dtype) {
+  return std::string(what) + " " + c10::str(sizes) + " " + c10::toString(dtype);
+}
+
+// Decode (64 / 256 rows of Qwen2.5-0.5B's 896), a prefill of 2048 tokens, rows not a multiple of the
+// 16-byte vector (N = 897: the scalar path), N larger than the block (4096 fp32 = 1024 vectors).
+const std::vector<std::vector<int64_t>> kCudaNormShapes = {{64, 896}, {256, 896}, {1, 896}, {2048, 896}, {7, 897},
+                                                           {3, 4096}, {2, 3, 64}};
+
+TEST(DecodeOpsCuda, RmsNormMatchesCpuFloat64AndAtenCuda) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(31);
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
+    DecodeWorst worst;
+    for (const auto& sizes : kCudaNormShapes) {
+      const at::Tensor x = random_nonzero(sizes, 2.0).to(dtype);
+      const at::Tensor w = (1.0 + 0.5 * random_nonzero({sizes.back()})).to(dtype);
+      const at::Tensor xc = x.to(at::kCUDA), wc = w.to(at::kCUDA);
+      poison_cuda_blocks(x.numel(), dtype, 4);
+      const at::Tensor y = scorch::fused_rms_norm(xc, wc, kRmsEps);
+      const std::string where = where_str("rms_norm", x.sizes(), dtype);
+      ASSERT_TRUE(at::isfinite(y).all().item<bool>()) << where << ": an element was not written";
+      const at::Tensor y_cpu = y.cpu();
+      const double e = relative_error(y_cpu, scorch::test::rms_norm_f64(x, w, kRmsEps));
+      EXPECT_LE(e, f64_tolerance(dtype)) << where;
+      const UlpDiff vs_cpu = ulp_diff(y_cpu, scorch::fused_rms_norm(x, w, kRmsEps));
+      const UlpDiff vs_aten = ulp_diff(y_cpu, scorch::test::hf_rms_norm(xc, wc, kRmsEps).cpu());
+      expect_near_bitwise(vs_cpu, dtype, where + " vs CPU");
+      expect_near_bitwise(vs_aten, dtype, where + " vs ATen CUDA");
+      worst.add(e, vs_cpu, vs_aten);
+    }
+    worst.print("fused_rms_norm", dtype);
+  }
+}
+
+TEST(DecodeOpsCuda, AddRmsNormMatchesCpuFloat64AndAtenCuda) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(32);
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    DecodeWorst worst;
+    for (const auto& sizes : kCudaNormShapes) {
+      const at::Tensor h = random_nonzero(sizes, 3.0).to(dtype), delta = random_nonzero(sizes).to(dtype);
+      const at::Tensor w = (1.0 + 0.5 * random_nonzero({sizes.back()})).to(dtype);
+      const at::Tensor hc = h.to(at::kCUDA), dc = delta.to(at::kCUDA), wc = w.to(at::kCUDA);
+      poison_cuda_blocks(h.numel(), dtype, 4);
+      auto [sum, y] = scorch::fused_add_rms_norm(hc, dc, wc, kRmsEps);
+      const std::string where = where_str("add_rms_norm", h.sizes(), dtype);
+      ASSERT_TRUE(at::isfinite(sum).all().item<bool>() && at::isfinite(y).all().item<bool>()) << where;
+      EXPECT_TRUE(at::equal(sum.cpu(), h + delta)) << where << ": the residual add must be bit-equal";
+      const at::Tensor y_cpu = y.cpu();
+      const double e = relative_error(y_cpu, scorch::test::rms_norm_f64(h + delta, w, kRmsEps));
+      EXPECT_LE(e, f64_tolerance(dtype)) << where;
+      const UlpDiff vs_cpu = ulp_diff(y_cpu, std::get<1>(scorch::fused_add_rms_norm(h, delta, w, kRmsEps)));
+      const UlpDiff vs_aten = ulp_diff(y_cpu, scorch::test::hf_rms_norm(hc + dc, wc, kRmsEps).cpu());
+      expect_near_bitwise(vs_cpu, dtype, where + " vs CPU");
+      expect_near_bitwise(vs_aten, dtype, where + " vs ATen CUDA");
+      worst.add(e, vs_cpu, vs_aten);
+    }
+    worst.print("fused_add_rms_norm", dtype);
+  }
+  // Strided rows (the scalar path: a row stride that is not a multiple of the vector).
+  const at::Tensor wide = random_nonzero({33, 1001}).to(at::kBFloat16).to(at::kCUDA);
+  const at::Tensor h = wide.slice(1, 1, 897), delta = wide.slice(1, 100, 996);
+  const at::Tensor w = at::ones({896}, wide.options());
+  auto [sum, y] = scorch::fused_add_rms_norm(h, delta, w, kRmsEps);
+  auto [sum_ref, y_ref] = scorch::fused_add_rms_norm(h.cpu(), delta.cpu(), w.cpu(), kRmsEps);
+  EXPECT_TRUE(at::equal(sum.cpu(), sum_ref));
+  expect_near_bitwise(ulp_diff(y.cpu(), y_ref), at::kBFloat16, "strided add_rms_norm");
+}
+
+struct CudaRopeCase {
+  int64_t b, m, t, d;
+};
+
+TEST(DecodeOpsCuda, RopeIsBitEqualToCpuAndAtenCudaOnStridedViews) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(33);
+  // Decode q [64, 16, 1, 64] (and k, 2 heads), batch 1, a prefill [2, 14, 300, 64], D = 128.
+  const std::vector<CudaRopeCase> cases = {{64, 16, 1, 64}, {64, 2, 1, 64}, {1, 14, 1, 64}, {2, 14, 300, 64}, {3, 4, 7, 128}};
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    double worst = 0.0;
+    for (const CudaRopeCase& c : cases) {
+      // q of a fused qkv projection: [B, T, (M + 4) * D] -> heads -> transpose -> narrow: strided.
+      const at::Tensor proj = random_nonzero({c.b, c.t, (c.m + 4) * c.d}, 2.0).to(dtype).to(at::kCUDA);
+      const at::Tensor x = proj.view({c.b, c.t, c.m + 4, c.d}).transpose(1, 2).narrow(1, 2, c.m);
+      const at::Tensor cos = random_nonzero({c.b, 1, c.t, c.d}).to(dtype).to(at::kCUDA);
+      // sin broadcast over the batch (stride 0), as when every sequence sits at the same positions.
+      const at::Tensor sin = random_nonzero({1, 1, c.t, c.d}).to(dtype).to(at::kCUDA).expand({c.b, 1, c.t, c.d});
+      poison_cuda_blocks(x.numel(), dtype, 4);
+      const at::Tensor out = scorch::fused_rope(x, cos, sin);
+      const std::string where = where_str("rope", x.sizes(), dtype);
+      ASSERT_TRUE(at::isfinite(out).all().item<bool>()) << where << ": an element was not written";
+      const at::Tensor out_cpu = out.cpu();
+      const UlpDiff vs_cpu = ulp_diff(out_cpu, scorch::fused_rope(x.cpu(), cos.cpu(), sin.cpu()));
+      const UlpDiff vs_aten = ulp_diff(out_cpu, scorch::test::hf_rope(x, cos, sin).cpu());
+      EXPECT_EQ(vs_cpu.differing, 0) << where << " vs CPU: " << vs_cpu.str();
+      EXPECT_EQ(vs_aten.differing, 0) << where << " vs ATen CUDA: " << vs_aten.str();
+      const double e = relative_error(out_cpu, scorch::test::rope_f64(x.cpu(), cos.cpu(), sin.cpu()));
+      EXPECT_LE(e, f64_tolerance(dtype)) << where;
+      worst = std::max(worst, e);
+    }
+    std::printf("[ info ] CUDA fused_rope %s: bit-equal to the CPU op and ATen's CUDA composition; worst relative "
+                "error vs float64 %.2e\n", c10::toString(dtype), worst);
+  }
+}
+
+TEST(DecodeOpsCuda, SiluAndMulIsBitEqualToAtenCudaAndMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(34);
+  // Decode (I = 4864 at 1 / 64 rows), a prefill of 1024 tokens, odd I (the scalar path), a strided input.
+  const std::vector<std::vector<int64_t>> shapes = {{64, 2 * 4864}, {1, 2 * 4864}, {1024, 2 * 4864}, {3, 2 * 7}, {2, 5, 2 * 100}};
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    DecodeWorst worst;
+    auto check = [&](const at::Tensor& gu) {
+      poison_cuda_blocks(gu.numel() / 2, dtype, 4);
+      const at::Tensor out = scorch::silu_and_mul(gu);
+      const std::string where = where_str("silu_and_mul", gu.sizes(), dtype);
+      ASSERT_TRUE(at::isfinite(out).all().item<bool>()) << where << ": an element was not written";
+      const at::Tensor out_cpu = out.cpu();
+      const UlpDiff vs_aten = ulp_diff(out_cpu, scorch::test::hf_silu_and_mul(gu).cpu());
+      EXPECT_EQ(vs_aten.differing, 0) << where << " vs ATen CUDA: " << vs_aten.str();
+      // The CPU op's exp (Sleef / glibc) and CUDA's expf may differ by an ulp of fp32.
+      const UlpDiff vs_cpu = ulp_diff(out_cpu, scorch::silu_and_mul(gu.cpu()));
+      EXPECT_LE(vs_cpu.max_ulps, dtype == at::kFloat ? 2 : 1) << where << " vs CPU: " << vs_cpu.str();
+      EXPECT_LE(vs_cpu.fraction(), dtype == at::kFloat ? 5e-2 : 1e-3) << where << " vs CPU: " << vs_cpu.str();
+      const double e = relative_error(out_cpu, scorch::test::silu_and_mul_f64(gu.cpu()));
+      EXPECT_LE(e, f64_tolerance(dtype)) << where;
+      worst.add(e, vs_cpu, vs_aten);
+    };
+    for (const auto& sizes : shapes) check(random_nonzero(sizes, 3.0).to(dtype).to(at::kCUDA));
+    check(random_nonzero({8, 3000}, 3.0).to(dtype).to(at::kCUDA).slice(1, 4, 4 + 2 * 1000));
+    worst.print("silu_and_mul", dtype);
+  }
+}
+
 #ifdef SCORCH_WITH_CUDA
+TEST(DecodeOpsCuda, CaptureInACudaGraphAndReplay) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(35);
+  const auto cuda = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor h = at::randn({64, 896}, cuda), delta = at::randn({64, 896}, cuda), w = at::randn({896}, cuda);
+  const at::Tensor proj = at::randn({64, 1, 18 * 64}, cuda);
+  const at::Tensor q = proj.view({64, 1, 18, 64}).transpose(1, 2).narrow(1, 0, 14);
+  const at::Tensor cos = at::randn({64, 1, 1, 64}, cuda), sin = at::randn({64, 1, 1, 64}, cuda);
+  const at::Tensor gu = at::randn({64, 2 * 4864}, cuda);
+  auto step = [&] {
+    auto [sum, y] = scorch::fused_add_rms_norm(h, delta, w, kRmsEps);
+    return std::vector<at::Tensor>{sum, y, scorch::fused_rms_norm(y, w, kRmsEps), scorch::fused_rope(q, cos, sin),
+                                   scorch::silu_and_mul(gu)};
+  };
+  const std::vector<at::Tensor> eager = step();
+  at::cuda::CUDAGraph graph;
+  std::vector<at::Tensor> captured;
+  torch::cuda::synchronize();
+  {
+    const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
+    graph.capture_begin();
+    captured = step();  // no sync, no host read, no allocation outside the graph's pool: capturable
+    graph.capture_end();
+  }
+  for (at::Tensor& t : captured) t.fill_(NAN);  // the replay must rewrite every element
+  graph.replay();
+  torch::cuda::synchronize();
+  for (size_t i = 0; i < eager.size(); ++i) EXPECT_TRUE(at::equal(captured[i], eager[i])) << "output " << i;
+}
+
 // Bytes allocated at the peak of fn() beyond what was allocated before it.
 template <typename Fn>
 int64_t peak_extra_bytes(Fn&& fn) {

@@ -67,3 +67,63 @@ def test_group_advantages_defaults_and_nan_rewards():
     assert adv[1].item() == 0.0 and torch.all(adv[4:] == 0)
     assert zero.tolist() == [False, True]
     assert mean[0].item() == pytest.approx(2 / 3)
+
+
+# --- decode-step ops (inference only): torch.ops.scorch.* against transformers' compositions ----------
+
+def hf_rms_norm(x, weight, eps):
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def hf_rope(x, cos, sin):
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_ops_match_the_torch_compositions(dtype):
+    torch.manual_seed(3)
+    x, delta = torch.randn(8, 896).to(dtype), torch.randn(8, 896).to(dtype)
+    w = (1 + 0.5 * torch.randn(896)).to(dtype)
+    proj = torch.randn(2, 5, 18 * 64).to(dtype)
+    q = proj.view(2, 5, 18, 64).transpose(1, 2)[:, :14]  # strided, as the model's q
+    cos, sin = torch.randn(2, 1, 5, 64).to(dtype), torch.randn(2, 1, 5, 64).to(dtype)
+    gu = (3 * torch.randn(4, 2 * 4864)).to(dtype)
+    with torch.no_grad():
+        y = ops.fused_rms_norm(x, w, 1e-6)
+        s, y2 = ops.fused_add_rms_norm(x, delta, w, 1e-6)
+        rope = ops.fused_rope(q, cos, sin)
+        act = ops.silu_and_mul(gu)
+    # The mean of squares is summed in another order: bf16 within one ulp (rare), fp32 within a few.
+    ref = hf_rms_norm(x, w, 1e-6)
+    torch.testing.assert_close(y, ref)
+    assert (y != ref).float().mean().item() < (1.0 if dtype == torch.float32 else 2e-3)
+    assert torch.equal(s, x + delta)
+    assert torch.equal(y2, ops.fused_rms_norm(x + delta, w, 1e-6))
+    assert rope.is_contiguous() and torch.equal(rope, hf_rope(q, cos, sin))
+    ref_act = torch.nn.functional.silu(gu[:, :4864]) * gu[:, 4864:]
+    torch.testing.assert_close(act, ref_act)
+    assert (act != ref_act).float().mean().item() < 2e-2
+
+
+def test_decode_ops_are_inference_only():
+    x, w = torch.randn(2, 8, requires_grad=True), torch.ones(8)
+    with pytest.raises(RuntimeError, match="fused_rms_norm is inference-only"):
+        ops.fused_rms_norm(x, w, 1e-6)
+    with pytest.raises(RuntimeError, match="silu_and_mul is inference-only"):
+        ops.silu_and_mul(x)
+    with torch.no_grad():
+        assert not ops.fused_rms_norm(x, w, 1e-6).requires_grad
+    with torch.inference_mode():
+        assert ops.silu_and_mul(x).shape == (2, 4)
+
+
+def test_decode_ops_reject_bad_shapes():
+    with pytest.raises(RuntimeError, match=r"weight must be \[N\] = \[8\]"):
+        ops.fused_rms_norm(torch.randn(2, 8), torch.ones(7), 1e-6)
+    with pytest.raises(RuntimeError, match="must be even"):
+        ops.fused_rope(torch.randn(1, 2, 3, 7), torch.randn(1, 1, 3, 7), torch.randn(1, 1, 3, 7))
+    with pytest.raises(RuntimeError, match="even"):
+        ops.silu_and_mul(torch.randn(2, 5))

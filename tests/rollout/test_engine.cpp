@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 
 #include "common/error.h"
@@ -335,6 +336,24 @@ TEST(Engine, DecodeStepNamesParseAndBadNamesAreUserErrors) {
   EXPECT_THROW(parse_decode_steps("graph"), UserError);
   const Transformer model = tiny_model();
   EXPECT_FALSE(GenerationEngine(model).static_decode_steps()) << "auto = dynamic steps on the CPU";
+}
+
+// Weights that are not finite make every logit NaN: sampling draws no token (-1 from either
+// sampler) and generation stops with NonFiniteStop (exit 3) naming the step, instead of feeding an
+// invalid id to the embedding.
+TEST(Engine, NonFiniteLogitsStopGenerationWithANonFiniteError) {
+  Transformer model = tiny_model();
+  model.norm_.fill_(std::numeric_limits<float>::quiet_NaN());
+  GenerationEngine engine(model);
+  SamplingParams p;
+  p.max_new_tokens = 4;
+  try {
+    engine.generate({{1, 2, 3}}, p);
+    FAIL() << "expected NonFiniteStop";
+  } catch (const NonFiniteStop& e) {
+    EXPECT_NE(std::string(e.what()).find("decode step 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Engine, BadInputIsAUserError) {

@@ -9,7 +9,9 @@
 #include <torch/cuda.h>
 
 #include <cmath>
+#include <limits>
 
+#include "kernels/ops.h"
 #include "rollout/engine.h"
 #include "rollout/episode.h"
 #include "rollout_fixtures.h"
@@ -40,6 +42,41 @@ TEST(RolloutGpu, InverseCdfDrawFollowsItsWeightsOnTheDevice) {
   const test::WeightFit fit = test::fit_to_weights(tokens, w);
   EXPECT_EQ(fit.zero_weight_draws, 0);
   EXPECT_LT(fit.chi_square, 20.52);  // chi-square, 5 degrees of freedom, 99.9% quantile
+}
+
+// The fused sampler's CUDA kernel (scorch::sample_tokens, the engine's path without top-k / top-p):
+// for the same uniforms it draws the CPU op's tokens on Qwen-sized bf16 and fp32 rows (at most a
+// token of the 64 may differ, where u sits on a boundary up to fp32 weight rounding), follows
+// its softmax on the device (chi-square, -inf never drawn), and marks NaN rows -1.
+TEST(RolloutGpu, FusedSamplerKernelMatchesTheCpuOpAndFollowsTheSoftmax) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(5);
+  for (auto dtype : {at::kBFloat16, at::kFloat}) {
+    for (int64_t V : {151936, 1000, 300}) {
+      const at::Tensor logits = (at::randn({64, V}) * 4).to(dtype);
+      const at::Tensor u = at::rand({64}, at::kDouble);
+      const at::Tensor cpu = scorch::sample_tokens(logits, u, 0.8);
+      const at::Tensor gpu = scorch::sample_tokens(logits.cuda(), u.cuda(), 0.8).cpu();
+      EXPECT_LE(cpu.ne(gpu).sum().item<int64_t>(), 1) << "V " << V << " " << dtype;
+    }
+  }
+  const std::vector<double> w = {0.0, 3.0, 0.0, 0.5, 1.5, 0.0, 2.0, 1.0};
+  const int64_t n = 40000, V = static_cast<int64_t>(w.size());
+  const at::Tensor row = at::tensor(w, at::kDouble).log().to(at::kFloat).view({1, V});
+  SamplingParams p;  // T = 1, no truncation: the engine's fused path on CUDA
+  at::Generator g = make_sampling_generator(9, at::kCUDA);
+  const SampledTokens s = sample_next_tokens(row.expand({n, V}).contiguous().cuda().to(at::kBFloat16), p, g);
+  const test::WeightFit fit = test::fit_to_weights(s.tokens, w);
+  EXPECT_EQ(fit.zero_weight_draws, 0);
+  EXPECT_LT(fit.chi_square, 20.52);  // 5 degrees of freedom, 99.9% quantile
+  const at::Tensor ref = row.to(at::kBFloat16).to(at::kDouble).log_softmax(-1).view({-1}).index_select(0, s.tokens.cpu());
+  EXPECT_LE((s.logprobs.cpu().to(at::kDouble) - ref).abs().max().item<double>(), 1e-5);
+  at::Tensor bad = at::randn({3, 500}).cuda();
+  bad[1][7] = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor t = scorch::sample_tokens(bad, at::rand({3}, at::kDouble).cuda(), 1.0).cpu();
+  EXPECT_EQ(t[1].item<int64_t>(), -1);
+  EXPECT_GE(t[0].item<int64_t>(), 0);
+  EXPECT_GE(t[2].item<int64_t>(), 0);
 }
 
 TEST(RolloutGpu, GreedyOnTheGpuEqualsTheCpuEngine) {

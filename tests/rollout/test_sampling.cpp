@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
+#include "kernels/ops.h"
 #include "rollout/sampling.h"
 #include "rollout_fixtures.h"
 
@@ -126,6 +128,103 @@ TEST(InverseCdfDraw, SingleMassRowsAndALargeVocabularyTail) {
   // Binomial(1000, 0.5): standard deviation 0.0158; 4.5 sigma bound.
   EXPECT_NEAR(share, 0.5, 0.071);
   EXPECT_TRUE(drawn.lt(V).all().item<bool>());
+}
+
+// The fused sampler (scorch::sample_tokens + token_logprobs; CUDA's path without top-k / top-p),
+// here through the ops' CPU code: frequencies follow softmax(logits / T) (chi-square, at two
+// temperatures), a -inf logit is never drawn, and the log-probs are the float64 log-softmax.
+TEST(FusedSampler, FollowsTheTemperatureSoftmaxAndNeverDrawsAMaskedToken) {
+  const std::vector<double> w = {0.0, 3.0, 0.0, 0.5, 1.5, 0.0, 0.0, 2.0, 1.0, 0.0};
+  const int64_t n = 40000, V = static_cast<int64_t>(w.size());
+  const at::Tensor row = at::tensor(w, at::kDouble).log().to(at::kFloat).view({1, V});  // log 0 = -inf
+  const at::Tensor logits = row.expand({n, V}).contiguous();
+  for (double t : {1.0, 0.5}) {
+    SamplingParams p;
+    p.temperature = t;
+    at::Generator g = make_sampling_generator(13, at::kCPU);
+    const SampledTokens s = sample_next_tokens_fused(logits, p, g);
+    std::vector<double> wt;
+    for (double x : w) wt.push_back(std::pow(x, 1.0 / t));  // softmax(log w / T) = w^(1/T) / sum
+    const test::WeightFit fit = test::fit_to_weights(s.tokens, wt);
+    EXPECT_EQ(fit.zero_weight_draws, 0) << "T " << t;
+    EXPECT_LT(fit.chi_square, 20.52) << "T " << t;  // 5 degrees of freedom, 99.9% quantile
+    EXPECT_GT(test::fit_to_weights(s.tokens, t == 1.0 ? std::vector<double>{0, 2.7, 0, 0.6, 1.6, 0, 0, 2.1, 1, 0}
+                                                       : w).chi_square, 20.52) << "T " << t;  // power
+    const at::Tensor ref = (row.to(at::kDouble) / t).log_softmax(-1).view({-1}).index_select(0, s.tokens);
+    EXPECT_LE((s.logprobs.to(at::kDouble) - ref).abs().max().item<double>(), 1e-6) << "T " << t;
+  }
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  at::Generator g = make_sampling_generator(1, at::kCPU);
+  const at::Tensor r = at::randn({6, 50}, at::kFloat);
+  const SampledTokens s = sample_next_tokens_fused(r, greedy, g);
+  EXPECT_TRUE(at::equal(s.tokens, r.argmax(-1)));
+  const at::Tensor ref = r.to(at::kDouble).log_softmax(-1).gather(-1, s.tokens.unsqueeze(-1)).squeeze(-1);
+  EXPECT_LE((s.logprobs.to(at::kDouble) - ref).abs().max().item<double>(), 1e-6);
+  SamplingParams top_p;
+  top_p.top_p = 0.9;
+  EXPECT_THROW(sample_next_tokens_fused(r, top_p, g), std::invalid_argument);
+}
+
+// sample_tokens for given uniforms is the first token whose float64 cumulative softmax mass
+// exceeds u (a float64 reference computed here); bf16 logits draw as their fp32 values do. The op
+// weighs in fp32, so a token may differ only where u lies within 1e-6 of a boundary of the reference.
+TEST(FusedSampler, GivenUniformsDrawTheFirstTokenPastUOfTheFloat64Cdf) {
+  at::manual_seed(21);
+  const int64_t B = 64, V = 1000;
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (double t : {1.0, 0.7}) {
+      const at::Tensor logits = (at::randn({B, V}) * 3).to(dtype);
+      const at::Tensor u = at::rand({B}, at::kDouble);
+      const at::Tensor tokens = scorch::sample_tokens(logits, u, t);
+      const at::Tensor cdf = (logits.to(at::kDouble) / t).softmax(-1).cumsum(-1);  // [B, V]
+      int64_t near_boundary = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const double ub = u[b].item<double>();
+        const int64_t ref = at::searchsorted(cdf[b], at::scalar_tensor(ub, at::kDouble), false, true).item<int64_t>();
+        const int64_t got = tokens[b].item<int64_t>();
+        if (got == ref) continue;
+        // A mismatch is only allowed across one boundary that u nearly touches.
+        ASSERT_LE(std::abs(got - ref), 1) << "row " << b;
+        const double edge = cdf[b][std::min(got, ref)].item<double>();
+        EXPECT_LT(std::abs(edge - ub), 1e-6) << "row " << b;
+        ++near_boundary;
+      }
+      EXPECT_LE(near_boundary, 1);
+    }
+  }
+  // Rows are independent: a row's token depends on its logits and its uniform only.
+  const at::Tensor logits = at::randn({8, 300});
+  const at::Tensor u = at::rand({8}, at::kDouble);
+  const at::Tensor all = scorch::sample_tokens(logits, u, 1.0);
+  for (int64_t b = 0; b < 8; ++b) {
+    EXPECT_EQ(scorch::sample_tokens(logits.narrow(0, b, 1), u.narrow(0, b, 1), 1.0).item<int64_t>(),
+              all[b].item<int64_t>());
+  }
+}
+
+// u = 0 draws the first token of positive weight, u just below 1 the last; a row with a NaN or
+// only -inf logits gets -1 (the engine's error); bad arguments are errors naming the problem.
+TEST(FusedSampler, EdgeUniformsNanRowsAndBadArguments) {
+  const float inf = std::numeric_limits<float>::infinity();
+  at::Tensor logits = at::tensor({-inf, 0.5f, 1.0f, -inf, 2.0f, -inf, -inf, 0.f, -inf, 3.0f, -inf, -inf}).view({3, 4});
+  logits[2][1] = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor first = scorch::sample_tokens(logits, at::zeros({3}, at::kDouble), 1.0);
+  EXPECT_EQ(first[0].item<int64_t>(), 1);
+  EXPECT_EQ(first[1].item<int64_t>(), 0);
+  EXPECT_EQ(first[2].item<int64_t>(), -1);
+  const at::Tensor last = scorch::sample_tokens(logits, at::full({3}, 1.0 - std::ldexp(1.0, -53), at::kDouble), 1.0);
+  EXPECT_EQ(last[0].item<int64_t>(), 2);
+  EXPECT_EQ(last[1].item<int64_t>(), 3);
+  const at::Tensor none = at::full({1, 5}, -inf);
+  EXPECT_EQ(scorch::sample_tokens(none, at::full({1}, 0.5, at::kDouble), 1.0).item<int64_t>(), -1);
+
+  const at::Tensor ok = at::randn({2, 5});
+  EXPECT_THROW(scorch::sample_tokens(ok, at::rand({3}, at::kDouble), 1.0), c10::Error);        // one u per row
+  EXPECT_THROW(scorch::sample_tokens(ok, at::rand({2}, at::kFloat), 1.0), c10::Error);         // float64 u
+  EXPECT_THROW(scorch::sample_tokens(ok, at::rand({2}, at::kDouble), 0.0), c10::Error);        // T > 0
+  EXPECT_THROW(scorch::sample_tokens(ok.view({10}), at::rand({10}, at::kDouble), 1.0), c10::Error);  // [N, V]
+  EXPECT_THROW(scorch::sample_tokens(ok.t(), at::rand({5}, at::kDouble), 1.0), c10::Error);    // last dim strided
 }
 
 TEST(SamplingParams, BadValuesAreUserErrorsNamingTheField) {

@@ -1,0 +1,280 @@
+// Decode-step ops, CUDA: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul.
+// At decode shapes (a few rows of 896..4864 elements) every one of these is launch-bound: the point
+// is one launch instead of the composition's 2-8 (RMSNorm alone is to(fp32), pow, mean, add, rsqrt,
+// mul, to(dtype), mul), with the composition's rounding kept (ops.h).
+//   rms_norm / add_rms_norm  one block per row. Pass 1 reads the row (16-byte loads when the row
+//       allows), forms s = dtype(h + delta) and writes it (add only), sums s^2 in fp32; a warp-shuffle
+//       + shared-memory block reduction gives the sum; r = rsqrtf(sum * (1/N) + eps) (ATen's CUDA mean
+//       multiplies by 1/N, its rsqrt is rsqrtf); pass 2 re-reads the row (from L1/L2; the add variant
+//       reads back its own output, written by the same thread) and writes y = dtype(w * dtype(h * r)).
+//   rope          one thread per (row, pair d / d + D/2); the row's address from its (b, m, t) and the
+//                 strides, so x may be any strided view and cos / sin broadcast views.
+//   silu_and_mul  one thread per 16 bytes of output (8 bf16 / 4 fp32) when rows are aligned, else per
+//                 element: out = dtype(dtype(g / (1 + expf(-g))) * u), ATen's CUDA silu arithmetic.
+// Everything runs on the current stream, allocates only the outputs and never synchronises, so the
+// ops can be captured in a CUDA graph. This file is NOT compiled with --use_fast_math (CMakeLists.txt):
+// exact expf and division, no flush-to-zero. Products and sums whose rounding matters are written with
+// __fmul_rn / __fadd_rn, which the compiler never contracts into an FMA.
+#include "kernels/ops_impl.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace scorch::kernels {
+namespace {
+
+constexpr int kElementwiseThreads = 256;
+constexpr int kMaxRowThreads = 512;
+constexpr int64_t kMaxBlocks = int64_t{1} << 20;  // grid-stride loops cover the rest
+
+template <typename T, int kSize>
+struct alignas(sizeof(T) * kSize) Pack {
+  T v[kSize];
+};
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+  return static_cast<float>(v);
+}
+template <typename T>
+__device__ __forceinline__ T to_dtype(float v) {
+  return static_cast<T>(v);
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  v = lane < warps ? warp_sums[lane] : 0.f;
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  __syncthreads();  // warp_sums is reused by the block's next row
+  return v;
+}
+
+// --- rms_norm / add_rms_norm -----------------------------------------------------------------------
+
+// kVec elements per access (16 bytes, or 1 when the rows are not aligned for it). Rows: x, delta,
+// sum_out, y each start at row * their stride; n % kVec == 0.
+template <typename T, int kVec, bool kAdd>
+__global__ void rms_norm_kernel(const T* __restrict__ x, int64_t x_stride, const T* __restrict__ delta,
+                                int64_t delta_stride, const T* __restrict__ weight, T* sum_out, T* __restrict__ y,
+                                int64_t rows, int n, float inv_n, float eps) {
+  using P = Pack<T, kVec>;
+  const int packs = n / kVec;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const P* xr = reinterpret_cast<const P*>(x + row * x_stride);
+    P* sr = kAdd ? reinterpret_cast<P*>(sum_out + row * static_cast<int64_t>(n)) : nullptr;
+    float acc = 0.f;
+    for (int i = threadIdx.x; i < packs; i += blockDim.x) {
+      P s = xr[i];
+      if constexpr (kAdd) {
+        const P d = reinterpret_cast<const P*>(delta + row * delta_stride)[i];
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) s.v[k] = to_dtype<T>(__fadd_rn(to_float(s.v[k]), to_float(d.v[k])));
+        sr[i] = s;
+      }
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) acc = __fmaf_rn(to_float(s.v[k]), to_float(s.v[k]), acc);
+    }
+    const float sum = block_sum(acc);
+    const float r = rsqrtf(__fadd_rn(__fmul_rn(sum, inv_n), eps));
+    const P* wr = reinterpret_cast<const P*>(weight);
+    P* yr = reinterpret_cast<P*>(y + row * static_cast<int64_t>(n));
+    for (int i = threadIdx.x; i < packs; i += blockDim.x) {
+      const P s = kAdd ? sr[i] : xr[i];  // this thread wrote sr[i] in pass 1
+      const P w = wr[i];
+      P out;
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        const T normed = to_dtype<T>(__fmul_rn(to_float(s.v[k]), r));
+        out.v[k] = to_dtype<T>(__fmul_rn(to_float(w.v[k]), to_float(normed)));
+      }
+      yr[i] = out;
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// One launch of rms_norm_kernel for rows [R, N]; delta / sum_out only with kAdd.
+template <typename T, bool kAdd>
+void launch_rms_norm(const at::Tensor& x_rows, const at::Tensor* delta_rows, const at::Tensor& weight,
+                     at::Tensor* sum_rows, at::Tensor& y_rows, float eps) {
+  const int64_t rows = x_rows.size(0);
+  TORCH_CHECK(x_rows.size(1) < (int64_t{1} << 31), "scorch::fused_rms_norm: rows of ", x_rows.size(1),
+              " elements are too long");
+  const int n = static_cast<int>(x_rows.size(1));
+  const T* x = x_rows.const_data_ptr<T>();
+  const T* d = kAdd ? delta_rows->const_data_ptr<T>() : nullptr;
+  const T* w = weight.const_data_ptr<T>();
+  T* s = kAdd ? sum_rows->data_ptr<T>() : nullptr;
+  T* y = y_rows.data_ptr<T>();
+  const int64_t x_stride = x_rows.stride(0), d_stride = kAdd ? delta_rows->stride(0) : 0;
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vectorized = n % kVec == 0 && x_stride % kVec == 0 && d_stride % kVec == 0 && aligned16(x) &&
+                          aligned16(w) && aligned16(y) && (!kAdd || (aligned16(d) && aligned16(s)));
+  const int64_t accesses = vectorized ? n / kVec : n;
+  const int threads = static_cast<int>(std::clamp<int64_t>((accesses + 31) / 32 * 32, 32, kMaxRowThreads));
+  const int64_t blocks = std::min(rows, kMaxBlocks);
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  if (vectorized) {
+    rms_norm_kernel<T, kVec, kAdd><<<blocks, threads, 0, stream>>>(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
+  } else {
+    rms_norm_kernel<T, 1, kAdd><<<blocks, threads, 0, stream>>>(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// --- rope ----------------------------------------------------------------------------------------
+
+struct RopeGeometry {
+  int64_t heads, tokens, half;
+  int64_t xs0, xs1, xs2;  // x's strides over (B, M, T)
+  int64_t cb, ct, sb, st;  // cos / sin strides over (B, T), 0 where broadcast
+};
+
+template <typename T>
+__global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, const T* __restrict__ sin,
+                            T* __restrict__ out, int64_t pairs, RopeGeometry g) {
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % g.half, row = idx / g.half;
+    const int64_t t = row % g.tokens, m = (row / g.tokens) % g.heads, b = row / (g.tokens * g.heads);
+    const T* xr = x + b * g.xs0 + m * g.xs1 + t * g.xs2;
+    const T* c = cos + b * g.cb + t * g.ct;
+    const T* s = sin + b * g.sb + t * g.st;
+    const float x1 = to_float(xr[i]), x2 = to_float(xr[i + g.half]);
+    const float a1 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(c[i]))));
+    const float b1 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(s[i]))));
+    const float a2 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(c[i + g.half]))));
+    const float b2 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(s[i + g.half]))));
+    T* o = out + row * 2 * g.half;
+    o[i] = to_dtype<T>(__fsub_rn(a1, b1));
+    o[i + g.half] = to_dtype<T>(__fadd_rn(a2, b2));
+  }
+}
+
+// --- silu_and_mul --------------------------------------------------------------------------------
+
+template <typename T>
+__device__ __forceinline__ T silu_times(T g, T u) {
+  const float x = to_float(g);
+  const T act = to_dtype<T>(x / (1.0f + expf(-x)));  // at::silu, rounded to the dtype
+  return to_dtype<T>(__fmul_rn(to_float(act), to_float(u)));
+}
+
+// One thread per kVec outputs; rows [R, 2I] with row stride `stride`, output [R, I].
+template <typename T, int kVec>
+__global__ void silu_and_mul_kernel(const T* __restrict__ gu, int64_t stride, T* __restrict__ out, int64_t rows,
+                                    int64_t inter) {
+  using P = Pack<T, kVec>;
+  const int64_t packs_per_row = inter / kVec, packs = rows * packs_per_row;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < packs;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = idx / packs_per_row, j = (idx % packs_per_row) * kVec;
+    const T* g = gu + row * stride + j;
+    const P gv = *reinterpret_cast<const P*>(g), uv = *reinterpret_cast<const P*>(g + inter);
+    P o;
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) o.v[k] = silu_times(gv.v[k], uv.v[k]);
+    *reinterpret_cast<P*>(out + row * inter + j) = o;
+  }
+}
+
+int64_t elementwise_blocks(int64_t work) {
+  return std::clamp<int64_t>((work + kElementwiseThreads - 1) / kElementwiseThreads, 1, kMaxBlocks);
+}
+
+at::Tensor empty_contiguous(const at::Tensor& like, at::IntArrayRef sizes) {
+  return at::empty(sizes, like.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+}  // namespace
+
+at::Tensor fused_rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight_in, double eps) {
+  check_rms_norm_inputs("fused_rms_norm", x, weight_in, eps);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor y = empty_contiguous(x, x.sizes());
+  if (x.numel() == 0) return y;
+  const at::Tensor rows = as_rows(x), weight = weight_in.contiguous();
+  at::Tensor y_rows = y.view({-1, x.size(-1)});
+  SCORCH_DISPATCH_DECODE_TYPES(x.scalar_type(), "fused_rms_norm_cuda", [&] {
+    launch_rms_norm<scalar_t, false>(rows, nullptr, weight, nullptr, y_rows, static_cast<float>(eps));
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cuda(const at::Tensor& h, const at::Tensor& delta,
+                                                           const at::Tensor& weight_in, double eps) {
+  check_add_rms_norm_inputs(h, delta, weight_in, eps);
+  const c10::cuda::CUDAGuard guard(h.device());
+  at::Tensor sum = empty_contiguous(h, h.sizes()), y = empty_contiguous(h, h.sizes());
+  if (h.numel() == 0) return {sum, y};
+  const at::Tensor h_rows = as_rows(h), d_rows = as_rows(delta), weight = weight_in.contiguous();
+  at::Tensor sum_rows = sum.view({-1, h.size(-1)}), y_rows = y.view({-1, h.size(-1)});
+  SCORCH_DISPATCH_DECODE_TYPES(h.scalar_type(), "fused_add_rms_norm_cuda", [&] {
+    launch_rms_norm<scalar_t, true>(h_rows, &d_rows, weight, &sum_rows, y_rows, static_cast<float>(eps));
+  });
+  return {sum, y};
+}
+
+at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  check_rope_inputs(x, cos, sin);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = empty_contiguous(x, x.sizes());
+  if (x.numel() == 0) return out;
+  const RopeTableStrides cs = rope_table_strides(cos), ss = rope_table_strides(sin);
+  const RopeGeometry g{x.size(1),  x.size(2), x.size(3) / 2, x.stride(0), x.stride(1),
+                       x.stride(2), cs.batch, cs.time,      ss.batch,    ss.time};
+  const int64_t pairs = x.numel() / 2;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  SCORCH_DISPATCH_DECODE_TYPES(x.scalar_type(), "fused_rope_cuda", [&] {
+    rope_kernel<scalar_t><<<elementwise_blocks(pairs), kElementwiseThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), cos.const_data_ptr<scalar_t>(), sin.const_data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>(), pairs, g);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor silu_and_mul_cuda(const at::Tensor& gu) {
+  check_silu_and_mul_inputs(gu);
+  const c10::cuda::CUDAGuard guard(gu.device());
+  std::vector<int64_t> sizes = gu.sizes().vec();
+  const int64_t inter = sizes.back() / 2;
+  sizes.back() = inter;
+  at::Tensor out = empty_contiguous(gu, sizes);
+  if (out.numel() == 0) return out;
+  const at::Tensor rows = as_rows(gu);
+  const int64_t n_rows = rows.size(0), stride = rows.stride(0);
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  SCORCH_DISPATCH_DECODE_TYPES(gu.scalar_type(), "silu_and_mul_cuda", [&] {
+    constexpr int kVec = 16 / sizeof(scalar_t);
+    const scalar_t* in = rows.const_data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    if (inter % kVec == 0 && stride % kVec == 0 && aligned16(in) && aligned16(o)) {
+      silu_and_mul_kernel<scalar_t, kVec><<<elementwise_blocks(n_rows * inter / kVec), kElementwiseThreads, 0, stream>>>(
+          in, stride, o, n_rows, inter);
+    } else {
+      silu_and_mul_kernel<scalar_t, 1><<<elementwise_blocks(n_rows * inter), kElementwiseThreads, 0, stream>>>(
+          in, stride, o, n_rows, inter);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace scorch::kernels
