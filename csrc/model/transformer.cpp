@@ -2,7 +2,8 @@
 // fp32 rounding: RMSNorm upcasts to fp32 and casts back before the weight multiply; RoPE angles
 // are computed in fp32 (positions × inv_freq), cos/sin cast to the activation dtype and applied
 // with the rotate_half pairing (dimension i pairs with i + head_dim/2); attention is
-// at::scaled_dot_product_attention with scale head_dim^-0.5.
+// at::scaled_dot_product_attention with scale head_dim^-0.5. Forwards that need no gradient use
+// kernels/' inference ops (a sibling layer in DESIGN.md's order: kernels depends on nothing here).
 #include "model/transformer.h"
 
 #include <ATen/ATen.h>

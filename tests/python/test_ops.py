@@ -127,3 +127,23 @@ def test_decode_ops_reject_bad_shapes():
         ops.fused_rope(torch.randn(1, 2, 3, 7), torch.randn(1, 1, 3, 7), torch.randn(1, 1, 3, 7))
     with pytest.raises(RuntimeError, match="even"):
         ops.silu_and_mul(torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sample_tokens_is_the_first_token_past_u_of_the_cumulative_softmax(dtype):
+    g = torch.Generator().manual_seed(4)
+    logits = (torch.randn(32, 500, generator=g) * 3).to(dtype)
+    u = torch.rand(32, generator=g, dtype=torch.float64)
+    tokens = torch.ops.scorch.sample_tokens(logits, u, 0.8)
+    cdf = torch.softmax(logits.double() / 0.8, -1).cumsum(-1)
+    ref = torch.searchsorted(cdf, u.unsqueeze(-1), right=True).squeeze(-1)
+    differ = (tokens != ref).nonzero().flatten().tolist()
+    # fp32 weights may move a token only where u sits on a boundary of the float64 reference
+    for b in differ:
+        assert abs(int(tokens[b]) - int(ref[b])) == 1
+        assert abs(float(cdf[b, min(int(tokens[b]), int(ref[b]))]) - float(u[b])) < 1e-6
+    assert len(differ) <= 1
+    masked = torch.tensor([[float("-inf"), 1.0, float("-inf"), 2.0]])
+    assert torch.ops.scorch.sample_tokens(masked, torch.zeros(1, dtype=torch.float64), 1.0).item() == 1
+    with pytest.raises(RuntimeError, match="uniforms must be float64"):
+        torch.ops.scorch.sample_tokens(logits, u.float(), 1.0)

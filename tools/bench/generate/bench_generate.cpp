@@ -4,15 +4,22 @@
 //
 //   scorch_bench_generate --model DIR --batch 1,8,32 [--prompt-len 64 --new-tokens 128 --threads N
 //     --device cpu|cuda --dtype bfloat16 --repeats 3 --temperature 1 --stop-every K --no-compact
-//     --decode auto|dynamic|static|cuda_graph]
+//     --decode auto|dynamic|static|cuda_graph --count-ops]
+// --count-ops: also count the top-level ATen / scorch ops one decode step dispatches (ops called
+// from inside another op are not counted): ops of a run with new-tokens minus ops of a run with
+// new-tokens / 2, divided by the steps between them. On CUDA each is one or a few kernel launches,
+// so the count stands in for the launches of an eager (non-graph) step on any device;
+// compute_ops_per_step leaves out pure view ops (narrow, select, ...), which launch nothing.
 // --stop-every K: every K-th vocabulary id is a stop id, so samples end at varied lengths (the
 // workload where dropping finished rows matters); without it every sample runs new-tokens tokens.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -27,6 +34,39 @@ namespace {
 void synchronize(const at::Device& d) {
   if (d.is_cuda()) at::empty({1}, at::TensorOptions().device(d)).cpu();  // waits for the stream
 }
+
+// Top-level ops dispatched on this thread while `run` runs: {all, without pure view ops} (a view
+// -- narrow, select, transpose, ... -- launches no kernel).
+thread_local int64_t g_op_depth = 0;
+thread_local int64_t g_ops[2] = {0, 0};
+bool is_view_op(const char* name) {
+  static const char* const kViews[] = {"aten::view", "aten::narrow", "aten::select", "aten::transpose", "aten::slice",
+                                       "aten::unsqueeze", "aten::squeeze", "aten::expand", "aten::as_strided",
+                                       "aten::alias", "aten::t", "aten::permute", "aten::detach", "aten::_reshape_alias"};
+  for (const char* v : kViews) {
+    if (std::strcmp(name, v) == 0) return true;
+  }
+  return false;
+}
+template <class F>
+std::pair<int64_t, int64_t> count_top_level_ops(F&& run) {
+  g_op_depth = 0;
+  g_ops[0] = g_ops[1] = 0;
+  const at::CallbackHandle handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(
+          [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+            if (g_op_depth++ == 0) {
+              ++g_ops[0];
+              if (!is_view_op(fn.name())) ++g_ops[1];
+            }
+            return nullptr;
+          },
+          [](const at::RecordFunction&, at::ObserverContext*) { --g_op_depth; })
+          .scopes({at::RecordScope::FUNCTION}));
+  run();
+  at::removeCallback(handle);
+  return {g_ops[0], g_ops[1]};
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -34,6 +74,7 @@ int main(int argc, char** argv) {
   int64_t prompt_len = 64, new_tokens = 128, threads = 0, repeats = 3, stop_every = 0;
   double temperature = 1.0;
   bool compact = true;
+  bool count_ops = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -52,6 +93,7 @@ int main(int argc, char** argv) {
     else if (a == "--stop-every") stop_every = std::stoll(next());
     else if (a == "--no-compact") compact = false;
     else if (a == "--decode") decode = next();
+    else if (a == "--count-ops") count_ops = true;
     else { std::fprintf(stderr, "unknown argument %s\n", a.c_str()); return 2; }
   }
   if (model_dir.empty()) { std::fprintf(stderr, "--model DIR is required\n"); return 2; }
@@ -91,16 +133,32 @@ int main(int argc, char** argv) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (s < best) { best = s; stats = engine.last_stats(); }
       }
+      double ops_per_step = -1, compute_ops_per_step = -1;
+      if (count_ops) {
+        SamplingParams half = p, full = p;
+        half.max_new_tokens = std::max<int64_t>(1, new_tokens / 2);
+        full.max_new_tokens = new_tokens;
+        const auto a = count_top_level_ops([&] { engine.generate(prompts, half); });
+        const int64_t steps_a = engine.last_stats().decode_steps;
+        const auto b = count_top_level_ops([&] { engine.generate(prompts, full); });
+        const double steps = static_cast<double>(engine.last_stats().decode_steps - steps_a);
+        if (steps > 0) {
+          ops_per_step = static_cast<double>(b.first - a.first) / steps;
+          compute_ops_per_step = static_cast<double>(b.second - a.second) / steps;
+        }
+      }
       std::printf("{\"batch\": %lld, \"prompt_len\": %lld, \"new_tokens\": %lld, \"threads\": %d, \"compact\": %s, "
                   "\"seconds\": %.4f, \"generated_tokens\": %lld, \"tokens_per_s\": %.1f, \"prefill_s\": %.4f, "
                   "\"decode_s\": %.4f, \"row_steps\": %lld, \"compactions\": %lld, \"decode\": \"%s\", "
-                  "\"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld}\n",
+                  "\"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld, \"ops_per_step\": %.1f, "
+                  "\"compute_ops_per_step\": %.1f}\n",
                   static_cast<long long>(B), static_cast<long long>(prompt_len), static_cast<long long>(new_tokens),
                   at::get_num_threads(), compact ? "true" : "false", best, static_cast<long long>(stats.generated_tokens),
                   stats.generated_tokens / best, stats.prefill_seconds, stats.decode_seconds,
                   static_cast<long long>(stats.row_steps), static_cast<long long>(stats.compactions),
                   decode_steps_name(opts.decode_steps), static_cast<long long>(stats.static_steps),
-                  static_cast<long long>(stats.graph_captures), static_cast<long long>(stats.graph_replays));
+                  static_cast<long long>(stats.graph_captures), static_cast<long long>(stats.graph_replays), ops_per_step,
+                  compute_ops_per_step);
       std::fflush(stdout);
     }
   } catch (const UserError& e) {
