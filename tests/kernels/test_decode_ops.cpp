@@ -85,6 +85,18 @@ std::string shape_str(at::IntArrayRef s, at::ScalarType dtype) {
   return std::string(c10::str(s)) + " " + c10::toString(dtype);
 }
 
+// y = an RMS norm of `input`: against the float64 norm (relative error) and transformers'
+// composition `composed` (ulps), folded into `worst`.
+void expect_rms_norm_result(const at::Tensor& y, const at::Tensor& input, const at::Tensor& w, const at::Tensor& composed,
+                            at::ScalarType dtype, const std::string& where, Worst& worst) {
+  const at::Tensor f64 = scorch::test::rms_norm_f64(input, w, kEps);
+  const double e = relative_error(y, f64);
+  EXPECT_LE(e, f64_tolerance(dtype)) << where;
+  const UlpDiff d = ulp_diff(y, composed);
+  expect_close_to_composition(d, dtype, where);
+  worst.add(e, d, relative_error(composed, f64));
+}
+
 TEST(FusedRmsNorm, MatchesFloat64AndTransformersCompositionOnDecodeShapes) {
   at::manual_seed(21);
   for (const at::ScalarType dtype : kDtypes) {
@@ -97,12 +109,7 @@ TEST(FusedRmsNorm, MatchesFloat64AndTransformersCompositionOnDecodeShapes) {
       ASSERT_EQ(y.scalar_type(), dtype) << where;
       ASSERT_EQ(y.sizes(), x.sizes()) << where;
       ASSERT_TRUE(y.is_contiguous()) << where;
-      const at::Tensor f64 = scorch::test::rms_norm_f64(x, w, kEps), composed = hf_rms_norm(x, w, kEps);
-      const double e = relative_error(y, f64);
-      EXPECT_LE(e, f64_tolerance(dtype)) << where;
-      const UlpDiff d = ulp_diff(y, composed);
-      expect_close_to_composition(d, dtype, where);
-      worst.add(e, d, relative_error(composed, f64));
+      expect_rms_norm_result(y, x, w, hf_rms_norm(x, w, kEps), dtype, where, worst);
     }
     worst.print("fused_rms_norm", dtype);
   }
@@ -141,12 +148,7 @@ TEST(FusedAddRmsNorm, SumIsTheDtypeAddAndYIsTheRmsNormOfTheSum) {
       ASSERT_TRUE(sum.is_contiguous() && y.is_contiguous()) << where;
       EXPECT_TRUE(at::equal(sum, h + delta)) << where << ": the residual add is PyTorch's add in the dtype";
       EXPECT_TRUE(at::equal(y, scorch::fused_rms_norm(sum, w, kEps))) << where;
-      const at::Tensor f64 = scorch::test::rms_norm_f64(sum, w, kEps), composed = hf_rms_norm(h + delta, w, kEps);
-      const double e = relative_error(y, f64);
-      EXPECT_LE(e, f64_tolerance(dtype)) << where;
-      const UlpDiff d = ulp_diff(y, composed);
-      expect_close_to_composition(d, dtype, where);
-      worst.add(e, d, relative_error(composed, f64));
+      expect_rms_norm_result(y, sum, w, hf_rms_norm(h + delta, w, kEps), dtype, where, worst);
     }
     worst.print("fused_add_rms_norm", dtype);
   }
