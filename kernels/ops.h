@@ -114,8 +114,8 @@ at::Tensor silu_and_mul(const at::Tensor& gu);
 // The log-probability of the drawn token is token_logprobs(logits, tokens, temperature).
 //   logits   [N, V] bf16 | fp16 | fp32, last dimension contiguous (rows may be strided)
 //   uniforms [N] float64 in [0, 1), on the logits' device
-// Returns tokens [N] int64; -1 for a row that holds a NaN or only -inf (no host check on CUDA).
-// Errors: temperature <= 0, shapes, dtypes, devices; on CUDA a vocabulary above 1,572,864.
+// Returns tokens [N] int64; -1 for a row that holds a NaN or +inf, or only -inf (no host check on
+// CUDA). Errors: temperature <= 0, shapes, dtypes, devices; on CUDA a vocabulary above 1,507,328.
 at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
 
 }  // namespace scorch

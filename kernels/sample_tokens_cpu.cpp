@@ -23,7 +23,7 @@ int64_t draw_row(const T* r, int64_t vocab, float inv_t, double u) {
     if (std::isnan(x)) return -1;
     m = std::max(m, x);
   }
-  if (m == -std::numeric_limits<float>::infinity()) return -1;  // no token has weight
+  if (!std::isfinite(m)) return -1;  // only -inf (no token has weight) or a +inf logit (no distribution)
   const auto weight = [&](int64_t i) { return static_cast<double>(std::exp((static_cast<float>(r[i]) - m) * inv_t)); };
   double total = 0.0;
   for (int64_t i = 0; i < vocab; ++i) total += weight(i);

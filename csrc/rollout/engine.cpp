@@ -200,7 +200,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
       if (row.finished) continue;  // sitting out
       if (tok[i] < 0 || tok[i] >= vocab) {
         throw NonFiniteStop("generation: decode step " + std::to_string(step) + " drew no valid token for sample " +
-                            std::to_string(live[i]) + " (its logits are NaN or all -inf): the model's weights or " +
+                            std::to_string(live[i]) + " (its logits are NaN, +inf or all -inf): the model's weights or " +
                             "activations are not finite");
       }
       row.ids.push_back(tok[i]);

@@ -59,7 +59,7 @@ struct SampledTokens {
 // Draws one token per row. logits [B, V] (any float dtype; computed in fp32). `generator` must
 // live on the logits' device; it is only used when temperature > 0. No host synchronisation.
 // On CUDA without top-k / top-p it is sample_next_tokens_fused; otherwise the ATen composition.
-// A row whose logits hold a NaN (or are all -inf) gets token -1 from the fused path; the engine
+// A row whose logits hold a NaN or +inf (or are all -inf) gets token -1 from either path; the engine
 // turns that into an error.
 SampledTokens sample_next_tokens(const at::Tensor& logits, const SamplingParams& params, at::Generator& generator);
 // The same distribution without top-k / top-p (params.top_k must be 0 and top_p 1), through the

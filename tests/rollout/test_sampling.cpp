@@ -203,8 +203,8 @@ TEST(FusedSampler, GivenUniformsDrawTheFirstTokenPastUOfTheFloat64Cdf) {
   }
 }
 
-// u = 0 draws the first token of positive weight, u just below 1 the last; a row with a NaN or
-// only -inf logits gets -1 (the engine's error); bad arguments are errors naming the problem.
+// u = 0 draws the first token of positive weight, u just below 1 the last; a row with a NaN, a
+// +inf or only -inf logits gets -1 (the engine's error); bad arguments are errors naming the problem.
 TEST(FusedSampler, EdgeUniformsNanRowsAndBadArguments) {
   const float inf = std::numeric_limits<float>::infinity();
   at::Tensor logits = at::tensor({-inf, 0.5f, 1.0f, -inf, 2.0f, -inf, -inf, 0.f, -inf, 3.0f, -inf, -inf}).view({3, 4});
@@ -218,6 +218,8 @@ TEST(FusedSampler, EdgeUniformsNanRowsAndBadArguments) {
   EXPECT_EQ(last[1].item<int64_t>(), 3);
   const at::Tensor none = at::full({1, 5}, -inf);
   EXPECT_EQ(scorch::sample_tokens(none, at::full({1}, 0.5, at::kDouble), 1.0).item<int64_t>(), -1);
+  const at::Tensor plus_inf = at::tensor({0.5f, inf, 1.0f}).view({1, 3});
+  EXPECT_EQ(scorch::sample_tokens(plus_inf, at::full({1}, 0.5, at::kDouble), 1.0).item<int64_t>(), -1);
 
   const at::Tensor ok = at::randn({2, 5});
   EXPECT_THROW(scorch::sample_tokens(ok, at::rand({3}, at::kDouble), 1.0), c10::Error);        // one u per row
