@@ -184,13 +184,27 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     return head_t.defined() ? at::mm(h, head_t) : model_.logits(h);
   };
 
+  // Step profile (EngineOptions::profile_steps): a copy to the host waits for the device's queue.
+  const bool profile = options_.profile_steps;
+  const at::Tensor probe = profile ? at::empty({1}, at::TensorOptions().device(dev)) : at::Tensor();
+  auto mark = Clock::now();
+  const auto lap = [&](double& total) {
+    if (!profile) return;
+    probe.cpu();
+    const auto now = Clock::now();
+    total += std::chrono::duration<double>(now - mark).count();
+    mark = now;
+  };
+
   const auto t0 = Clock::now();
+  mark = t0;
   at::Tensor logits = next_logits;
   at::Tensor token_mask;  // [R, 1] bool when some rows sit out, else undefined
   bool rows_changed = finished_count > 0;  // rows finished since the cache was last compacted / masked
   for (int64_t step = 0; finished_count < R0 && step < max_steps; ++step) {
     const SampledTokens s = sample_next_tokens(logits, params, generator);  // [R], [R]
     logprob_buffer.select(1, step).index_copy_(0, live_dev, s.logprobs);
+    lap(stats.step_sample_seconds);
     const at::Tensor tokens_host = s.tokens.to(at::kCPU);  // the per-step synchronisation
     const int64_t* tok = tokens_host.data_ptr<int64_t>();
     const int64_t R = static_cast<int64_t>(live.size());
@@ -255,6 +269,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
       if (token_mask.defined()) mask = token_mask;
     }
     rows_changed = false;
+    lap(stats.step_host_seconds);
     if (static_decoder) {
       logits = static_decoder->step(cache, next, token_mask);  // [R, V]
       stats.static_steps += 1;
@@ -264,7 +279,9 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
       logits = next_token_logits(hidden.select(1, 0));                                        // [R, V]
     }
     stats.decode_steps += 1;
+    lap(stats.step_forward_seconds);
   }
+  lap(stats.step_host_seconds);  // the last step's host part (it ended the loop)
   stats.decode_seconds += seconds_since(t0);
   if (static_decoder) {
     stats.graph_captures += static_decoder->captures();

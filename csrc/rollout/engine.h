@@ -65,6 +65,10 @@ struct EngineOptions {
   DecodeSteps decode_steps = DecodeSteps::kAuto;
   // End-of-sequence ids in addition to the model config's eos_token_ids and the tokenizer's EOS.
   std::vector<int64_t> extra_eos_ids;
+  // Benchmarks: wait for the device after each part of a decode step and time the parts
+  // (GenerationStats' step_*_seconds). The waits cost time and serialise host and device: the
+  // parts say where a step goes, the totals are then slower than without.
+  bool profile_steps = false;
 };
 
 // Totals of the last generate() / episode call (benchmarks and logs).
@@ -78,6 +82,10 @@ struct GenerationStats {
   int64_t static_steps = 0;       // decode steps taken with static shapes (static_decoder.h)
   int64_t graph_captures = 0;     // CUDA graphs captured
   int64_t graph_replays = 0;      // decode steps served by a graph replay
+  // With EngineOptions::profile_steps (else 0), summed over the decode steps: the model's step
+  // (graph replay or eager forward, logits included), sampling (draw + log-probs), and the host's
+  // part (the tokens' copy to the host, stop rules, compaction / masks, the next step's inputs).
+  double step_forward_seconds = 0, step_sample_seconds = 0, step_host_seconds = 0;
 };
 
 // One sequence being decoded (internal to the engine and the episode runner).

@@ -338,6 +338,35 @@ TEST(Engine, DecodeStepNamesParseAndBadNamesAreUserErrors) {
   EXPECT_FALSE(GenerationEngine(model).static_decode_steps()) << "auto = dynamic steps on the CPU";
 }
 
+// The step profile times the parts of each decode step without changing what is generated: the
+// same samples, every part positive, and the parts adding up to no more than the decode time
+// (they are laps of one clock inside it); without it the parts stay 0.
+TEST(Engine, StepProfileTimesThePartsAndChangesNoToken) {
+  const Transformer model = tiny_model();
+  SamplingParams p;
+  p.n = 2;
+  p.max_new_tokens = 12;
+  p.seed = 4;
+  GenerationEngine plain(model);
+  EngineOptions o;
+  o.profile_steps = true;
+  GenerationEngine profiled(model, nullptr, o);
+  const auto a = plain.generate({{5, 6, 7}, {9}}, p);
+  const GenerationStats quiet = plain.last_stats();
+  const auto b = profiled.generate({{5, 6, 7}, {9}}, p);
+  const GenerationStats st = profiled.last_stats();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].completion_ids, b[i].completion_ids) << i;
+    EXPECT_EQ(a[i].logprobs, b[i].logprobs) << i;
+  }
+  EXPECT_EQ(quiet.step_forward_seconds + quiet.step_sample_seconds + quiet.step_host_seconds, 0.0);
+  EXPECT_GT(st.step_forward_seconds, 0.0);
+  EXPECT_GT(st.step_sample_seconds, 0.0);
+  EXPECT_GT(st.step_host_seconds, 0.0);
+  EXPECT_LE(st.step_forward_seconds + st.step_sample_seconds + st.step_host_seconds, st.decode_seconds + 1e-6);
+}
+
 // Weights that are not finite make every logit NaN: sampling draws no token (-1 from either
 // sampler) and generation stops with NonFiniteStop (exit 3) naming the step, instead of feeding an
 // invalid id to the embedding.

@@ -151,6 +151,19 @@ def main():
                 line += f" {e:>12.1f} {s / e:>15.2f}x {ours[b].get('graph_captures', 0):>9}"
             print(line, flush=True)
 
+        if args.device == "cuda":
+            # Where a graph step goes: the device is waited for after each part (slower in total).
+            prof = bench_scorch(binary, tmp, batches, args, ["--profile-steps"])
+            ops = bench_scorch(binary, tmp, batches, args,  # later flags win: a short eager static run
+                               ["--count-ops", "--decode", "static", "--new-tokens", "16", "--repeats", "1"])
+            print("\n# one decode step in parts (CUDA graphs; device waited for after each part), and the "
+                  "ops an eager static step dispatches (what a graph replays)")
+            print(f"{'batch':>5} {'forward us':>11} {'sample us':>10} {'host us':>8} {'compute ops':>12}")
+            for b in batches:
+                r = prof[b]
+                print(f"{b:>5} {r['step_forward_us']:>11.1f} {r['step_sample_us']:>10.1f} {r['step_host_us']:>8.1f} "
+                      f"{ops[b]['compute_ops_per_step']:>12.1f}", flush=True)
+
         if args.stop_every > 0:
             b = max(batches)
             extra = ["--stop-every", str(args.stop_every)]
