@@ -389,6 +389,20 @@ at::Tensor fused_rope_cpu(const at::Tensor& x, const at::Tensor& cos, const at::
   return out;
 }
 
+at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                             at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
+  const int64_t kv = check_rope_kv_write_inputs(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+  const int64_t s = slot.item<int64_t>();  // a host value on the CPU
+  TORCH_CHECK(s >= 0 && s < k_cache.size(2), "scorch::rope_kv_write: slot ", s, " is outside the cache's ",
+              k_cache.size(2), " slots");
+  // The rope of fused_rope (the same roundings), then the cache slots written from its k heads and
+  // from the v heads as they are.
+  const at::Tensor qk = fused_rope_cpu(qkv.narrow(1, 0, q_heads + kv), cos, sin);  // [B, H + KV, 1, D]
+  k_cache.select(2, s).copy_(qk.narrow(1, q_heads, kv).select(2, 0));
+  v_cache.select(2, s).copy_(qkv.narrow(1, q_heads + kv, kv).select(2, 0));
+  return qk.narrow(1, 0, q_heads).contiguous();
+}
+
 at::Tensor silu_and_mul_cpu(const at::Tensor& gu) {
   check_silu_and_mul_inputs(gu);
   std::vector<int64_t> sizes = gu.sizes().vec();

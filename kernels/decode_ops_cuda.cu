@@ -167,6 +167,54 @@ __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, 
   }
 }
 
+// --- rope_kv_write -------------------------------------------------------------------------------
+// One thread per (b, head, pair i / i + D/2) over the H + 2 KV heads of qkv [B, H + 2KV, 1, D]:
+// q heads are roped into q [B, H, 1, D], k heads roped into k_cache[b, :, slot], v heads copied into
+// v_cache[b, :, slot]. The slot is read on the device (graph-capturable); one outside the cache
+// writes nothing.
+
+struct RopeKvGeometry {
+  int64_t q_heads, kv_heads, half, slots;
+  int64_t xs0, xs1;  // qkv's strides over (B, heads)
+  int64_t cb, sb;    // cos / sin strides over B, 0 where broadcast
+};
+
+template <typename T>
+__global__ void rope_kv_write_kernel(const T* __restrict__ qkv, const T* __restrict__ cos, const T* __restrict__ sin,
+                                     T* __restrict__ q, T* __restrict__ k_cache, T* __restrict__ v_cache,
+                                     const int64_t* __restrict__ slot_ptr, int64_t pairs, RopeKvGeometry g) {
+  const int64_t slot = *slot_ptr;
+  const int64_t heads = g.q_heads + 2 * g.kv_heads, d = 2 * g.half;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % g.half, m = (idx / g.half) % heads, b = idx / (g.half * heads);
+    const T* xr = qkv + b * g.xs0 + m * g.xs1;
+    if (m >= g.q_heads + g.kv_heads) {  // a v head: copied
+      if (slot < 0 || slot >= g.slots) continue;
+      T* o = v_cache + ((b * g.kv_heads + (m - g.q_heads - g.kv_heads)) * g.slots + slot) * d;
+      o[i] = xr[i];
+      o[i + g.half] = xr[i + g.half];
+      continue;
+    }
+    const T* c = cos + b * g.cb;
+    const T* s = sin + b * g.sb;
+    const float x1 = to_float(xr[i]), x2 = to_float(xr[i + g.half]);
+    const float a1 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(c[i]))));
+    const float b1 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(s[i]))));
+    const float a2 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(c[i + g.half]))));
+    const float b2 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(s[i + g.half]))));
+    T* o;
+    if (m < g.q_heads) {
+      o = q + (b * g.q_heads + m) * d;
+    } else {
+      if (slot < 0 || slot >= g.slots) continue;
+      o = k_cache + ((b * g.kv_heads + (m - g.q_heads)) * g.slots + slot) * d;
+    }
+    o[i] = to_dtype<T>(__fsub_rn(a1, b1));
+    o[i + g.half] = to_dtype<T>(__fadd_rn(a2, b2));
+  }
+}
+
 // --- silu_and_mul --------------------------------------------------------------------------------
 
 template <typename T>
@@ -248,6 +296,27 @@ at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at:
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
+}
+
+at::Tensor rope_kv_write_cuda(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                              at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
+  const int64_t kv = check_rope_kv_write_inputs(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+  const c10::cuda::CUDAGuard guard(qkv.device());
+  const int64_t B = qkv.size(0), D = qkv.size(3);
+  at::Tensor q = at::empty({B, q_heads, 1, D}, qkv.options().memory_format(at::MemoryFormat::Contiguous));
+  if (qkv.numel() == 0) return q;
+  const RopeTableStrides cs = rope_table_strides(cos), ss = rope_table_strides(sin);
+  const RopeKvGeometry g{q_heads, kv, D / 2, k_cache.size(2), qkv.stride(0), qkv.stride(1), cs.batch, ss.batch};
+  const int64_t pairs = B * (q_heads + 2 * kv) * (D / 2);
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  SCORCH_DISPATCH_DECODE_TYPES(qkv.scalar_type(), "rope_kv_write_cuda", [&] {
+    rope_kv_write_kernel<scalar_t><<<elementwise_blocks(pairs), kElementwiseThreads, 0, stream>>>(
+        qkv.const_data_ptr<scalar_t>(), cos.const_data_ptr<scalar_t>(), sin.const_data_ptr<scalar_t>(),
+        q.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(),
+        slot.const_data_ptr<int64_t>(), pairs, g);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return q;
 }
 
 at::Tensor silu_and_mul_cuda(const at::Tensor& gu) {

@@ -105,6 +105,17 @@ at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 // Returns out [..., I]. Errors: an odd or zero last dimension, a 0-dim gu, another dtype.
 at::Tensor silu_and_mul(const at::Tensor& gu);
 
+// The attention input of one decode step, fused: qkv [B, H + 2 KV, 1, D] (the q/k/v projection of
+// one token per row, heads as one dimension, any strides but a contiguous last one), cos / sin
+// [B, 1, 1, D] (B may be 1). Returns q = fused_rope(qkv[:, :H]) as [B, H, 1, D] and writes
+// fused_rope(qkv[:, H:H+KV]) to k_cache[:, :, slot] and qkv[:, H+KV:] to v_cache[:, :, slot]
+// (caches contiguous [B, KV, slots, D], the dtype of qkv): what fused_rope plus two index_copy_
+// calls do, bit for bit, in one kernel. slot is one int64 on the device, read there (so a CUDA
+// graph can replay the call for every step); on CUDA a slot outside the cache writes nothing, on
+// the CPU it is an error. Inference only.
+at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                         at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads);
+
 // One token per row drawn from softmax(logits / temperature) by inverse-CDF sampling with the
 // given uniforms: the weights w_i = exp((x_i - max) / T), token = the first i whose float64 running
 // sum of w exceeds u * sum(w) (u * sum kept just below the sum, so a token of weight 0 -- a -inf

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <optional>
+#include <utility>
 
 namespace scorch {
 namespace kernels {
@@ -159,6 +160,44 @@ RopeTableStrides rope_table_strides(const at::Tensor& table) {
   return {table.size(0) == 1 ? 0 : table.stride(0), table.size(2) == 1 ? 0 : table.stride(2)};
 }
 
+int64_t check_rope_kv_write_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                   const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot,
+                                   int64_t q_heads) {
+  const char* op = "rope_kv_write";
+  TORCH_CHECK(qkv.dim() == 4 && qkv.size(2) == 1, "scorch::rope_kv_write: qkv must be [B, H + 2 KV, 1, D] (one "
+              "decode token per row), got ", qkv.sizes());
+  check_decode_dtype(op, "qkv", qkv);
+  const int64_t b = qkv.size(0), heads = qkv.size(1), d = qkv.size(3);
+  TORCH_CHECK(q_heads >= 1 && heads > q_heads && (heads - q_heads) % 2 == 0, "scorch::rope_kv_write: ", heads,
+              " heads in qkv do not split into q_heads = ", q_heads, " query heads and two equal K / V groups");
+  const int64_t kv = (heads - q_heads) / 2;
+  TORCH_CHECK(d >= 2 && d % 2 == 0, "scorch::rope_kv_write: the head dimension D must be even and >= 2, got ", d);
+  TORCH_CHECK(qkv.stride(3) == 1, "scorch::rope_kv_write: the last dimension of qkv must be contiguous (stride 1), "
+              "got strides ", qkv.strides());
+  for (const auto& [name, table] : {std::pair<const char*, const at::Tensor*>{"cos", &cos}, {"sin", &sin}}) {
+    TORCH_CHECK(table->dim() == 4 && (table->size(0) == b || table->size(0) == 1) && table->size(1) == 1 &&
+                    table->size(2) == 1 && table->size(3) == d,
+                "scorch::rope_kv_write: ", name, " must be [B, 1, 1, D] = [", b, ", 1, 1, ", d, "] (B may be 1), got ",
+                table->sizes());
+    TORCH_CHECK(table->stride(3) == 1, "scorch::rope_kv_write: the last dimension of ", name,
+                " must be contiguous (stride 1)");
+    check_same_dtype_and_device(op, name, *table, "qkv", qkv);
+  }
+  for (const auto& [name, cache] :
+       {std::pair<const char*, const at::Tensor*>{"k_cache", &k_cache}, {"v_cache", &v_cache}}) {
+    TORCH_CHECK(cache->dim() == 4 && cache->size(0) == b && cache->size(1) == kv && cache->size(3) == d &&
+                    cache->size(2) >= 1 && cache->is_contiguous(),
+                "scorch::rope_kv_write: ", name, " must be a contiguous [B, KV, slots, D] = [", b, ", ", kv,
+                ", slots, ", d, "], got ", cache->sizes());
+    check_same_dtype_and_device(op, name, *cache, "qkv", qkv);
+  }
+  TORCH_CHECK(v_cache.size(2) == k_cache.size(2), "scorch::rope_kv_write: k_cache and v_cache differ in slots");
+  TORCH_CHECK(slot.numel() == 1 && slot.scalar_type() == at::kLong && slot.device() == qkv.device(),
+              "scorch::rope_kv_write: slot must be one int64 on qkv's device, got ", slot.sizes(), " ",
+              slot.scalar_type(), " on ", slot.device());
+  return kv;
+}
+
 void check_silu_and_mul_inputs(const at::Tensor& gu) {
   TORCH_CHECK(gu.dim() >= 1, "scorch::silu_and_mul: the input must be [..., 2I] (gate then up), got a 0-dim tensor");
   check_decode_dtype("silu_and_mul", "the input", gu);
@@ -284,6 +323,8 @@ using AddRmsNormSignature =
     std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, double);
 using RopeSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&);
 using SiluAndMulSignature = at::Tensor(const at::Tensor&);
+using RopeKvWriteSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&,
+                                        at::Tensor&, const at::Tensor&, int64_t);
 
 // There is no backward: refuse to produce an output that autograd would treat as a constant.
 void check_inference_only(const char* op, std::initializer_list<const at::Tensor*> inputs) {
@@ -315,6 +356,14 @@ at::Tensor fused_rope_autograd(const at::Tensor& x, const at::Tensor& cos, const
   static const auto op = typed_op<RopeSignature>("scorch::fused_rope");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(x, cos, sin);
+}
+
+at::Tensor rope_kv_write_autograd(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                  at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
+  check_inference_only("rope_kv_write", {&qkv, &cos, &sin, &k_cache, &v_cache});
+  static const auto op = typed_op<RopeKvWriteSignature>("scorch::rope_kv_write");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
 }
 
 at::Tensor silu_and_mul_autograd(const at::Tensor& gu) {
@@ -369,6 +418,12 @@ at::Tensor silu_and_mul(const at::Tensor& gu) {
   return op.call(gu);
 }
 
+at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                         at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
+  static const auto op = kernels::typed_op<kernels::RopeKvWriteSignature>("scorch::rope_kv_write");
+  return op.call(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+}
+
 at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature) {
   using Signature = at::Tensor(const at::Tensor&, const at::Tensor&, double);
   static const auto op = kernels::typed_op<Signature>("scorch::sample_tokens");
@@ -392,6 +447,8 @@ TORCH_LIBRARY(scorch, m) {
   m.def("fused_rope(Tensor x, Tensor cos, Tensor sin) -> Tensor");
   m.def("silu_and_mul(Tensor gu) -> Tensor");
   m.def("sample_tokens(Tensor logits, Tensor uniforms, float temperature) -> Tensor");
+  m.def("rope_kv_write(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slot, "
+        "int q_heads) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(scorch, CPU, m) {
@@ -404,6 +461,7 @@ TORCH_LIBRARY_IMPL(scorch, CPU, m) {
   m.impl("fused_rope", &scorch::kernels::fused_rope_cpu);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cpu);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cpu);
+  m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cpu);
 }
 
 #ifdef SCORCH_WITH_CUDA
@@ -417,6 +475,7 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
   m.impl("fused_rope", &scorch::kernels::fused_rope_cuda);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cuda);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cuda);
+  m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cuda);
 }
 #endif
 
@@ -426,4 +485,5 @@ TORCH_LIBRARY_IMPL(scorch, Autograd, m) {
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_autograd);
   m.impl("fused_rope", &scorch::kernels::fused_rope_autograd);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_autograd);
+  m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_autograd);
 }

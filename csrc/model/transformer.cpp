@@ -50,6 +50,9 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
 }
 
+// Attention's inputs of one layer: q [B, H, T, D], keys / values [B, KV, S, D].
+using QkvKv = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
 // Whether a forward must differentiate with respect to any of these (defined) tensors.
 bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
   if (!at::GradMode::is_enabled()) return false;
@@ -97,10 +100,12 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 // and k heads at once, and kernels' fused RMSNorm (each residual add fused with the norm after it),
 // RoPE and SiLU-and-multiply -- the same values as the separate ops up to the GEMMs' blocking and
 // the norms' order of summation.
-template <class KvFn>
+// `qkv_kv(layer, qkv)` may take over RoPE and the cache write from a fused projection qkv
+// [B, H + 2 KV, T, D] and return (q, keys, values) for attention, or nullopt (then RoPE + kv()).
+template <class KvFn, class QkvKvFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
                       const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
-                      KvFn&& kv) {
+                      KvFn&& kv, QkvKvFn&& qkv_kv) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D)), eps = c.rms_norm_eps;
@@ -112,16 +117,19 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
     if (has_fused_qkv(L) &&
         !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
       const at::Tensor qkv = at::linear(x, L.qkv_weight, L.qkv_bias).view({B, T, H + 2 * KV, D}).transpose(1, 2);
-      const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
-      q = qk.narrow(1, 0, H);
-      k = qk.narrow(1, H, KV);
-      v = qkv.narrow(1, H + KV, KV);
+      if (auto fused = qkv_kv(static_cast<int64_t>(i), qkv)) {
+        std::tie(q, k, v) = *fused;
+      } else {
+        const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
+        q = qk.narrow(1, 0, H);
+        std::tie(k, v) = kv(static_cast<int64_t>(i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
+      }
     } else {
       q = apply_rope(at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
       k = apply_rope(at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
       v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
+      std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     }
-    std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     const at::Tensor a = attend(q, k, v, mask, causal, scale);  // [B, H, T, D]
     const at::Tensor o = at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
     at::Tensor y;
@@ -297,7 +305,8 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(mask, h.scalar_type()), causal,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
-                                    });
+                                    },
+                                    [](int64_t, const at::Tensor&) { return std::optional<QkvKv>(); });
   if (cache) cache->end_step();
   return norm(out, norm_, c.rms_norm_eps);
 }
@@ -311,11 +320,21 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   }
   const at::Tensor h = at::embedding(embed_tokens_, input_ids);  // [B, 1, hidden]
   const KvCache::StaticStep step = cache.begin_static_step(slot, token_mask);
-  const auto [cos, sin] = rope_tables(step.positions, inv_freq_, h.scalar_type());
+  const std::pair<at::Tensor, at::Tensor> tables = rope_tables(step.positions, inv_freq_, h.scalar_type());
+  const at::Tensor& cos = tables.first;  // [B, 1, 1, D]
+  const at::Tensor& sin = tables.second;
   const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(step.attention_mask, h.scalar_type()),
                                     /*causal=*/false,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
+                                    },
+                                    [&](int64_t layer, const at::Tensor& qkv) -> std::optional<QkvKv> {
+                                      // RoPE and the cache write in one kernel (kernels' rope_kv_write)
+                                      if (needs_grad({&qkv})) return std::nullopt;
+                                      at::Tensor keys = cache.keys(layer), values = cache.values(layer);
+                                      at::Tensor q = rope_kv_write(qkv, cos, sin, keys, values, slot,
+                                                                   c.num_attention_heads);
+                                      return QkvKv{q, keys, values};
                                     });
   return norm(out, norm_, c.rms_norm_eps);
 }

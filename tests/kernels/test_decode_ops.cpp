@@ -347,3 +347,50 @@ TEST(DecodeOps, EmptyBatchesGiveEmptyOutputs) {
 }
 
 }  // namespace
+
+// rope_kv_write against its definition: fused_rope of the q and k heads (itself bit-equal to the
+// transformers composition) and two index_copy_ calls at the slot, bit for bit, for a strided qkv
+// (the transposed view of a projection output, as the model passes it) and broadcast tables; the
+// other slots of the caches are untouched. Bad arguments and a gradient are errors.
+TEST(RopeKvWrite, EqualsFusedRopeAndIndexCopyAtTheSlot) {
+  at::manual_seed(31);
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    const int64_t B = 3, H = 4, KV = 2, D = 16, S = 10;
+    // [B, 1, H + 2KV, D] projection output viewed as [B, H + 2KV, 1, D]: strided dims 0 and 1.
+    const at::Tensor proj = nonzero_randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+    const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
+    for (bool broadcast : {false, true}) {
+      const int64_t tb = broadcast ? 1 : B;
+      const at::Tensor cos = nonzero_randn({tb, 1, 1, D}).to(dtype), sin = nonzero_randn({tb, 1, 1, D}).to(dtype);
+      at::Tensor k_cache = nonzero_randn({B, KV, S, D}).to(dtype), v_cache = nonzero_randn({B, KV, S, D}).to(dtype);
+      const at::Tensor k_before = k_cache.clone(), v_before = v_cache.clone();
+      const at::Tensor slot = at::full({1}, 6, at::kLong);
+      c10::NoGradGuard no_grad;
+      const at::Tensor q = scorch::rope_kv_write(qkv, cos, sin, k_cache, v_cache, slot, H);
+      const at::Tensor qk = scorch::fused_rope(qkv.narrow(1, 0, H + KV), cos, sin);
+      const std::string where = std::string(c10::toString(dtype)) + (broadcast ? " broadcast tables" : "");
+      ASSERT_EQ(q.sizes(), (std::vector<int64_t>{B, H, 1, D})) << where;
+      EXPECT_TRUE(at::equal(q, qk.narrow(1, 0, H))) << where;
+      at::Tensor k_ref = k_before.clone(), v_ref = v_before.clone();
+      k_ref.index_copy_(2, slot, qk.narrow(1, H, KV));
+      v_ref.index_copy_(2, slot, qkv.narrow(1, H + KV, KV));
+      EXPECT_TRUE(at::equal(k_cache, k_ref)) << where;
+      EXPECT_TRUE(at::equal(v_cache, v_ref)) << where;
+    }
+  }
+  const at::Tensor qkv = at::randn({2, 8, 1, 4}), cos = at::randn({2, 1, 1, 4}), sin = at::randn({2, 1, 1, 4});
+  at::Tensor k = at::zeros({2, 2, 5, 4}), v = at::zeros({2, 2, 5, 4});
+  const at::Tensor slot = at::full({1}, 1, at::kLong);
+  expect_error_containing([&] { scorch::rope_kv_write(qkv, cos, sin, k, v, at::full({1}, 5, at::kLong), 4); },
+                          "outside the cache", "slot past the end");
+  expect_error_containing([&] { scorch::rope_kv_write(qkv, cos, sin, k, v, slot, 3); }, "do not split", "q_heads");
+  expect_error_containing([&] { scorch::rope_kv_write(at::randn({2, 8, 2, 4}), cos, sin, k, v, slot, 4); },
+                          "one decode token", "T = 2");
+  at::Tensor k_wrong = at::zeros({2, 3, 5, 4});
+  expect_error_containing([&] { scorch::rope_kv_write(qkv, cos, sin, k_wrong, v, slot, 4); }, "k_cache must be",
+                          "cache heads");
+  expect_error_containing([&] { scorch::rope_kv_write(qkv, cos, sin, k, v, slot.to(at::kInt), 4); },
+                          "slot must be one int64", "slot dtype");
+  expect_error_containing([&] { scorch::rope_kv_write(qkv.clone().requires_grad_(true), cos, sin, k, v, slot, 4); },
+                          "rope_kv_write is inference-only", "gradient");
+}

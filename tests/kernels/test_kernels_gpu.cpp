@@ -9,6 +9,7 @@
 #include "tests/kernels/kernel_test_util.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
@@ -327,6 +328,33 @@ TEST(DecodeOpsCuda, SiluAndMulIsBitEqualToAtenCudaAndMatchesCpu) {
 }
 
 #ifdef SCORCH_WITH_CUDA
+// rope_kv_write on the device: bit-equal to the CPU op (q and both caches) for a strided bf16 qkv
+// of the Qwen2.5-0.5B shape (14 query heads, 2 KV heads, D 64), the slot read from device memory;
+// a slot past the end writes nothing (no host check is possible there).
+TEST(DecodeOpsCuda, RopeKvWriteIsBitEqualToTheCpuOp) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(41);
+  c10::NoGradGuard no_grad;
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    const int64_t B = 64, H = 14, KV = 2, D = 64, S = 208;
+    const at::Tensor proj = at::randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+    const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
+    const at::Tensor cos = at::randn({B, 1, 1, D}).to(dtype), sin = at::randn({B, 1, 1, D}).to(dtype);
+    at::Tensor k = at::randn({B, KV, S, D}).to(dtype), v = at::randn({B, KV, S, D}).to(dtype);
+    at::Tensor kd = k.cuda(), vd = v.cuda();
+    const at::Tensor slot = at::full({1}, 77, at::kLong);
+    const at::Tensor q = scorch::rope_kv_write(qkv, cos, sin, k, v, slot, H);
+    const at::Tensor qd = scorch::rope_kv_write(qkv.cuda(), cos.cuda(), sin.cuda(), kd, vd, slot.cuda(), H);
+    EXPECT_TRUE(at::equal(q, qd.cpu())) << dtype;
+    EXPECT_TRUE(at::equal(k, kd.cpu())) << dtype;
+    EXPECT_TRUE(at::equal(v, vd.cpu())) << dtype;
+    const at::Tensor k_before = kd.clone(), v_before = vd.clone();
+    scorch::rope_kv_write(qkv.cuda(), cos.cuda(), sin.cuda(), kd, vd, at::full({1}, S, at::kLong).cuda(), H);
+    EXPECT_TRUE(at::equal(kd, k_before)) << dtype;
+    EXPECT_TRUE(at::equal(vd, v_before)) << dtype;
+  }
+}
+
 TEST(DecodeOpsCuda, CaptureInACudaGraphAndReplay) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(35);
