@@ -147,3 +147,20 @@ def test_sample_tokens_is_the_first_token_past_u_of_the_cumulative_softmax(dtype
     assert torch.ops.scorch.sample_tokens(masked, torch.zeros(1, dtype=torch.float64), 1.0).item() == 1
     with pytest.raises(RuntimeError, match="uniforms must be float64"):
         torch.ops.scorch.sample_tokens(logits, u.float(), 1.0)
+
+
+def test_rope_kv_write_equals_rope_and_two_index_copies():
+    g = torch.Generator().manual_seed(9)
+    B, H, KV, D, S = 2, 4, 2, 8, 6
+    qkv = torch.randn(B, 1, H + 2 * KV, D, generator=g).transpose(1, 2)  # [B, H + 2KV, 1, D], strided
+    cos, sin = torch.randn(B, 1, 1, D, generator=g), torch.randn(B, 1, 1, D, generator=g)
+    k, v = torch.randn(B, KV, S, D, generator=g), torch.randn(B, KV, S, D, generator=g)
+    k_ref, v_ref = k.clone(), v.clone()
+    slot = torch.tensor([3])
+    with torch.no_grad():
+        q = torch.ops.scorch.rope_kv_write(qkv, cos, sin, k, v, slot, H)
+    qk = hf_rope(qkv[:, :H + KV], cos, sin)
+    k_ref.index_copy_(2, slot, qk[:, H:])
+    v_ref.index_copy_(2, slot, qkv[:, H + KV:])
+    assert torch.equal(q, qk[:, :H])
+    assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
