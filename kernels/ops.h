@@ -128,5 +128,8 @@ at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at:
 // Returns tokens [N] int64; -1 for a row that holds a NaN or +inf, or only -inf (no host check on
 // CUDA). Errors: temperature <= 0, shapes, dtypes, devices; on CUDA a vocabulary above 1,507,328.
 at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+// The largest double below 1: inverse-CDF draws cap u * total at total * kSampleBelowOne, so the
+// target stays inside the last token of positive weight (sample_tokens and the composed sampler).
+constexpr double kSampleBelowOne = 1.0 - 0x1p-52;
 
 }  // namespace scorch

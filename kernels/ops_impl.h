@@ -95,9 +95,6 @@ at::Tensor silu_and_mul_cuda(const at::Tensor& gu);
 #endif
 
 // --- sample_tokens ----------------------------------------------------------------------------
-// u * total is capped at total * kSampleBelowOne (the largest double below 1), so the target stays
-// inside the last token of positive weight.
-constexpr double kSampleBelowOne = 1.0 - 0x1p-52;
 void check_sample_tokens_inputs(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
 at::Tensor sample_tokens_cpu(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
 #ifdef SCORCH_WITH_CUDA

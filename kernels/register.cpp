@@ -24,42 +24,47 @@
 namespace scorch {
 namespace kernels {
 
-void check_token_logprobs_inputs(const at::Tensor& logits, const at::Tensor& targets, double temperature) {
-  TORCH_CHECK(logits.dim() == 2, "scorch::token_logprobs: logits must be [N, V], got ", logits.sizes());
+namespace {
+
+// The checks token_logprobs and sample_tokens share: logits [N, V] rows, and one value per row.
+void check_logit_rows(const char* op, const at::Tensor& logits) {
+  TORCH_CHECK(logits.dim() == 2, "scorch::", op, ": logits must be [N, V], got ", logits.sizes());
   const auto dtype = logits.scalar_type();
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kFloat,
-              "scorch::token_logprobs: logits must be bfloat16, float16 or float32, got ", dtype);
-  TORCH_CHECK(logits.size(1) >= 1, "scorch::token_logprobs: the vocabulary dimension is empty");
-  TORCH_CHECK(logits.size(1) == 1 || logits.stride(1) == 1,
-              "scorch::token_logprobs: the last dimension of logits must be contiguous (stride 1), got strides ",
-              logits.strides(), "; call .contiguous() on a transposed or vocabulary-sliced tensor");
-  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0),
-              "scorch::token_logprobs: targets must be [N] = [", logits.size(0), "], got ", targets.sizes());
-  TORCH_CHECK(targets.scalar_type() == at::kLong, "scorch::token_logprobs: targets must be int64, got ",
-              targets.scalar_type());
-  TORCH_CHECK(targets.device() == logits.device(), "scorch::token_logprobs: targets are on ", targets.device(),
-              " but logits on ", logits.device());
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0.0,
-              "scorch::token_logprobs: temperature must be a positive number, got ", temperature);
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kFloat, "scorch::", op,
+              ": logits must be bfloat16, float16 or float32, got ", dtype);
+  TORCH_CHECK(logits.size(1) >= 1, "scorch::", op, ": the vocabulary dimension is empty");
+  TORCH_CHECK(logits.size(1) == 1 || logits.stride(1) == 1, "scorch::", op,
+              ": the last dimension of logits must be contiguous (stride 1), got strides ", logits.strides(),
+              "; call .contiguous() on a transposed or vocabulary-sliced tensor");
+}
+
+void check_one_per_row(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype,
+                       const char* dtype_name, const at::Tensor& logits) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == logits.size(0), "scorch::", op, ": ", name, " must be [N] = [",
+              logits.size(0), "], got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == dtype, "scorch::", op, ": ", name, " must be ", dtype_name, ", got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == logits.device(), "scorch::", op, ": ", name, " are on ", t.device(), " but logits on ",
+              logits.device());
+}
+
+void check_temperature(const char* op, double temperature) {
+  TORCH_CHECK(std::isfinite(temperature) && temperature > 0.0, "scorch::", op,
+              ": temperature must be a positive number, got ", temperature);
+}
+
+}  // namespace
+
+void check_token_logprobs_inputs(const at::Tensor& logits, const at::Tensor& targets, double temperature) {
+  check_logit_rows("token_logprobs", logits);
+  check_one_per_row("token_logprobs", "targets", targets, at::kLong, "int64", logits);
+  check_temperature("token_logprobs", temperature);
 }
 
 void check_sample_tokens_inputs(const at::Tensor& logits, const at::Tensor& uniforms, double temperature) {
-  TORCH_CHECK(logits.dim() == 2, "scorch::sample_tokens: logits must be [N, V], got ", logits.sizes());
-  const auto dtype = logits.scalar_type();
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kFloat,
-              "scorch::sample_tokens: logits must be bfloat16, float16 or float32, got ", dtype);
-  TORCH_CHECK(logits.size(1) >= 1, "scorch::sample_tokens: the vocabulary dimension is empty");
-  TORCH_CHECK(logits.size(1) == 1 || logits.stride(1) == 1,
-              "scorch::sample_tokens: the last dimension of logits must be contiguous (stride 1), got strides ",
-              logits.strides(), "; call .contiguous() first");
-  TORCH_CHECK(uniforms.dim() == 1 && uniforms.size(0) == logits.size(0),
-              "scorch::sample_tokens: uniforms must be [N] = [", logits.size(0), "], got ", uniforms.sizes());
-  TORCH_CHECK(uniforms.scalar_type() == at::kDouble, "scorch::sample_tokens: uniforms must be float64, got ",
-              uniforms.scalar_type());
-  TORCH_CHECK(uniforms.device() == logits.device(), "scorch::sample_tokens: uniforms are on ", uniforms.device(),
-              " but logits on ", logits.device());
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0.0,
-              "scorch::sample_tokens: temperature must be a positive number (greedy is argmax), got ", temperature);
+  check_logit_rows("sample_tokens", logits);
+  check_one_per_row("sample_tokens", "uniforms", uniforms, at::kDouble, "float64", logits);
+  check_temperature("sample_tokens", temperature);  // greedy is argmax, not T = 0
 }
 
 AdvantageMode parse_advantage_mode(const std::string& mode) {

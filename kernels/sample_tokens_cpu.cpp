@@ -2,6 +2,7 @@
 // w_i = exp((x_i - max) / T), and a second sequential pass to the first index whose running sum
 // exceeds u * total. Rows run in parallel (at::parallel_for); each row is sequential, so the
 // result does not depend on the thread count.
+#include "kernels/ops.h"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>

@@ -12,6 +12,7 @@
 // Where float64 rounding between the scan's and a walk's association leaves a walk short of the
 // target (a target within ~1e-16 of a boundary), the walk takes its last element of positive
 // weight, so a token of weight 0 is never drawn.
+#include "kernels/ops.h"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>

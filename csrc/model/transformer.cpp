@@ -14,6 +14,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <limits>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -374,11 +375,20 @@ void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
 
 Transformer Transformer::clone() const {
   Transformer copy = *this;
+  // Fusing copies the q/k/v and gate/up weights into new storage (a deep copy of those already);
+  // every other tensor is cloned, so each weight is copied once.
+  copy.fuse_projections();
+  std::set<const void*> fused;  // storages of the new fused tensors
+  for (const TransformerLayer& L : copy.layers_) {
+    for (const at::Tensor* base : {&L.qkv_weight, &L.qkv_bias, &L.gate_up_weight}) {
+      if (base->defined()) fused.insert(base->storage().unsafeGetStorageImpl());
+    }
+  }
   for (auto& [name, slot] : hf_tensor_slots(copy)) {
+    if (fused.count(slot->storage().unsafeGetStorageImpl())) continue;
     const bool rg = slot->requires_grad();
     *slot = slot->detach().clone().requires_grad_(rg);
   }
-  copy.fuse_projections();
   return copy;
 }
 

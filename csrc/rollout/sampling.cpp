@@ -79,7 +79,7 @@ at::Tensor inverse_cdf_draw(const at::Tensor& probs, at::Generator& generator) {
   const at::Tensor u = at::empty_like(total).uniform_(0.0, 1.0, generator);  // [B, 1] in [0, 1)
   // u * total can round up to total itself; the largest double below it keeps the target inside
   // the last token with mass > 0, so a token of probability 0 (cut by top-k/top-p) is never drawn.
-  const at::Tensor below = total * (1.0 - std::ldexp(1.0, -52));
+  const at::Tensor below = total * kSampleBelowOne;
   const at::Tensor target = at::minimum(u * total, below);
   // First index with cdf > target: the token whose interval [cdf_{i-1}, cdf_i) holds the target.
   const at::Tensor index = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).squeeze(-1);

@@ -98,6 +98,22 @@ TEST(RolloutGpu, GreedyOnTheGpuEqualsTheCpuEngine) {
   }
 }
 
+// Each sample's log-probs (within 1e-4) against log_softmax(logits / T) of a float64 full forward
+// of `cpu_model` over its prompt and completion.
+void expect_logprobs_of_a_float64_forward(const Transformer& cpu_model, const std::vector<Sample>& samples,
+                                          const std::vector<std::vector<int64_t>>& prompts, double temperature) {
+  for (const auto& s : samples) {
+    const auto& prompt = prompts[s.prompt_index];
+    const at::Tensor logits = full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble);
+    const at::Tensor logp = (logits / temperature).log_softmax(-1);
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
+      const double ref = logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>();
+      EXPECT_NEAR(s.logprobs[t], ref, 1e-4) << "prompt " << s.prompt_index << " token " << t;
+    }
+  }
+}
+
 TEST(RolloutGpu, SampledLogprobsEqualAFloat64FullForwardOnTheCpu) {
   SKIP_WITHOUT_CUDA();
   Transformer cpu_model = tiny_model();
@@ -111,16 +127,7 @@ TEST(RolloutGpu, SampledLogprobsEqualAFloat64FullForwardOnTheCpu) {
   p.seed = 5;
   const auto samples = engine.generate({kPrompts[0], kPrompts[2]}, p);
   ASSERT_EQ(samples.size(), 8u);
-  for (const auto& s : samples) {
-    const auto& prompt = s.prompt_index == 0 ? kPrompts[0] : kPrompts[2];
-    const at::Tensor logits = full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble);
-    const at::Tensor logp = (logits / 0.7).log_softmax(-1);
-    const int64_t P = static_cast<int64_t>(prompt.size());
-    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
-      const double ref = logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>();
-      EXPECT_NEAR(s.logprobs[t], ref, 1e-4) << "token " << t;
-    }
-  }
+  expect_logprobs_of_a_float64_forward(cpu_model, samples, {kPrompts[0], kPrompts[2]}, 0.7);
 }
 
 EngineOptions with_steps(DecodeSteps steps) {
@@ -184,14 +191,7 @@ TEST(RolloutGpu, CudaGraphSampledLogprobsEqualAFloat64FullForward) {
   p.seed = 9;
   const auto samples = engine.generate({kPrompts[1], kPrompts[2]}, p);
   EXPECT_GT(engine.last_stats().graph_replays, 0);
-  for (const auto& s : samples) {
-    const auto& prompt = s.prompt_index == 0 ? kPrompts[1] : kPrompts[2];
-    const at::Tensor logp = (full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble) / 1.3).log_softmax(-1);
-    const int64_t P = static_cast<int64_t>(prompt.size());
-    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
-      EXPECT_NEAR(s.logprobs[t], logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>(), 1e-4);
-    }
-  }
+  expect_logprobs_of_a_float64_forward(cpu_model, samples, {kPrompts[1], kPrompts[2]}, 1.3);
 }
 
 TEST(RolloutGpu, CudaGraphEpisodesEqualTheCpuEpisodes) {
