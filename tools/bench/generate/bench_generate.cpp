@@ -4,7 +4,7 @@
 //
 //   scorch_bench_generate --model DIR --batch 1,8,32 [--prompt-len 64 --new-tokens 128 --threads N
 //     --device cpu|cuda --dtype bfloat16 --repeats 3 --temperature 1 --stop-every K --no-compact
-//     --decode auto|dynamic|static|cuda_graph --count-ops --profile-steps]
+//     --decode auto|dynamic|static|cuda_graph --count-ops --profile-steps --kernel-profile K]
 // --profile-steps: time the parts of each decode step (the device is waited for after each; see
 // EngineOptions::profile_steps), printed as step_{forward,sample,host}_us per step.
 // --count-ops: also count the top-level ATen / scorch ops one decode step dispatches (ops called
@@ -12,16 +12,26 @@
 // new-tokens / 2, divided by the steps between them. On CUDA each is one or a few kernel launches,
 // so the count stands in for the launches of an eager (non-graph) step on any device;
 // compute_ops_per_step leaves out pure view ops (narrow, select, ...), which launch nothing.
+// --kernel-profile K: where one decode step's device time goes, per kernel. Two generate() calls run
+// under libtorch's Kineto profiler (CUPTI on CUDA), one with new-tokens / 2 and one with new-tokens;
+// the difference of their per-name device times, divided by the steps between them, is one steady
+// decode step's share of each kernel (prefill, warm-up and graph capture cancel out). Prints a
+// "kernels" list (the K largest) and device_busy_us_per_step, the sum over all of them: set beside
+// the step's wall time it shows how much of a step the device idles. On CPU the events are ops with
+// inclusive times (an op's callees are counted in it too), so only the GPU figures add up.
 // --stop-every K: every K-th vocabulary id is a stop id, so samples end at varied lengths (the
 // workload where dropping finished rows matters); without it every sample runs new-tokens tokens.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,6 +79,66 @@ std::pair<int64_t, int64_t> count_top_level_ops(F&& run) {
   at::removeCallback(handle);
   return {g_ops[0], g_ops[1]};
 }
+// Device time per event name (ns) and calls, over the events Kineto recorded while `run` ran: kernels,
+// copies and memsets on CUDA; ops on CPU.
+struct NameTotals {
+  std::map<std::string, std::pair<double, int64_t>> by_name;
+};
+template <class F>
+NameTotals profile_device_time(const at::Device& device, F&& run) {
+  namespace prof = torch::profiler::impl;
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+  const std::set<prof::ActivityType> activities{device.is_cuda() ? prof::ActivityType::CUDA : prof::ActivityType::CPU};
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  run();
+  synchronize(device);
+  const std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
+  NameTotals totals;
+  const c10::DeviceType want = device.is_cuda() ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != want) continue;
+    auto& t = totals.by_name[e.name()];
+    t.first += static_cast<double>(e.durationNs());
+    t.second += 1;
+  }
+  return totals;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  return out;
+}
+
+// The JSON fields of --kernel-profile for one batch: the per-step difference of two profiled runs.
+std::string kernel_profile_json(const NameTotals& a, const NameTotals& b, double steps, int64_t top) {
+  struct Row {
+    std::string name;
+    double us, calls;
+  };
+  std::vector<Row> rows;
+  double busy_us = 0;
+  for (const auto& [name, t] : b.by_name) {
+    const auto it = a.by_name.find(name);
+    const double ns = t.first - (it == a.by_name.end() ? 0.0 : it->second.first);
+    const double calls = static_cast<double>(t.second - (it == a.by_name.end() ? 0 : it->second.second));
+    if (calls <= 0) continue;  // launched by prefill / capture only
+    rows.push_back({name, ns / 1e3 / steps, calls / steps});
+    busy_us += ns / 1e3 / steps;
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.us > y.us; });
+  std::string out = ", \"device_busy_us_per_step\": " + std::to_string(busy_us) + ", \"kernels\": [";
+  for (size_t i = 0; i < rows.size() && static_cast<int64_t>(i) < top; ++i) {
+    const std::string name = rows[i].name.size() > 160 ? rows[i].name.substr(0, 160) : rows[i].name;
+    out += std::string(i ? ", " : "") + "{\"name\": \"" + json_escape(name) + "\", \"us_per_step\": " +
+           std::to_string(rows[i].us) + ", \"calls_per_step\": " + std::to_string(rows[i].calls) + "}";
+  }
+  return out + "]";
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,6 +148,7 @@ int main(int argc, char** argv) {
   bool compact = true;
   bool count_ops = false;
   bool profile_steps = false;
+  int64_t kernel_profile = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -98,6 +169,7 @@ int main(int argc, char** argv) {
     else if (a == "--decode") decode = next();
     else if (a == "--count-ops") count_ops = true;
     else if (a == "--profile-steps") profile_steps = true;
+    else if (a == "--kernel-profile") kernel_profile = std::stoll(next());
     else { std::fprintf(stderr, "unknown argument %s\n", a.c_str()); return 2; }
   }
   if (model_dir.empty()) { std::fprintf(stderr, "--model DIR is required\n"); return 2; }
@@ -155,12 +227,23 @@ int main(int argc, char** argv) {
           compute_ops_per_step = static_cast<double>(b.second - a.second) / steps;
         }
       }
+      std::string kernels_json;
+      if (kernel_profile > 0) {
+        SamplingParams half = p, full = p;
+        half.max_new_tokens = std::max<int64_t>(1, new_tokens / 2);
+        full.max_new_tokens = new_tokens;
+        const NameTotals a = profile_device_time(load.device, [&] { engine.generate(prompts, half); });
+        const int64_t steps_a = engine.last_stats().decode_steps;
+        const NameTotals b = profile_device_time(load.device, [&] { engine.generate(prompts, full); });
+        const double steps = static_cast<double>(engine.last_stats().decode_steps - steps_a);
+        if (steps > 0) kernels_json = kernel_profile_json(a, b, steps, kernel_profile);
+      }
       std::printf("{\"batch\": %lld, \"prompt_len\": %lld, \"new_tokens\": %lld, \"threads\": %d, \"compact\": %s, "
                   "\"seconds\": %.4f, \"generated_tokens\": %lld, \"tokens_per_s\": %.1f, \"prefill_s\": %.4f, "
                   "\"decode_s\": %.4f, \"row_steps\": %lld, \"compactions\": %lld, \"decode\": \"%s\", "
                   "\"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld, \"ops_per_step\": %.1f, "
                   "\"compute_ops_per_step\": %.1f, \"decode_steps\": %lld, \"step_forward_us\": %.1f, "
-                  "\"step_sample_us\": %.1f, \"step_host_us\": %.1f}\n",
+                  "\"step_sample_us\": %.1f, \"step_host_us\": %.1f%s}\n",
                   static_cast<long long>(B), static_cast<long long>(prompt_len), static_cast<long long>(new_tokens),
                   at::get_num_threads(), compact ? "true" : "false", best, static_cast<long long>(stats.generated_tokens),
                   stats.generated_tokens / best, stats.prefill_seconds, stats.decode_seconds,
@@ -169,7 +252,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(stats.graph_captures), static_cast<long long>(stats.graph_replays), ops_per_step,
                   compute_ops_per_step, static_cast<long long>(stats.decode_steps),
                   per_step_us(stats.step_forward_seconds), per_step_us(stats.step_sample_seconds),
-                  per_step_us(stats.step_host_seconds));
+                  per_step_us(stats.step_host_seconds), kernels_json.c_str());
       std::fflush(stdout);
     }
   } catch (const UserError& e) {

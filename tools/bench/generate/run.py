@@ -104,6 +104,34 @@ def bandwidth_bound(model, batch, prompt_len, new_tokens, dtype_bytes):
     return dict(bandwidth_gbs=bandwidth / 1e9, tokens_per_s=batch / step_s)
 
 
+def short_kernel_name(name, width=100):
+    """A CUDA kernel's demangled name without 'void ' and its argument list, cut to `width`."""
+    if name.startswith("void ") and name.endswith(")"):
+        name, depth = name[5:], 0
+        for i in range(len(name) - 1, -1, -1):  # the '(' that matches the final ')'
+            depth += (name[i] == ")") - (name[i] == "(")
+            if depth == 0:
+                name = name[:i] if i > 0 else name
+                break
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+def print_kernel_profile(batch, prof, timed):
+    """One decode step's device time by kernel (--kernel-profile), beside the step's wall time from the
+    timed run: what the device is busy with, and how much of a step it idles."""
+    if "kernels" not in prof:
+        print(f"\n# batch {batch}: no kernel profile (no decode steps between the two profiled runs)")
+        return
+    wall_us = 1e6 * timed["decode_s"] / max(timed["decode_steps"], 1)
+    busy = prof["device_busy_us_per_step"]
+    print(f"\n# batch {batch}: one decode step on the device (CUPTI kernel times; {busy:.1f} us busy of a "
+          f"{wall_us:.1f} us step in the timed run, {100 * max(wall_us - busy, 0) / wall_us:.1f}% idle)")
+    print(f"{'us/step':>9} {'% busy':>7} {'calls':>6}  kernel")
+    for k in prof["kernels"]:
+        print(f"{k['us_per_step']:>9.1f} {100 * k['us_per_step'] / busy:>6.1f}% {k['calls_per_step']:>6.1f}  "
+              f"{short_kernel_name(k['name'])}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.environ.get("SCORCH_BUILD_DIR", "build"))
@@ -163,6 +191,12 @@ def main():
                 r = prof[b]
                 print(f"{b:>5} {r['step_forward_us']:>11.1f} {r['step_sample_us']:>10.1f} {r['step_host_us']:>8.1f} "
                       f"{ops[b]['compute_ops_per_step']:>12.1f}", flush=True)
+
+        if args.device == "cuda":
+            # Where a steady step's device time goes, per kernel (Kineto/CUPTI; no waits inserted).
+            kp = bench_scorch(binary, tmp, batches, args, ["--kernel-profile", "12", "--repeats", "1"])
+            for b in batches:
+                print_kernel_profile(b, kp[b], ours[b])
 
         if args.stop_every > 0:
             b = max(batches)
