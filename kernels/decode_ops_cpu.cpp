@@ -25,6 +25,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <c10/util/bit_cast.h>
@@ -401,6 +402,17 @@ at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const
   k_cache.select(2, s).copy_(qk.narrow(1, q_heads, kv).select(2, 0));
   v_cache.select(2, s).copy_(qkv.narrow(1, q_heads + kv, kv).select(2, 0));
   return qk.narrow(1, 0, q_heads).contiguous();
+}
+
+at::Tensor decode_attention_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                                const std::optional<at::Tensor>& mask, int64_t q_heads, double scale) {
+  const int64_t kv = check_decode_attention_inputs(qkv, cos, sin, k_cache, v_cache, slot, mask, q_heads, scale);
+  // Its definition (ops.h): rope_kv_write, then SDPA with grouped-query heads.
+  const at::Tensor q = rope_kv_write_cpu(qkv, cos, sin, k_cache, v_cache, slot, q_heads);  // [B, H, 1, D]
+  const at::Tensor a = at::scaled_dot_product_attention(q, k_cache, v_cache, mask, 0.0, false, scale,
+                                                        /*enable_gqa=*/kv != q_heads);
+  return a.transpose(1, 2).reshape({qkv.size(0), 1, q_heads * qkv.size(3)});
 }
 
 at::Tensor silu_and_mul_cpu(const at::Tensor& gu) {

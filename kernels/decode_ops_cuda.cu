@@ -15,6 +15,7 @@
 // ops can be captured in a CUDA graph. This file is NOT compiled with --use_fast_math (CMakeLists.txt):
 // exact expf and division, no flush-to-zero. Products and sums whose rounding matters are written with
 // __fmul_rn / __fadd_rn, which the compiler never contracts into an FMA.
+#include "kernels/decode_device.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
@@ -40,15 +41,6 @@ template <typename T, int kSize>
 struct alignas(sizeof(T) * kSize) Pack {
   T v[kSize];
 };
-
-template <typename T>
-__device__ __forceinline__ float to_float(T v) {
-  return static_cast<float>(v);
-}
-template <typename T>
-__device__ __forceinline__ T to_dtype(float v) {
-  return static_cast<T>(v);
-}
 
 // Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
 __device__ __forceinline__ float block_sum(float v) {
@@ -156,14 +148,11 @@ __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, 
     const T* xr = x + b * g.xs0 + m * g.xs1 + t * g.xs2;
     const T* c = cos + b * g.cb + t * g.ct;
     const T* s = sin + b * g.sb + t * g.st;
-    const float x1 = to_float(xr[i]), x2 = to_float(xr[i + g.half]);
-    const float a1 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(c[i]))));
-    const float b1 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(s[i]))));
-    const float a2 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(c[i + g.half]))));
-    const float b2 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(s[i + g.half]))));
+    T o1, o2;
+    rope_pair(xr[i], xr[i + g.half], c[i], s[i], c[i + g.half], s[i + g.half], o1, o2);
     T* o = out + row * 2 * g.half;
-    o[i] = to_dtype<T>(__fsub_rn(a1, b1));
-    o[i + g.half] = to_dtype<T>(__fadd_rn(a2, b2));
+    o[i] = o1;
+    o[i + g.half] = o2;
   }
 }
 
@@ -198,11 +187,8 @@ __global__ void rope_kv_write_kernel(const T* __restrict__ qkv, const T* __restr
     }
     const T* c = cos + b * g.cb;
     const T* s = sin + b * g.sb;
-    const float x1 = to_float(xr[i]), x2 = to_float(xr[i + g.half]);
-    const float a1 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(c[i]))));
-    const float b1 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(s[i]))));
-    const float a2 = to_float(to_dtype<T>(__fmul_rn(x2, to_float(c[i + g.half]))));
-    const float b2 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(s[i + g.half]))));
+    T o1, o2;
+    rope_pair(xr[i], xr[i + g.half], c[i], s[i], c[i + g.half], s[i + g.half], o1, o2);
     T* o;
     if (m < g.q_heads) {
       o = q + (b * g.q_heads + m) * d;
@@ -210,8 +196,8 @@ __global__ void rope_kv_write_kernel(const T* __restrict__ qkv, const T* __restr
       if (slot < 0 || slot >= g.slots) continue;
       o = k_cache + ((b * g.kv_heads + (m - g.q_heads)) * g.slots + slot) * d;
     }
-    o[i] = to_dtype<T>(__fsub_rn(a1, b1));
-    o[i + g.half] = to_dtype<T>(__fadd_rn(a2, b2));
+    o[i] = o1;
+    o[i + g.half] = o2;
   }
 }
 

@@ -7,6 +7,7 @@
 // This header is deliberately light: it must stay cheap for every trainer file that includes it.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -115,6 +116,28 @@ at::Tensor silu_and_mul(const at::Tensor& gu);
 // the CPU it is an error. Inference only.
 at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                          at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads);
+
+// One decode step's attention after the q/k/v projection, fused: rope_kv_write (q and k roped, k and v
+// written to the caches at slot), then softmax(q k^T * scale + mask) v over every slot of the caches,
+// grouped-query (query head h reads KV head h / (q_heads / KV)); returns [B, 1, q_heads * D], the
+// layout the output projection reads. The same as
+//   q = rope_kv_write(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+//   at::scaled_dot_product_attention(q, k_cache, v_cache, mask, 0, false, scale, /*enable_gqa=*/true)
+//       .transpose(1, 2).reshape({B, 1, q_heads * D})
+// which is what the CPU runs. CUDA: one kernel per step -- every block ropes its group's q heads and
+// its KV head's new key itself (the slot's key and value come from there, not from the cache, so no
+// block waits for another's write), scores a range of slots into shared memory in fp32, softmax and
+// P.V in fp32; when B * KV blocks would leave SMs idle the slots are split over more blocks and a
+// second small kernel merges the partial softmaxes (flash-decoding). Rounded to the dtype once, at the
+// end (SDPA's math path rounds its scores and weights to the dtype too; the kernels agree to the
+// dtype's rounding, checked against float64 by the GPU tests). A row whose every slot is masked gets
+// zeros on CUDA (the engine never makes one: a row always sees its own new slot).
+//   mask  additive [B, 1, 1, slots] (B may be 1) in qkv's dtype (0 or -inf), or none
+// Errors: as rope_kv_write; q_heads not a multiple of KV; more than 16 query heads per KV head; a head
+// dimension above 256. Inference only.
+at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                            at::Tensor& v_cache, const at::Tensor& slot, const std::optional<at::Tensor>& mask,
+                            int64_t q_heads, double scale);
 
 // One token per row drawn from softmax(logits / temperature) by inverse-CDF sampling with the
 // given uniforms: the weights w_i = exp((x_i - max) / T), token = the first i whose float64 running

@@ -3,6 +3,7 @@
 // at::Tensor stands for "not given" (an absent gradient).
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -78,12 +79,27 @@ std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cpu(const at::Tensor& h, c
                                                           const at::Tensor& weight, double eps);
 at::Tensor fused_rope_cpu(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor silu_and_mul_cpu(const at::Tensor& gu);
-// Validates rope_kv_write's arguments; returns the number of KV heads.
+// Validates rope_kv_write's arguments (op names the caller in the messages: decode_attention takes
+// the same ones); returns the number of KV heads.
 int64_t check_rope_kv_write_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
                                    const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot,
-                                   int64_t q_heads);
+                                   int64_t q_heads, const char* op = "rope_kv_write");
 at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                              at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads);
+// decode_attention's limits (ops.h) and argument checks; returns the number of KV heads.
+constexpr int64_t kDecodeAttentionMaxGroup = 16;
+constexpr int64_t kDecodeAttentionMaxHeadDim = 256;
+int64_t check_decode_attention_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                      const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot,
+                                      const std::optional<at::Tensor>& mask, int64_t q_heads, double scale);
+at::Tensor decode_attention_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                                const std::optional<at::Tensor>& mask, int64_t q_heads, double scale);
+#ifdef SCORCH_WITH_CUDA
+at::Tensor decode_attention_cuda(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                 at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                                 const std::optional<at::Tensor>& mask, int64_t q_heads, double scale);
+#endif
 #ifdef SCORCH_WITH_CUDA
 at::Tensor rope_kv_write_cuda(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                               at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads);

@@ -167,24 +167,23 @@ RopeTableStrides rope_table_strides(const at::Tensor& table) {
 
 int64_t check_rope_kv_write_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
                                    const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot,
-                                   int64_t q_heads) {
-  const char* op = "rope_kv_write";
-  TORCH_CHECK(qkv.dim() == 4 && qkv.size(2) == 1, "scorch::rope_kv_write: qkv must be [B, H + 2 KV, 1, D] (one "
+                                   int64_t q_heads, const char* op) {
+  TORCH_CHECK(qkv.dim() == 4 && qkv.size(2) == 1, "scorch::", op, ": qkv must be [B, H + 2 KV, 1, D] (one "
               "decode token per row), got ", qkv.sizes());
   check_decode_dtype(op, "qkv", qkv);
   const int64_t b = qkv.size(0), heads = qkv.size(1), d = qkv.size(3);
-  TORCH_CHECK(q_heads >= 1 && heads > q_heads && (heads - q_heads) % 2 == 0, "scorch::rope_kv_write: ", heads,
+  TORCH_CHECK(q_heads >= 1 && heads > q_heads && (heads - q_heads) % 2 == 0, "scorch::", op, ": ", heads,
               " heads in qkv do not split into q_heads = ", q_heads, " query heads and two equal K / V groups");
   const int64_t kv = (heads - q_heads) / 2;
-  TORCH_CHECK(d >= 2 && d % 2 == 0, "scorch::rope_kv_write: the head dimension D must be even and >= 2, got ", d);
-  TORCH_CHECK(qkv.stride(3) == 1, "scorch::rope_kv_write: the last dimension of qkv must be contiguous (stride 1), "
+  TORCH_CHECK(d >= 2 && d % 2 == 0, "scorch::", op, ": the head dimension D must be even and >= 2, got ", d);
+  TORCH_CHECK(qkv.stride(3) == 1, "scorch::", op, ": the last dimension of qkv must be contiguous (stride 1), "
               "got strides ", qkv.strides());
   for (const auto& [name, table] : {std::pair<const char*, const at::Tensor*>{"cos", &cos}, {"sin", &sin}}) {
     TORCH_CHECK(table->dim() == 4 && (table->size(0) == b || table->size(0) == 1) && table->size(1) == 1 &&
                     table->size(2) == 1 && table->size(3) == d,
-                "scorch::rope_kv_write: ", name, " must be [B, 1, 1, D] = [", b, ", 1, 1, ", d, "] (B may be 1), got ",
+                "scorch::", op, ": ", name, " must be [B, 1, 1, D] = [", b, ", 1, 1, ", d, "] (B may be 1), got ",
                 table->sizes());
-    TORCH_CHECK(table->stride(3) == 1, "scorch::rope_kv_write: the last dimension of ", name,
+    TORCH_CHECK(table->stride(3) == 1, "scorch::", op, ": the last dimension of ", name,
                 " must be contiguous (stride 1)");
     check_same_dtype_and_device(op, name, *table, "qkv", qkv);
   }
@@ -192,14 +191,38 @@ int64_t check_rope_kv_write_inputs(const at::Tensor& qkv, const at::Tensor& cos,
        {std::pair<const char*, const at::Tensor*>{"k_cache", &k_cache}, {"v_cache", &v_cache}}) {
     TORCH_CHECK(cache->dim() == 4 && cache->size(0) == b && cache->size(1) == kv && cache->size(3) == d &&
                     cache->size(2) >= 1 && cache->is_contiguous(),
-                "scorch::rope_kv_write: ", name, " must be a contiguous [B, KV, slots, D] = [", b, ", ", kv,
+                "scorch::", op, ": ", name, " must be a contiguous [B, KV, slots, D] = [", b, ", ", kv,
                 ", slots, ", d, "], got ", cache->sizes());
     check_same_dtype_and_device(op, name, *cache, "qkv", qkv);
   }
-  TORCH_CHECK(v_cache.size(2) == k_cache.size(2), "scorch::rope_kv_write: k_cache and v_cache differ in slots");
+  TORCH_CHECK(v_cache.size(2) == k_cache.size(2), "scorch::", op, ": k_cache and v_cache differ in slots");
   TORCH_CHECK(slot.numel() == 1 && slot.scalar_type() == at::kLong && slot.device() == qkv.device(),
-              "scorch::rope_kv_write: slot must be one int64 on qkv's device, got ", slot.sizes(), " ",
+              "scorch::", op, ": slot must be one int64 on qkv's device, got ", slot.sizes(), " ",
               slot.scalar_type(), " on ", slot.device());
+  return kv;
+}
+
+int64_t check_decode_attention_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                      const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot,
+                                      const std::optional<at::Tensor>& mask, int64_t q_heads, double scale) {
+  const char* op = "decode_attention";
+  const int64_t kv = check_rope_kv_write_inputs(qkv, cos, sin, k_cache, v_cache, slot, q_heads, op);
+  TORCH_CHECK(q_heads % kv == 0, "scorch::decode_attention: q_heads = ", q_heads, " is not a multiple of the ", kv,
+              " KV heads (grouped-query attention shares each KV head among q_heads / KV query heads)");
+  TORCH_CHECK(q_heads / kv <= kDecodeAttentionMaxGroup, "scorch::decode_attention: ", q_heads / kv,
+              " query heads per KV head; at most ", kDecodeAttentionMaxGroup, " are supported");
+  TORCH_CHECK(qkv.size(3) <= kDecodeAttentionMaxHeadDim, "scorch::decode_attention: head dimension ", qkv.size(3),
+              " is above the supported ", kDecodeAttentionMaxHeadDim);
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, "scorch::decode_attention: scale must be positive and finite, got ",
+              scale);
+  if (mask) {
+    const int64_t b = qkv.size(0), slots = k_cache.size(2);
+    TORCH_CHECK(mask->dim() == 4 && (mask->size(0) == b || mask->size(0) == 1) && mask->size(1) == 1 &&
+                    mask->size(2) == 1 && mask->size(3) == slots,
+                "scorch::decode_attention: mask must be additive [B, 1, 1, slots] = [", b, ", 1, 1, ", slots,
+                "] (B may be 1), got ", mask->sizes());
+    check_same_dtype_and_device(op, "mask", *mask, "qkv", qkv);
+  }
   return kv;
 }
 
@@ -330,6 +353,9 @@ using RopeSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at:
 using SiluAndMulSignature = at::Tensor(const at::Tensor&);
 using RopeKvWriteSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&,
                                         at::Tensor&, const at::Tensor&, int64_t);
+using DecodeAttentionSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&,
+                                            at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t,
+                                            double);
 
 // There is no backward: refuse to produce an output that autograd would treat as a constant.
 void check_inference_only(const char* op, std::initializer_list<const at::Tensor*> inputs) {
@@ -369,6 +395,16 @@ at::Tensor rope_kv_write_autograd(const at::Tensor& qkv, const at::Tensor& cos, 
   static const auto op = typed_op<RopeKvWriteSignature>("scorch::rope_kv_write");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+}
+
+at::Tensor decode_attention_autograd(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                     at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                                     const std::optional<at::Tensor>& mask, int64_t q_heads, double scale) {
+  const at::Tensor no_mask;
+  check_inference_only("decode_attention", {&qkv, &cos, &sin, &k_cache, &v_cache, mask ? &*mask : &no_mask});
+  static const auto op = typed_op<DecodeAttentionSignature>("scorch::decode_attention");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(qkv, cos, sin, k_cache, v_cache, slot, mask, q_heads, scale);
 }
 
 at::Tensor silu_and_mul_autograd(const at::Tensor& gu) {
@@ -429,6 +465,13 @@ at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at:
   return op.call(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
 }
 
+at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                            at::Tensor& v_cache, const at::Tensor& slot, const std::optional<at::Tensor>& mask,
+                            int64_t q_heads, double scale) {
+  static const auto op = kernels::typed_op<kernels::DecodeAttentionSignature>("scorch::decode_attention");
+  return op.call(qkv, cos, sin, k_cache, v_cache, slot, mask, q_heads, scale);
+}
+
 at::Tensor sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, double temperature) {
   using Signature = at::Tensor(const at::Tensor&, const at::Tensor&, double);
   static const auto op = kernels::typed_op<Signature>("scorch::sample_tokens");
@@ -454,6 +497,8 @@ TORCH_LIBRARY(scorch, m) {
   m.def("sample_tokens(Tensor logits, Tensor uniforms, float temperature) -> Tensor");
   m.def("rope_kv_write(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slot, "
         "int q_heads) -> Tensor");
+  m.def("decode_attention(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slot, "
+        "Tensor? mask, int q_heads, float scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(scorch, CPU, m) {
@@ -467,6 +512,7 @@ TORCH_LIBRARY_IMPL(scorch, CPU, m) {
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cpu);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cpu);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cpu);
+  m.impl("decode_attention", &scorch::kernels::decode_attention_cpu);
 }
 
 #ifdef SCORCH_WITH_CUDA
@@ -481,6 +527,7 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cuda);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cuda);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cuda);
+  m.impl("decode_attention", &scorch::kernels::decode_attention_cuda);
 }
 #endif
 
@@ -491,4 +538,5 @@ TORCH_LIBRARY_IMPL(scorch, Autograd, m) {
   m.impl("fused_rope", &scorch::kernels::fused_rope_autograd);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_autograd);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_autograd);
+  m.impl("decode_attention", &scorch::kernels::decode_attention_autograd);
 }

@@ -51,9 +51,6 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
 }
 
-// Attention's inputs of one layer: q [B, H, T, D], keys / values [B, KV, S, D].
-using QkvKv = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
-
 // Whether a forward must differentiate with respect to any of these (defined) tensors.
 bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
   if (!at::GradMode::is_enabled()) return false;
@@ -101,12 +98,13 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 // and k heads at once, and kernels' fused RMSNorm (each residual add fused with the norm after it),
 // RoPE and SiLU-and-multiply -- the same values as the separate ops up to the GEMMs' blocking and
 // the norms' order of summation.
-// `qkv_kv(layer, qkv)` may take over RoPE and the cache write from a fused projection qkv
-// [B, H + 2 KV, T, D] and return (q, keys, values) for attention, or nullopt (then RoPE + kv()).
-template <class KvFn, class QkvKvFn>
+// `qkv_attn(layer, qkv)` may take over RoPE, the cache write and attention from a fused projection
+// qkv [B, H + 2 KV, T, D] and return the attention output [B, T, H * D], or nullopt (then RoPE, kv()
+// and attend()).
+template <class KvFn, class QkvAttnFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
                       const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
-                      KvFn&& kv, QkvKvFn&& qkv_kv) {
+                      KvFn&& kv, QkvAttnFn&& qkv_attn) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D)), eps = c.rms_norm_eps;
@@ -114,12 +112,12 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
   at::Tensor x = norm(h, layers[0].input_norm, eps);
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
-    at::Tensor q, k, v;
+    at::Tensor q, k, v, attn;  // attn [B, T, H * D]
     if (has_fused_qkv(L) &&
         !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
       const at::Tensor qkv = at::linear(x, L.qkv_weight, L.qkv_bias).view({B, T, H + 2 * KV, D}).transpose(1, 2);
-      if (auto fused = qkv_kv(static_cast<int64_t>(i), qkv)) {
-        std::tie(q, k, v) = *fused;
+      if (auto fused = qkv_attn(static_cast<int64_t>(i), qkv)) {
+        attn = *fused;
       } else {
         const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
         q = qk.narrow(1, 0, H);
@@ -131,8 +129,8 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
       v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
       std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     }
-    const at::Tensor a = attend(q, k, v, mask, causal, scale);  // [B, H, T, D]
-    const at::Tensor o = at::linear(a.transpose(1, 2).reshape({B, T, H * D}), L.o_weight, L.o_bias);
+    if (!attn.defined()) attn = attend(q, k, v, mask, causal, scale).transpose(1, 2).reshape({B, T, H * D});
+    const at::Tensor o = at::linear(attn, L.o_weight, L.o_bias);
     at::Tensor y;
     std::tie(h, y) = add_norm(h, o, L.post_attention_norm, eps);
     at::Tensor act;
@@ -307,13 +305,13 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                                     },
-                                    [](int64_t, const at::Tensor&) { return std::optional<QkvKv>(); });
+                                    [](int64_t, const at::Tensor&) { return std::optional<at::Tensor>(); });
   if (cache) cache->end_step();
   return norm(out, norm_, c.rms_norm_eps);
 }
 
 at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
-                                    KvCache& cache) const {
+                                    KvCache& cache, bool fused_attention) const {
   const ModelConfig& c = config_;
   const int64_t B = input_ids.size(0);
   if (input_ids.dim() != 2 || input_ids.size(1) != 1 || cache.batch() != B) {
@@ -324,18 +322,25 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   const std::pair<at::Tensor, at::Tensor> tables = rope_tables(step.positions, inv_freq_, h.scalar_type());
   const at::Tensor& cos = tables.first;  // [B, 1, 1, D]
   const at::Tensor& sin = tables.second;
-  const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(step.attention_mask, h.scalar_type()),
-                                    /*causal=*/false,
+  const std::optional<at::Tensor> mask = additive_mask(step.attention_mask, h.scalar_type());
+  const int64_t H = c.num_attention_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const at::Tensor out = run_layers(layers_, c, h, cos, sin, mask, /*causal=*/false,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     },
-                                    [&](int64_t layer, const at::Tensor& qkv) -> std::optional<QkvKv> {
-                                      // RoPE and the cache write in one kernel (kernels' rope_kv_write)
+                                    [&](int64_t layer, const at::Tensor& qkv) -> std::optional<at::Tensor> {
                                       if (needs_grad({&qkv})) return std::nullopt;
                                       at::Tensor keys = cache.keys(layer), values = cache.values(layer);
-                                      at::Tensor q = rope_kv_write(qkv, cos, sin, keys, values, slot,
-                                                                   c.num_attention_heads);
-                                      return QkvKv{q, keys, values};
+                                      // RoPE, the cache write and attention in one kernel
+                                      if (fused_attention) {
+                                        return decode_attention(qkv, cos, sin, keys, values, slot, mask, H, scale);
+                                      }
+                                      // RoPE and the cache write in one kernel, then attention
+                                      const at::Tensor q = rope_kv_write(qkv, cos, sin, keys, values, slot, H);
+                                      return attend(q, keys, values, mask, false, scale)
+                                          .transpose(1, 2)
+                                          .reshape({B, 1, H * c.head_dim});
                                     });
   return norm(out, norm_, c.rms_norm_eps);
 }

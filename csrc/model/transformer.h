@@ -68,9 +68,11 @@ class Transformer {
   // on the device = cache.used(). Attends over all max_len slots of the cache (those not yet valid
   // are masked) and writes the step's keys / values at `slot` by index; the caller advances the
   // host-side count with cache.advance_static_step(). Returns hidden [B, 1, hidden], equal to
-  // forward() with the cache up to floating-point reassociation.
+  // forward() with the cache up to floating-point reassociation. fused_attention: each layer's RoPE,
+  // cache write and attention as one kernels' decode_attention call (on CUDA its own kernel; on the
+  // CPU the same ops as without it), instead of rope_kv_write + SDPA + a transposing copy.
   at::Tensor decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
-                         KvCache& cache) const;
+                         KvCache& cache, bool fused_attention = false) const;
   // LM head: hidden [..., hidden] -> logits [..., vocab] in the weights' dtype.
   at::Tensor logits(const at::Tensor& hidden) const;
   // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.

@@ -171,7 +171,8 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
 
   std::unique_ptr<StaticDecoder> static_decoder;
   if (static_decode_steps()) {
-    static_decoder = std::make_unique<StaticDecoder>(model_, options_.decode_steps != DecodeSteps::kStatic);
+    static_decoder = std::make_unique<StaticDecoder>(model_, options_.decode_steps != DecodeSteps::kStatic,
+                                                     options_.fused_decode_attention);
   }
   // On CPU the lm_head matmul of a decode step ([R, hidden] x [hidden, V], small R) is 1.2-4x
   // faster against a contiguous [hidden, V] copy of the weight than through at::linear's transposed

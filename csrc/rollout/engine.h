@@ -69,6 +69,11 @@ struct EngineOptions {
   // (GenerationStats' step_*_seconds). The waits cost time and serialise host and device: the
   // parts say where a step goes, the totals are then slower than without.
   bool profile_steps = false;
+  // Static steps: each layer's RoPE, cache write and attention in one kernel (kernels'
+  // decode_attention) instead of rope_kv_write + SDPA + a copy. The same ops on the CPU; on CUDA
+  // scorch's own kernel, off until tools/gpu/check.sh has checked and measured it on a GPU
+  // (bench_generate --fused-attention; run.py prints both).
+  bool fused_decode_attention = false;
 };
 
 // Totals of the last generate() / episode call (benchmarks and logs).

@@ -34,8 +34,10 @@ struct StaticDecoder::Graph {
 struct StaticDecoder::Graph {};
 #endif
 
-StaticDecoder::StaticDecoder(const Transformer& model, bool cuda_graph)
-    : model_(model), use_graph_(cuda_graph && model.device().is_cuda() && !g_capture_failed.load()) {
+StaticDecoder::StaticDecoder(const Transformer& model, bool cuda_graph, bool fused_attention)
+    : model_(model),
+      use_graph_(cuda_graph && model.device().is_cuda() && !g_capture_failed.load()),
+      fused_attention_(fused_attention) {
 #if !defined(SCORCH_WITH_CUDA)
   use_graph_ = false;
 #endif
@@ -56,7 +58,7 @@ void StaticDecoder::bind(KvCache& cache) {
 }
 
 at::Tensor StaticDecoder::run(KvCache& cache) const {
-  const at::Tensor hidden = model_.decode_step(tokens_, token_mask_, slot_, cache);  // [R, 1, hidden]
+  const at::Tensor hidden = model_.decode_step(tokens_, token_mask_, slot_, cache, fused_attention_);  // [R, 1, hidden]
   return model_.logits(hidden.select(1, 0));  // [R, V] in the model's dtype (the sampler reads bf16 as it is)
 }
 

@@ -28,8 +28,9 @@ class KvCache;
 
 class StaticDecoder {
  public:
-  // cuda_graph: capture and replay when the model is on CUDA (ignored on CPU).
-  StaticDecoder(const Transformer& model, bool cuda_graph);
+  // cuda_graph: capture and replay when the model is on CUDA (ignored on CPU). fused_attention:
+  // Transformer::decode_step's fused_attention (kernels' decode_attention per layer).
+  StaticDecoder(const Transformer& model, bool cuda_graph, bool fused_attention = false);
   ~StaticDecoder();
   StaticDecoder(const StaticDecoder&) = delete;
   StaticDecoder& operator=(const StaticDecoder&) = delete;
@@ -52,6 +53,7 @@ class StaticDecoder {
 
   const Transformer& model_;
   bool use_graph_;
+  bool fused_attention_;
   std::unique_ptr<Graph> graph_;
   at::Tensor tokens_, token_mask_, slot_;  // [R, 1] int64, [R, 1] bool, [1] int64
   at::Tensor logits_;                      // [R, V]: the captured graph's output

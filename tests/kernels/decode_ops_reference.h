@@ -51,6 +51,19 @@ inline at::Tensor silu_and_mul_f64(const at::Tensor& gu) {
   return gate / (1.0 + at::exp(-gate)) * u;
 }
 
+// Grouped-query attention of one query per row in float64, from the formula (no SDPA): q [B, H, 1, D],
+// k / v [B, KV, S, D] (query head h reads KV head h / (H / KV)), mask additive [B or 1, 1, 1, S] or
+// undefined; returns [B, 1, H * D] as decode_attention lays it out.
+inline at::Tensor decode_attention_f64(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const at::Tensor& mask, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), KV = k.size(1);
+  const at::Tensor q64 = q.to(at::kDouble).reshape({B, KV, H / KV, D});             // [B, KV, G, D]
+  at::Tensor scores = at::matmul(q64, k.to(at::kDouble).transpose(2, 3)) * scale;  // [B, KV, G, S]
+  if (mask.defined()) scores = scores + mask.to(at::kDouble);                      // [B|1, 1, 1, S] broadcasts
+  const at::Tensor w = at::softmax(scores, -1);
+  return at::matmul(w, v.to(at::kDouble)).reshape({B, 1, H * D});
+}
+
 // How far apart two tensors of one floating dtype are, in units in the last place of that dtype.
 struct UlpDiff {
   int64_t differing = 0;  // elements that are not bit-identical (up to the sign of zero)

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -393,4 +394,82 @@ TEST(RopeKvWrite, EqualsFusedRopeAndIndexCopyAtTheSlot) {
                           "slot must be one int64", "slot dtype");
   expect_error_containing([&] { scorch::rope_kv_write(qkv.clone().requires_grad_(true), cos, sin, k, v, slot, 4); },
                           "rope_kv_write is inference-only", "gradient");
+}
+
+// decode_attention on the CPU: its definition (rope_kv_write, then SDPA with grouped-query heads, the
+// output transposed to [B, 1, H * D]) bit for bit, the caches written exactly as rope_kv_write writes
+// them, and the attention formula in float64 on the roped q and the written caches: GQA groups of 1, 2
+// and 7 (the Qwen2.5-0.5B shape), masked slots (left padding, slots not yet used), a mask broadcast
+// over the batch, no mask. Bad arguments and a gradient are errors.
+TEST(DecodeAttention, CpuEqualsRopeKvWriteThenSdpaAndTheFloat64Formula) {
+  at::manual_seed(43);
+  struct Shape {
+    int64_t B, H, KV, D, S, slot;
+  };
+  for (const Shape sh : {Shape{3, 4, 4, 16, 10, 6}, Shape{2, 4, 2, 8, 5, 0}, Shape{2, 14, 2, 64, 40, 39}}) {
+    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      for (int mask_kind = 0; mask_kind < 3; ++mask_kind) {  // per row, broadcast, none
+        c10::NoGradGuard no_grad;
+        const int64_t B = sh.B, H = sh.H, KV = sh.KV, D = sh.D, S = sh.S;
+        const at::Tensor proj = nonzero_randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+        const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
+        const at::Tensor cos = nonzero_randn({B, 1, 1, D}).to(dtype), sin = nonzero_randn({B, 1, 1, D}).to(dtype);
+        const at::Tensor k0 = nonzero_randn({B, KV, S, D}).to(dtype), v0 = nonzero_randn({B, KV, S, D}).to(dtype);
+        const at::Tensor slot = at::full({1}, sh.slot, at::kLong);
+        // Row b sees slots [b, slot] (b left-padding slots masked, none past the new one).
+        at::Tensor valid = at::zeros({mask_kind == 1 ? 1 : B, 1, 1, S}, at::kBool);
+        for (int64_t b = 0; b < valid.size(0); ++b) {
+          const int64_t first = std::min(b, sh.slot);
+          valid[b].narrow(-1, first, sh.slot - first + 1).fill_(true);
+        }
+        const at::Tensor mask = mask_kind == 2 ? at::Tensor()
+                                               : at::zeros(valid.sizes(), dtype).masked_fill_(valid.logical_not(), -INFINITY);
+        const std::optional<at::Tensor> mask_opt = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+        const std::string where = std::string(c10::toString(dtype)) + " B=" + std::to_string(B) + " H=" +
+                                  std::to_string(H) + " KV=" + std::to_string(KV) + " mask " + std::to_string(mask_kind);
+
+        at::Tensor k = k0.clone(), v = v0.clone();
+        const at::Tensor out = scorch::decode_attention(qkv, cos, sin, k, v, slot, mask_opt, H, scale);
+        at::Tensor k_ref = k0.clone(), v_ref = v0.clone();
+        const at::Tensor q = scorch::rope_kv_write(qkv, cos, sin, k_ref, v_ref, slot, H);
+        ASSERT_EQ(out.sizes(), (std::vector<int64_t>{B, 1, H * D})) << where;
+        EXPECT_TRUE(at::equal(k, k_ref)) << where;
+        EXPECT_TRUE(at::equal(v, v_ref)) << where;
+        const at::Tensor sdpa = at::scaled_dot_product_attention(q, k_ref, v_ref, mask_opt, 0.0, false, scale, KV != H)
+                                    .transpose(1, 2)
+                                    .reshape({B, 1, H * D});
+        EXPECT_TRUE(at::equal(out, sdpa)) << where;
+        const double e = relative_error(out, scorch::test::decode_attention_f64(q, k_ref, v_ref, mask, scale));
+        EXPECT_LE(e, dtype == at::kFloat ? 1e-5 : 1.6e-2) << where;
+      }
+    }
+  }
+  const at::Tensor qkv = at::randn({2, 8, 1, 4}), cos = at::randn({2, 1, 1, 4}), sin = at::randn({2, 1, 1, 4});
+  at::Tensor k = at::zeros({2, 2, 5, 4}), v = at::zeros({2, 2, 5, 4});
+  const at::Tensor slot = at::full({1}, 1, at::kLong);
+  const double scale = 0.5;
+  expect_error_containing([&] { scorch::decode_attention(qkv, cos, sin, k, v, slot, std::nullopt, 3, scale); },
+                          "do not split", "q_heads");
+  // 6 query heads + 2 x 1 KV heads is fine; 5 + 2 x ... cannot be grouped: 7 heads = 3 + 2 x 2, 3 % 2 != 0.
+  at::Tensor k2 = at::zeros({2, 2, 5, 4}), v2 = at::zeros({2, 2, 5, 4});
+  expect_error_containing(
+      [&] { scorch::decode_attention(at::randn({2, 7, 1, 4}), cos, sin, k2, v2, slot, std::nullopt, 3, scale); },
+      "not a multiple of the 2 KV heads", "ungroupable heads");
+  at::Tensor k17 = at::zeros({2, 1, 5, 4}), v17 = at::zeros({2, 1, 5, 4});
+  expect_error_containing(
+      [&] { scorch::decode_attention(at::randn({2, 19, 1, 4}), cos, sin, k17, v17, slot, std::nullopt, 17, scale); },
+      "at most 16 are supported", "17 heads per KV head");
+  expect_error_containing(
+      [&] { scorch::decode_attention(qkv, cos, sin, k, v, slot, at::zeros({2, 1, 1, 4}), 4, scale); },
+      "mask must be additive [B, 1, 1, slots]", "mask over 4 of 5 slots");
+  expect_error_containing(
+      [&] { scorch::decode_attention(qkv, cos, sin, k, v, slot, at::zeros({2, 1, 1, 5}, at::kDouble), 4, scale); },
+      "mask is Double but qkv is Float", "mask dtype");
+  expect_error_containing([&] { scorch::decode_attention(qkv, cos, sin, k, v, slot, std::nullopt, 4, 0.0); },
+                          "scale must be positive", "scale 0");
+  ASSERT_TRUE(c10::GradMode::is_enabled());
+  expect_error_containing(
+      [&] { scorch::decode_attention(qkv.clone().requires_grad_(true), cos, sin, k, v, slot, std::nullopt, 4, scale); },
+      "decode_attention is inference-only", "gradient");
 }

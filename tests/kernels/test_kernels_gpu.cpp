@@ -355,6 +355,119 @@ TEST(DecodeOpsCuda, RopeKvWriteIsBitEqualToTheCpuOp) {
   }
 }
 
+// decode_attention's CUDA kernel: the caches written bit-equal to the CPU op's (rope_kv_write's
+// rounding), the output against the float64 formula on the roped q and the written caches, and
+// beside the CPU op (SDPA), with the output memory poisoned first. The shapes cover one block per
+// (row, KV head) and slots split over several blocks with the partial softmaxes merged (batch 1,
+// 3000 slots, the first half masked: whole splits without a visible slot; batch 2, 1100 slots), GQA groups of 1, 7 and 16,
+// head dims 10 (scalar loads), 64, 128 and 256, a mask broadcast over the batch, no mask, and a slot
+// past the end (writes nothing; attention over the cache as it is).
+TEST(DecodeAttentionCuda, MatchesTheFloat64FormulaAndWritesTheCachesLikeRopeKvWrite) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(47);
+  c10::NoGradGuard no_grad;
+  struct Shape {
+    int64_t B, H, KV, D, S, slot, masked_prefix;  // masked_prefix: slots [0, p) hidden from every row
+    int mask_kind;                                // 0 per row, 1 broadcast, 2 none
+  };
+  const std::vector<Shape> shapes = {{64, 14, 2, 64, 208, 77, 0, 0}, {1, 8, 8, 128, 3000, 2999, 1500, 0},
+                                     {3, 16, 1, 256, 20, 5, 2, 1},   {2, 4, 2, 10, 33, 0, 0, 2},
+                                     {5, 4, 2, 16, 300, 150, 7, 0},  {2, 14, 2, 64, 50, 50, 3, 0},
+                                     {2, 8, 2, 32, 1100, 600, 100, 1}};
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    double worst = 0, worst_vs_cpu = 0;
+    for (const Shape& sh : shapes) {
+      const int64_t B = sh.B, H = sh.H, KV = sh.KV, D = sh.D, S = sh.S;
+      const at::Tensor proj = at::randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+      const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
+      const at::Tensor cos = at::randn({B, 1, 1, D}).to(dtype), sin = at::randn({B, 1, 1, D}).to(dtype);
+      const at::Tensor k0 = at::randn({B, KV, S, D}).to(dtype), v0 = at::randn({B, KV, S, D}).to(dtype);
+      at::Tensor valid = at::ones({sh.mask_kind == 1 ? 1 : B, 1, 1, S}, at::kBool);
+      valid.narrow(-1, 0, sh.masked_prefix).fill_(false);
+      for (int64_t b = 0; sh.mask_kind == 0 && b < B; ++b) {  // row b also hides b slots after the prefix
+        valid[b].narrow(-1, sh.masked_prefix, std::min(b, S - sh.masked_prefix - 1)).fill_(false);
+      }
+      if (sh.slot < S) valid.narrow(-1, sh.slot, 1).fill_(true);  // a row always sees its new slot
+      const at::Tensor mask =
+          sh.mask_kind == 2 ? at::Tensor() : at::zeros(valid.sizes(), dtype).masked_fill_(valid.logical_not(), -INFINITY);
+      const std::optional<at::Tensor> mask_cpu = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+      const std::optional<at::Tensor> mask_dev = mask.defined() ? std::optional<at::Tensor>(mask.cuda()) : std::nullopt;
+      const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+      const std::string where = std::string(c10::toString(dtype)) + " B=" + std::to_string(B) + " H=" +
+                                std::to_string(H) + " KV=" + std::to_string(KV) + " D=" + std::to_string(D) +
+                                " S=" + std::to_string(S) + " slot=" + std::to_string(sh.slot);
+
+      at::Tensor kd = k0.cuda(), vd = v0.cuda();
+      poison_cuda_memory(B * H * D, 1, dtype);
+      const at::Tensor out = scorch::decode_attention(qkv.cuda(), cos.cuda(), sin.cuda(), kd, vd,
+                                                      at::full({1}, sh.slot, at::kLong).cuda(), mask_dev, H, scale)
+                                 .cpu();
+      ASSERT_EQ(out.sizes(), (std::vector<int64_t>{B, 1, H * D})) << where;
+      at::Tensor k_ref = k0.clone(), v_ref = v0.clone(), q;
+      if (sh.slot < S) {
+        q = scorch::rope_kv_write(qkv, cos, sin, k_ref, v_ref, at::full({1}, sh.slot, at::kLong), H);
+      } else {
+        q = scorch::fused_rope(qkv.narrow(1, 0, H), cos, sin);  // nothing written
+      }
+      EXPECT_TRUE(at::equal(kd.cpu(), k_ref)) << where;
+      EXPECT_TRUE(at::equal(vd.cpu(), v_ref)) << where;
+      const double e = relative_error(out, scorch::test::decode_attention_f64(q, k_ref, v_ref, mask, scale));
+      EXPECT_LE(e, dtype == at::kFloat ? 1e-5 : dtype == at::kBFloat16 ? 1.6e-2 : 2e-3) << where;
+      EXPECT_FALSE(at::isnan(out).any().item<bool>()) << where;
+      worst = std::max(worst, e);
+      if (sh.slot < S) {
+        at::Tensor k_cpu = k0.clone(), v_cpu = v0.clone();
+        const at::Tensor cpu = scorch::decode_attention(qkv, cos, sin, k_cpu, v_cpu,
+                                                        at::full({1}, sh.slot, at::kLong), mask_cpu, H, scale);
+        worst_vs_cpu = std::max(worst_vs_cpu, relative_error(out, cpu));
+      }
+    }
+    std::printf("[ info ] decode_attention %s: worst relative error vs float64 %.2e, vs the CPU op (SDPA) %.2e\n",
+                c10::toString(dtype), worst, worst_vs_cpu);
+  }
+}
+
+// decode_attention inside a CUDA graph: the slot is read on the device, so one capture serves every
+// step; two replays with different slots equal eager calls with those slots (output and caches).
+TEST(DecodeAttentionCuda, ReplaysFromACudaGraphWithTheSlotReadOnTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(53);
+  c10::NoGradGuard no_grad;
+  const auto cuda = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const int64_t B = 64, H = 14, KV = 2, D = 64, S = 192;
+  const at::Tensor qkv = at::randn({B, 1, (H + 2 * KV) * D}, cuda).view({B, 1, H + 2 * KV, D}).transpose(1, 2);
+  const at::Tensor cos = at::randn({B, 1, 1, D}, cuda), sin = at::randn({B, 1, 1, D}, cuda);
+  const at::Tensor mask = at::zeros({B, 1, 1, S}, cuda).masked_fill_(at::rand({B, 1, 1, S}, cuda) < 0.3, -INFINITY);
+  const at::Tensor k0 = at::randn({B, KV, S, D}, cuda), v0 = at::randn({B, KV, S, D}, cuda);
+  at::Tensor k = k0.clone(), v = v0.clone();
+  const at::Tensor slot = at::full({1}, 3, cuda.dtype(at::kLong));
+  const double scale = 0.125;
+  at::Tensor captured;
+  at::cuda::CUDAGraph graph;
+  scorch::decode_attention(qkv, cos, sin, k, v, slot, mask, H, scale);  // warm-up outside the capture
+  torch::cuda::synchronize();
+  {
+    const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
+    graph.capture_begin();
+    captured = scorch::decode_attention(qkv, cos, sin, k, v, slot, mask, H, scale);
+    graph.capture_end();
+  }
+  for (const int64_t s : {int64_t{10}, int64_t{191}}) {
+    k.copy_(k0);
+    v.copy_(v0);
+    slot.fill_(s);
+    captured.fill_(NAN);
+    graph.replay();
+    at::Tensor k_eager = k0.clone(), v_eager = v0.clone();
+    const at::Tensor eager =
+        scorch::decode_attention(qkv, cos, sin, k_eager, v_eager, at::full({1}, s, cuda.dtype(at::kLong)), mask, H, scale);
+    torch::cuda::synchronize();
+    EXPECT_TRUE(at::equal(captured, eager)) << "slot " << s;
+    EXPECT_TRUE(at::equal(k, k_eager)) << "slot " << s;
+    EXPECT_TRUE(at::equal(v, v_eager)) << "slot " << s;
+  }
+}
+
 TEST(DecodeOpsCuda, CaptureInACudaGraphAndReplay) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(35);

@@ -164,3 +164,24 @@ def test_rope_kv_write_equals_rope_and_two_index_copies():
     v_ref.index_copy_(2, slot, qkv[:, H + KV:])
     assert torch.equal(q, qk[:, :H])
     assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
+
+
+def test_decode_attention_equals_rope_kv_write_then_grouped_sdpa():
+    g = torch.Generator().manual_seed(10)
+    B, H, KV, D, S = 2, 6, 2, 8, 7
+    qkv = torch.randn(B, 1, H + 2 * KV, D, generator=g).transpose(1, 2)
+    cos, sin = torch.randn(B, 1, 1, D, generator=g), torch.randn(B, 1, 1, D, generator=g)
+    k, v = torch.randn(B, KV, S, D, generator=g), torch.randn(B, KV, S, D, generator=g)
+    k_ref, v_ref = k.clone(), v.clone()
+    slot = torch.tensor([4])
+    mask = torch.zeros(B, 1, 1, S).masked_fill_(torch.arange(S) > 4, float("-inf"))
+    with torch.no_grad():
+        out = torch.ops.scorch.decode_attention(qkv, cos, sin, k, v, slot, mask, H, D ** -0.5)
+        q = torch.ops.scorch.rope_kv_write(qkv, cos, sin, k_ref, v_ref, slot, H)
+    # the formula by hand: query head h reads KV head h // (H // KV)
+    kx, vx = k_ref.repeat_interleave(H // KV, 1), v_ref.repeat_interleave(H // KV, 1)
+    w = torch.softmax(q.double() @ kx.double().transpose(2, 3) * D ** -0.5 + mask.double(), -1)
+    expect = (w @ vx.double()).transpose(1, 2).reshape(B, 1, H * D)
+    assert out.shape == (B, 1, H * D)
+    assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
+    assert (out.double() - expect).abs().max() / expect.abs().max() < 1e-5

@@ -302,6 +302,32 @@ TEST(Engine, StaticDecodeStepsEqualTheNaiveLoopAndDynamicSteps) {
   }
 }
 
+// EngineOptions::fused_decode_attention: on the CPU decode_attention is the same ops as the unfused
+// static step (rope_kv_write, SDPA), so the engine's tokens and log-probs are identical, greedy and
+// sampled (n = 3, compacted and masked rows), and every step still goes through the static decoder.
+TEST(Engine, FusedDecodeAttentionChangesNoTokenOnTheCpu) {
+  const Transformer model = tiny_model();
+  for (const double temperature : {0.0, 1.1}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    p.max_new_tokens = 16;
+    p.n = temperature > 0 ? 3 : 1;
+    p.seed = 5;
+    EngineOptions plain;
+    plain.decode_steps = DecodeSteps::kStatic;
+    EngineOptions fused = plain;
+    fused.fused_decode_attention = true;
+    GenerationEngine a(model, nullptr, plain), b(model, nullptr, fused);
+    const auto x = a.generate(kPrompts, p), y = b.generate(kPrompts, p);
+    EXPECT_EQ(b.last_stats().static_steps, b.last_stats().decode_steps);
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << "T " << temperature << " sample " << i;
+      EXPECT_EQ(x[i].logprobs, y[i].logprobs) << "T " << temperature << " sample " << i;
+    }
+  }
+}
+
 // A static-step batch is compacted only when at most half of its rows still run (each compaction
 // costs a CUDA-graph capture): rows that end at budgets 36, 32, ..., 8 (context 40, no EOS) give
 // 3 compactions for 8 rows (8 -> 4 -> 2 -> 1) where dynamic steps compact at every finish (7);

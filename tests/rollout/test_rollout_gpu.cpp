@@ -217,8 +217,50 @@ TEST(RolloutGpu, CudaGraphEpisodesEqualTheCpuEpisodes) {
   }
 }
 
+EngineOptions fused_attention() {
+  EngineOptions o;
+  o.fused_decode_attention = true;
+  return o;
+}
+
+// The fused decode attention kernel (EngineOptions::fused_decode_attention) in CUDA graphs: greedy
+// tokens of a mixed-length batch (left padding = masked slots) and across compactions equal the CPU
+// engine's, and sampled log-probs equal a float64 full forward on the CPU.
+TEST(RolloutGpu, FusedDecodeAttentionInCudaGraphsEqualsTheCpuEngine) {
+  SKIP_WITHOUT_CUDA();
+  {
+    Transformer cpu_model = tiny_model(257, 7, /*context=*/40, /*eos=*/{});
+    Transformer gpu_model = cpu_model.clone();
+    gpu_model.to(at::kCUDA);
+    SamplingParams p;
+    p.temperature = 0;
+    p.max_new_tokens = 64;
+    const std::vector<std::vector<int64_t>> prompts = test::staggered_prompts();
+    GenerationEngine cpu(cpu_model), gpu(gpu_model, nullptr, fused_attention());
+    const auto a = cpu.generate(prompts, p), b = gpu.generate(prompts, p);
+    EXPECT_EQ(gpu.last_stats().compactions, 3);
+    EXPECT_GT(gpu.last_stats().graph_replays, 0);
+    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].completion_ids, b[i].completion_ids) << "prompt " << i;
+    const auto c = cpu.generate(kPrompts, p), d = gpu.generate(kPrompts, p);
+    for (size_t i = 0; i < kPrompts.size(); ++i) EXPECT_EQ(c[i].completion_ids, d[i].completion_ids) << "prompt " << i;
+  }
+  Transformer cpu_model = tiny_model();
+  Transformer gpu_model = cpu_model.clone();
+  gpu_model.to(at::kCUDA);
+  GenerationEngine engine(gpu_model, nullptr, fused_attention());
+  SamplingParams p;
+  p.temperature = 1.3;
+  p.n = 4;
+  p.max_new_tokens = 16;
+  p.seed = 9;
+  const auto samples = engine.generate({kPrompts[1], kPrompts[2]}, p);
+  EXPECT_GT(engine.last_stats().graph_replays, 0);
+  expect_logprobs_of_a_float64_forward(cpu_model, samples, {kPrompts[1], kPrompts[2]}, 1.3);
+}
+
 // bf16 with a Qwen2-like layout (qkv bias, tied embeddings, GQA 4/2 folded in decode): the graph
-// path runs, and its log-probs are those of a float32 recomputation within bf16 rounding.
+// path runs, with SDPA and with the fused decode attention kernel, and its log-probs are those of a
+// float32 recomputation within bf16 rounding.
 TEST(RolloutGpu, Bf16Qwen2ShapedModelDecodesInCudaGraphs) {
   SKIP_WITHOUT_CUDA();
   nlohmann::json j = {{"model_type", "qwen2"}, {"vocab_size", 1000}, {"hidden_size", 64},
@@ -229,26 +271,28 @@ TEST(RolloutGpu, Bf16Qwen2ShapedModelDecodesInCudaGraphs) {
   cpu_model.init_weights(3);
   Transformer gpu_model = cpu_model.clone();
   gpu_model.to(at::kCUDA, at::kBFloat16);
-  GenerationEngine engine(gpu_model);
-  SamplingParams p;
-  p.n = 8;
-  p.max_new_tokens = 24;
-  p.seed = 2;
-  const auto samples = engine.generate({kPrompts[0], kPrompts[2]}, p);
-  EXPECT_GE(engine.last_stats().graph_captures, 1);
-  EXPECT_GT(engine.last_stats().graph_replays, 0);
-  double worst = 0;
-  for (const auto& s : samples) {
-    const auto& prompt = s.prompt_index == 0 ? kPrompts[0] : kPrompts[2];
-    const at::Tensor logp = full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble).log_softmax(-1);
-    const int64_t P = static_cast<int64_t>(prompt.size());
-    for (size_t t = 0; t < s.completion_ids.size(); ++t) {
-      const double ref = logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>();
-      ASSERT_TRUE(std::isfinite(s.logprobs[t]));
-      worst = std::max(worst, std::abs(s.logprobs[t] - ref));
+  for (const bool fused : {false, true}) {
+    GenerationEngine engine(gpu_model, nullptr, fused ? fused_attention() : EngineOptions{});
+    SamplingParams p;
+    p.n = 8;
+    p.max_new_tokens = 24;
+    p.seed = 2;
+    const auto samples = engine.generate({kPrompts[0], kPrompts[2]}, p);
+    EXPECT_GE(engine.last_stats().graph_captures, 1);
+    EXPECT_GT(engine.last_stats().graph_replays, 0);
+    double worst = 0;
+    for (const auto& s : samples) {
+      const auto& prompt = s.prompt_index == 0 ? kPrompts[0] : kPrompts[2];
+      const at::Tensor logp = full_forward_logits(cpu_model, concat(prompt, s.completion_ids)).to(at::kDouble).log_softmax(-1);
+      const int64_t P = static_cast<int64_t>(prompt.size());
+      for (size_t t = 0; t < s.completion_ids.size(); ++t) {
+        const double ref = logp[P - 1 + static_cast<int64_t>(t)][s.completion_ids[t]].item<double>();
+        ASSERT_TRUE(std::isfinite(s.logprobs[t]));
+        worst = std::max(worst, std::abs(s.logprobs[t] - ref));
+      }
     }
+    EXPECT_LT(worst, 0.25) << "bf16 log-probs vs a float32 recomputation" << (fused ? ", fused attention" : "");
   }
-  EXPECT_LT(worst, 0.25) << "bf16 log-probs vs a float32 recomputation";
 }
 
 }  // namespace

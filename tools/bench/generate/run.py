@@ -7,7 +7,8 @@ Builds a random Llama model in transformers, saves it as a HF directory (safeten
 at several batch sizes with P prompt + N new tokens, temperature-1 sampling, no EOS (every sample
 runs N tokens). A second table measures dropping finished rows (compaction) against letting them sit
 out masked, on a workload where samples end at varied lengths (every K-th id is a stop id). On CUDA
-the main table also shows scorch's eager dynamic decode steps next to its default CUDA-graph steps.
+the main table also shows scorch's eager dynamic decode steps and its CUDA-graph steps with the fused
+decode attention kernel next to its default CUDA-graph steps, and a per-kernel profile of one step.
 
   python tools/bench/generate/run.py --build-dir build-rollout [--device cpu --threads 2]
   python tools/bench/generate/run.py --shape qwen2.5-0.5b --device cuda --dtype bfloat16 --batches 64,256
@@ -116,7 +117,7 @@ def short_kernel_name(name, width=100):
     return name if len(name) <= width else name[:width - 3] + "..."
 
 
-def print_kernel_profile(batch, prof, timed):
+def print_kernel_profile(batch, prof, timed, label=""):
     """One decode step's device time by kernel (--kernel-profile), beside the step's wall time from the
     timed run: what the device is busy with, and how much of a step it idles."""
     if "kernels" not in prof:
@@ -124,7 +125,7 @@ def print_kernel_profile(batch, prof, timed):
         return
     wall_us = 1e6 * timed["decode_s"] / max(timed["decode_steps"], 1)
     busy = prof["device_busy_us_per_step"]
-    print(f"\n# batch {batch}: one decode step on the device (CUPTI kernel times; {busy:.1f} us busy of a "
+    print(f"\n# batch {batch}{', ' + label if label else ''}: one decode step on the device (CUPTI kernel times; {busy:.1f} us busy of a "
           f"{wall_us:.1f} us step in the timed run, {100 * max(wall_us - busy, 0) / wall_us:.1f}% idle)")
     print(f"{'us/step':>9} {'% busy':>7} {'calls':>6}  kernel")
     for k in prof["kernels"]:
@@ -161,11 +162,14 @@ def main():
         ours = bench_scorch(binary, tmp, batches, args)  # decode steps "auto": CUDA graphs on CUDA
         # On CUDA also the eager dynamic steps, to show what the graphs bring.
         eager = bench_scorch(binary, tmp, batches, args, ["--decode", "dynamic"]) if args.device == "cuda" else None
+        # On CUDA also the graphs with scorch's fused decode attention kernel (off by default until measured).
+        fused = bench_scorch(binary, tmp, batches, args, ["--fused-attention"]) if args.device == "cuda" else None
         print(f"# generate: {args.shape} random model, {args.prompt_len} prompt + {args.new_tokens} new tokens, "
               f"temperature 1, {dev_name}, dtype {str(torch_dtype).replace('torch.', '')}, torch {torch.__version__}")
         head = f"{'batch':>5} {'scorch tok/s':>13} {'HF generate tok/s':>18} {'speedup':>8}"
         if args.device == "cuda":
-            head += f" {'BW bound tok/s':>15} {'% of bound':>10} {'eager tok/s':>12} {'graphs vs eager':>16} {'captures':>9}"
+            head += (f" {'BW bound tok/s':>15} {'% of bound':>10} {'eager tok/s':>12} {'graphs vs eager':>16} "
+                     f"{'captures':>9} {'fused-attn tok/s':>17} {'% of bound':>10} {'vs SDPA':>8}")
         print(head)
         for b in batches:
             hf = None if args.skip_hf else bench_hf(model, b, args.prompt_len, args.new_tokens, args.repeats, args.device)
@@ -177,6 +181,8 @@ def main():
                 line += f" {bound['tokens_per_s']:>15.1f} {100 * s / bound['tokens_per_s']:>9.1f}%"
                 e = eager[b]["tokens_per_s"]
                 line += f" {e:>12.1f} {s / e:>15.2f}x {ours[b].get('graph_captures', 0):>9}"
+                f_ = fused[b]["tokens_per_s"]
+                line += f" {f_:>17.1f} {100 * f_ / bound['tokens_per_s']:>9.1f}% {f_ / s:>7.2f}x"
             print(line, flush=True)
 
         if args.device == "cuda":
@@ -194,9 +200,10 @@ def main():
 
         if args.device == "cuda":
             # Where a steady step's device time goes, per kernel (Kineto/CUPTI; no waits inserted).
-            kp = bench_scorch(binary, tmp, batches, args, ["--kernel-profile", "12", "--repeats", "1"])
-            for b in batches:
-                print_kernel_profile(b, kp[b], ours[b])
+            for label, extra, timed in (("SDPA attention", [], ours), ("fused decode attention", ["--fused-attention"], fused)):
+                kp = bench_scorch(binary, tmp, batches, args, extra + ["--kernel-profile", "12", "--repeats", "1"])
+                for b in batches:
+                    print_kernel_profile(b, kp[b], timed[b], label)
 
         if args.stop_every > 0:
             b = max(batches)
