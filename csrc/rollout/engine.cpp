@@ -25,6 +25,14 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
+// A small host tensor on `dev` without waiting for the device: a pageable host-to-device copy waits
+// for the whole stream (ATen synchronises it), which would stall the step that lookahead queued;
+// from pinned memory the copy is queued like a kernel.
+at::Tensor to_device_async(const at::Tensor& host, const at::Device& dev) {
+  if (dev.is_cpu()) return host;
+  return host.pin_memory().to(dev, /*non_blocking=*/true);
+}
+
 // Stop-string matcher over a row's generated tokens. Decoding the whole completion every step would
 // be quadratic; a stop string of S bytes lies within the last S + 2 tokens once it is complete
 // (every non-control token decodes to at least one byte; +2 covers a byte-fallback character cut
@@ -197,6 +205,17 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     mark = now;
   };
 
+  // Lookahead (EngineOptions::lookahead): the next static step is queued on the device before the
+  // host has read this step's tokens (they go to the host by an asynchronous copy that waits for
+  // sampling alone), so the host's stop rules overlap the device's next step instead of leaving it
+  // idle. A row that finishes takes part in one more step than it needs, whose token is dropped;
+  // masks and compaction decided on this step's tokens apply from the step after the queued one
+  // (compaction selects the queued step's logits of the rows kept). Only where finished rows are
+  // not needed afterwards (compact: generate(), not episodes, whose cache rows carry on) and not
+  // while profiling steps (whose waits would serialise it anyway).
+  const bool lookahead = static_decoder && compact && options_.lookahead && !profile;
+  AsyncHostCopy host_tokens;
+
   const auto t0 = Clock::now();
   mark = t0;
   at::Tensor logits = next_logits;
@@ -206,7 +225,14 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
     const SampledTokens s = sample_next_tokens(logits, params, generator);  // [R], [R]
     logprob_buffer.select(1, step).index_copy_(0, live_dev, s.logprobs);
     lap(stats.step_sample_seconds);
-    const at::Tensor tokens_host = s.tokens.to(at::kCPU);  // the per-step synchronisation
+    host_tokens.start(s.tokens);
+    at::Tensor ahead;  // [R, V]: the next step's logits, queued before this step's tokens are read
+    if (lookahead && step + 1 < max_steps) {
+      ahead = static_decoder->step(cache, s.tokens, token_mask);
+      stats.static_steps += 1;
+      stats.decode_steps += 1;
+    }
+    const at::Tensor& tokens_host = host_tokens.wait();  // the per-step synchronisation
     const int64_t* tok = tokens_host.data_ptr<int64_t>();
     const int64_t R = static_cast<int64_t>(live.size());
     stats.row_steps += R;
@@ -253,11 +279,16 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
           keep_live.push_back(live[i]);
         }
       }
-      const at::Tensor keep_dev = at::tensor(keep, at::kLong).to(dev);
-      cache.keep_rows(keep_dev);
-      next = next.index_select(0, keep_dev);
+      const at::Tensor keep_host = at::tensor(keep, at::kLong);
+      const at::Tensor keep_dev = to_device_async(keep_host, dev);
+      cache.keep_rows(keep_host);  // checked on the host
+      if (ahead.defined()) {
+        ahead = ahead.index_select(0, keep_dev);
+      } else {
+        next = next.index_select(0, keep_dev);
+      }
       live = std::move(keep_live);
-      live_dev = at::tensor(live, at::kLong).to(dev);
+      live_dev = to_device_async(at::tensor(live, at::kLong), dev);
       token_mask = at::Tensor();  // every row left runs
       stats.compactions += 1;
     } else if (!compact || static_decoder) {
@@ -265,13 +296,15 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
         at::Tensor m = at::empty({R, 1}, at::kBool);
         auto ma = m.accessor<bool, 2>();
         for (int64_t i = 0; i < R; ++i) ma[i][0] = !rows[live[i]].finished;
-        token_mask = m.to(dev);
+        token_mask = to_device_async(m, dev);
       }
       if (token_mask.defined()) mask = token_mask;
     }
     rows_changed = false;
     lap(stats.step_host_seconds);
-    if (static_decoder) {
+    if (ahead.defined()) {
+      logits = ahead;
+    } else if (static_decoder) {
       logits = static_decoder->step(cache, next, token_mask);  // [R, V]
       stats.static_steps += 1;
     } else {
@@ -279,7 +312,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
       const at::Tensor hidden = model_.forward(next.view({-1, 1}), positions, mask, &cache);  // [R, 1, hidden]
       logits = next_token_logits(hidden.select(1, 0));                                        // [R, V]
     }
-    stats.decode_steps += 1;
+    if (!ahead.defined()) stats.decode_steps += 1;
     lap(stats.step_forward_seconds);
   }
   lap(stats.step_host_seconds);  // the last step's host part (it ended the loop)

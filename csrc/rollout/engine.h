@@ -74,6 +74,10 @@ struct EngineOptions {
   // scorch's own kernel, off until tools/gpu/check.sh has checked and measured it on a GPU
   // (bench_generate --fused-attention; run.py prints both).
   bool fused_decode_attention = false;
+  // Static steps of generate(): queue the next step before the host reads this step's tokens, so
+  // the host's per-step work overlaps the device's (engine.cpp, decode()). The same tokens; a row
+  // that finishes costs one extra step of compute, and the last step of a call may be wasted.
+  bool lookahead = true;
 };
 
 // Totals of the last generate() / episode call (benchmarks and logs).

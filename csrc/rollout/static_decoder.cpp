@@ -145,4 +145,40 @@ at::Tensor StaticDecoder::run_and_capture(KvCache& cache) {
 #endif
 }
 
+#if defined(SCORCH_WITH_CUDA)
+struct AsyncHostCopy::Event {
+  c10::cuda::CUDAEvent event;
+};
+#else
+struct AsyncHostCopy::Event {};
+#endif
+
+AsyncHostCopy::AsyncHostCopy() = default;
+AsyncHostCopy::~AsyncHostCopy() = default;
+
+void AsyncHostCopy::start(const at::Tensor& t) {
+  pending_ = false;
+  if (!t.is_cuda()) {
+    host_ = t;
+    return;
+  }
+#if defined(SCORCH_WITH_CUDA)
+  host_ = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
+  host_.copy_(t, /*non_blocking=*/true);
+  if (!event_) event_ = std::make_unique<Event>();
+  event_->event.record(c10::cuda::getCurrentCUDAStream());
+  pending_ = true;
+#else
+  throw std::logic_error("AsyncHostCopy: a CUDA tensor in a build without CUDA");
+#endif
+}
+
+const at::Tensor& AsyncHostCopy::wait() {
+#if defined(SCORCH_WITH_CUDA)
+  if (pending_) event_->event.synchronize();
+#endif
+  pending_ = false;
+  return host_;
+}
+
 }  // namespace scorch

@@ -62,4 +62,25 @@ class StaticDecoder {
   int64_t captures_ = 0, replays_ = 0;
 };
 
+// A device tensor's copy to the host that does not wait for the whole stream: start() queues the copy
+// (into pinned memory, non-blocking) and records an event behind it; wait() waits for that event
+// alone, so device work queued after start() -- the next decode step -- keeps running while the host
+// reads the tokens. On the CPU start() keeps the tensor itself and wait() returns it.
+class AsyncHostCopy {
+ public:
+  AsyncHostCopy();
+  ~AsyncHostCopy();
+  AsyncHostCopy(const AsyncHostCopy&) = delete;
+  AsyncHostCopy& operator=(const AsyncHostCopy&) = delete;
+
+  void start(const at::Tensor& t);
+  const at::Tensor& wait();  // the host tensor; valid until the next start()
+
+ private:
+  struct Event;  // the CUDA event (static_decoder.cpp), absent from CPU-only builds
+  std::unique_ptr<Event> event_;
+  at::Tensor host_;
+  bool pending_ = false;
+};
+
 }  // namespace scorch

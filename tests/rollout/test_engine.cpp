@@ -8,6 +8,7 @@
 
 #include <limits>
 #include <map>
+#include <set>
 
 #include "common/error.h"
 #include "rollout/engine.h"
@@ -324,6 +325,53 @@ TEST(Engine, FusedDecodeAttentionChangesNoTokenOnTheCpu) {
     for (size_t i = 0; i < x.size(); ++i) {
       EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << "T " << temperature << " sample " << i;
       EXPECT_EQ(x[i].logprobs, y[i].logprobs) << "T " << temperature << " sample " << i;
+    }
+  }
+}
+
+// EngineOptions::lookahead (static steps queue the next step before reading this step's tokens):
+// the same tokens and log-probs as without it on workloads where rows finish at varied steps -- stop
+// ids (masked rows, then compactions of a static batch), EOS, budgets, n samples per prompt, greedy
+// and sampled -- with the same compactions and row-steps, and at most one forward more (the step
+// queued when every row had just finished).
+TEST(Engine, LookaheadStaticStepsGiveTheSameSamples) {
+  const Transformer model = tiny_model(257, 7, /*context=*/64);
+  const std::vector<std::vector<int64_t>> prompts = test::staggered_prompts();
+  for (const double temperature : {0.0, 1.0}) {
+    for (const int64_t stop_every : {int64_t{0}, int64_t{17}}) {
+      SamplingParams p;
+      p.temperature = temperature;
+      p.max_new_tokens = 24;
+      p.n = temperature > 0 ? 2 : 1;
+      p.seed = 11;
+      for (int64_t v = stop_every; stop_every > 0 && v < 257; v += stop_every) p.stop_token_ids.push_back(v);
+      EngineOptions plain;
+      plain.decode_steps = DecodeSteps::kStatic;
+      plain.lookahead = false;
+      EngineOptions ahead = plain;
+      ahead.lookahead = true;
+      GenerationEngine a(model, nullptr, plain), b(model, nullptr, ahead);
+      const auto x = a.generate(prompts, p), y = b.generate(prompts, p);
+      const std::string where = "T " + std::to_string(temperature) + " stop every " + std::to_string(stop_every);
+      const GenerationStats &sa = a.last_stats(), &sb = b.last_stats();
+      EXPECT_EQ(sa.compactions, sb.compactions) << where;
+      EXPECT_EQ(sa.row_steps, sb.row_steps) << where;
+      EXPECT_GE(sb.decode_steps, sa.decode_steps) << where;
+      EXPECT_LE(sb.decode_steps, sa.decode_steps + 1) << where;
+      EXPECT_EQ(sb.static_steps, sb.decode_steps) << where;
+      ASSERT_EQ(x.size(), y.size());
+      std::set<std::string> reasons;
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << where << " sample " << i;
+        EXPECT_EQ(x[i].finish_reason, y[i].finish_reason) << where << " sample " << i;
+        reasons.insert(finish_reason_name(y[i].finish_reason));
+        ASSERT_EQ(x[i].logprobs.size(), y[i].logprobs.size());
+        for (size_t t = 0; t < x[i].logprobs.size(); ++t) {
+          EXPECT_NEAR(x[i].logprobs[t], y[i].logprobs[t], 1e-5) << where << " sample " << i << " token " << t;
+        }
+      }
+      if (stop_every > 0) EXPECT_EQ(reasons.size(), 3u) << where << ": rows should end by eos, stop and length";
+      if (stop_every > 0) EXPECT_GE(sb.compactions, 1) << where;
     }
   }
 }

@@ -5,8 +5,9 @@
 //   scorch_bench_generate --model DIR --batch 1,8,32 [--prompt-len 64 --new-tokens 128 --threads N
 //     --device cpu|cuda --dtype bfloat16 --repeats 3 --temperature 1 --stop-every K --no-compact
 //     --decode auto|dynamic|static|cuda_graph --count-ops --profile-steps --kernel-profile K
-//     --fused-attention]
+//     --fused-attention --no-lookahead]
 // --fused-attention: EngineOptions::fused_decode_attention (static steps: kernels' decode_attention).
+// --no-lookahead: EngineOptions::lookahead off (static steps wait for the host between steps).
 // --profile-steps: time the parts of each decode step (the device is waited for after each; see
 // EngineOptions::profile_steps), printed as step_{forward,sample,host}_us per step.
 // --count-ops: also count the top-level ATen / scorch ops one decode step dispatches (ops called
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
   bool profile_steps = false;
   int64_t kernel_profile = 0;
   bool fused_attention = false;
+  bool lookahead = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -174,6 +176,7 @@ int main(int argc, char** argv) {
     else if (a == "--profile-steps") profile_steps = true;
     else if (a == "--kernel-profile") kernel_profile = std::stoll(next());
     else if (a == "--fused-attention") fused_attention = true;
+    else if (a == "--no-lookahead") lookahead = false;
     else { std::fprintf(stderr, "unknown argument %s\n", a.c_str()); return 2; }
   }
   if (model_dir.empty()) { std::fprintf(stderr, "--model DIR is required\n"); return 2; }
@@ -189,6 +192,7 @@ int main(int argc, char** argv) {
     opts.decode_steps = parse_decode_steps(decode);
     opts.profile_steps = profile_steps;
     opts.fused_decode_attention = fused_attention;
+    opts.lookahead = lookahead;
     GenerationEngine engine(model, nullptr, opts);
     const int64_t V = model.config().vocab_size;
     for (const std::string& bs : split(batches, ',')) {
@@ -246,14 +250,15 @@ int main(int argc, char** argv) {
       std::printf("{\"batch\": %lld, \"prompt_len\": %lld, \"new_tokens\": %lld, \"threads\": %d, \"compact\": %s, "
                   "\"seconds\": %.4f, \"generated_tokens\": %lld, \"tokens_per_s\": %.1f, \"prefill_s\": %.4f, "
                   "\"decode_s\": %.4f, \"row_steps\": %lld, \"compactions\": %lld, \"decode\": \"%s\", "
-                  "\"fused_attention\": %s, \"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld, \"ops_per_step\": %.1f, "
+                  "\"fused_attention\": %s, \"lookahead\": %s, \"static_steps\": %lld, \"graph_captures\": %lld, \"graph_replays\": %lld, \"ops_per_step\": %.1f, "
                   "\"compute_ops_per_step\": %.1f, \"decode_steps\": %lld, \"step_forward_us\": %.1f, "
                   "\"step_sample_us\": %.1f, \"step_host_us\": %.1f%s}\n",
                   static_cast<long long>(B), static_cast<long long>(prompt_len), static_cast<long long>(new_tokens),
                   at::get_num_threads(), compact ? "true" : "false", best, static_cast<long long>(stats.generated_tokens),
                   stats.generated_tokens / best, stats.prefill_seconds, stats.decode_seconds,
                   static_cast<long long>(stats.row_steps), static_cast<long long>(stats.compactions),
-                  decode_steps_name(opts.decode_steps), fused_attention ? "true" : "false", static_cast<long long>(stats.static_steps),
+                  decode_steps_name(opts.decode_steps), fused_attention ? "true" : "false", lookahead ? "true" : "false",
+                  static_cast<long long>(stats.static_steps),
                   static_cast<long long>(stats.graph_captures), static_cast<long long>(stats.graph_replays), ops_per_step,
                   compute_ops_per_step, static_cast<long long>(stats.decode_steps),
                   per_step_us(stats.step_forward_seconds), per_step_us(stats.step_sample_seconds),

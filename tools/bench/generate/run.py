@@ -7,8 +7,9 @@ Builds a random Llama model in transformers, saves it as a HF directory (safeten
 at several batch sizes with P prompt + N new tokens, temperature-1 sampling, no EOS (every sample
 runs N tokens). A second table measures dropping finished rows (compaction) against letting them sit
 out masked, on a workload where samples end at varied lengths (every K-th id is a stop id). On CUDA
-the main table also shows scorch's eager dynamic decode steps and its CUDA-graph steps with the fused
-decode attention kernel next to its default CUDA-graph steps, and a per-kernel profile of one step.
+the main table also shows scorch's eager dynamic decode steps next to its default CUDA-graph steps, a
+second table the graph steps without lookahead and with the fused decode attention kernel, and a
+per-kernel profile of one step.
 
   python tools/bench/generate/run.py --build-dir build-rollout [--device cpu --threads 2]
   python tools/bench/generate/run.py --shape qwen2.5-0.5b --device cuda --dtype bfloat16 --batches 64,256
@@ -162,15 +163,17 @@ def main():
         ours = bench_scorch(binary, tmp, batches, args)  # decode steps "auto": CUDA graphs on CUDA
         # On CUDA also the eager dynamic steps, to show what the graphs bring.
         eager = bench_scorch(binary, tmp, batches, args, ["--decode", "dynamic"]) if args.device == "cuda" else None
-        # On CUDA also the graphs with scorch's fused decode attention kernel (off by default until measured).
+        # On CUDA also the graph steps with scorch's fused decode attention kernel (off by default until
+        # measured) and without lookahead (each step waiting for the host's stop rules).
         fused = bench_scorch(binary, tmp, batches, args, ["--fused-attention"]) if args.device == "cuda" else None
+        serial = bench_scorch(binary, tmp, batches, args, ["--no-lookahead"]) if args.device == "cuda" else None
         print(f"# generate: {args.shape} random model, {args.prompt_len} prompt + {args.new_tokens} new tokens, "
               f"temperature 1, {dev_name}, dtype {str(torch_dtype).replace('torch.', '')}, torch {torch.__version__}")
         head = f"{'batch':>5} {'scorch tok/s':>13} {'HF generate tok/s':>18} {'speedup':>8}"
         if args.device == "cuda":
-            head += (f" {'BW bound tok/s':>15} {'% of bound':>10} {'eager tok/s':>12} {'graphs vs eager':>16} "
-                     f"{'captures':>9} {'fused-attn tok/s':>17} {'% of bound':>10} {'vs SDPA':>8}")
+            head += f" {'BW bound tok/s':>15} {'% of bound':>10} {'eager tok/s':>12} {'graphs vs eager':>16} {'captures':>9}"
         print(head)
+        bounds = {}
         for b in batches:
             hf = None if args.skip_hf else bench_hf(model, b, args.prompt_len, args.new_tokens, args.repeats, args.device)
             s = ours[b]["tokens_per_s"]
@@ -181,9 +184,18 @@ def main():
                 line += f" {bound['tokens_per_s']:>15.1f} {100 * s / bound['tokens_per_s']:>9.1f}%"
                 e = eager[b]["tokens_per_s"]
                 line += f" {e:>12.1f} {s / e:>15.2f}x {ours[b].get('graph_captures', 0):>9}"
-                f_ = fused[b]["tokens_per_s"]
-                line += f" {f_:>17.1f} {100 * f_ / bound['tokens_per_s']:>9.1f}% {f_ / s:>7.2f}x"
+                bounds[b] = bound["tokens_per_s"]
             print(line, flush=True)
+
+        if args.device == "cuda":
+            print("\n# CUDA-graph step variants: default (lookahead, SDPA attention), without lookahead, and with "
+                  "scorch's fused decode attention kernel")
+            print(f"{'batch':>5} {'default tok/s':>14} {'no-lookahead tok/s':>19} {'lookahead gain':>15} "
+                  f"{'fused-attn tok/s':>17} {'% of bound':>10} {'vs SDPA':>8}")
+            for b in batches:
+                d, n, f_ = ours[b]["tokens_per_s"], serial[b]["tokens_per_s"], fused[b]["tokens_per_s"]
+                print(f"{b:>5} {d:>14.1f} {n:>19.1f} {d / n:>14.2f}x {f_:>17.1f} {100 * f_ / bounds[b]:>9.1f}% "
+                      f"{f_ / d:>7.2f}x", flush=True)
 
         if args.device == "cuda":
             # Where a graph step goes: the device is waited for after each part (slower in total).
