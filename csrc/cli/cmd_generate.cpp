@@ -30,6 +30,7 @@ namespace {
 struct GenerateArgs {
   std::string model, prompts_file, out, prompt, tokenizer, chat_template = "plain", device = "auto", dtype;
   std::string decode_steps = "auto";
+  bool fused_decode_attention = false, no_lookahead = false;
   std::vector<std::string> stop;
   int64_t batch_size = 64;
   SamplingParams sampling;
@@ -136,6 +137,8 @@ void run_generate(GenerateArgs a) {
   }
   EngineOptions opts;
   opts.decode_steps = decode_steps;
+  opts.fused_decode_attention = a.fused_decode_attention;
+  opts.lookahead = !a.no_lookahead;
   if (chat) opts.extra_eos_ids = chat->stop_ids();
   GenerationEngine engine(model, tokenizer.get(), opts);
 
@@ -211,6 +214,10 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--decode-steps", args->decode_steps,
                   "auto (CUDA graphs on CUDA) | dynamic (eager, no graphs) | static | cuda_graph")
       ->capture_default_str();
+  cmd->add_flag("--fused-decode-attention", args->fused_decode_attention,
+                "Static steps: RoPE, cache write and attention in scorch's one kernel (not yet measured on a GPU)");
+  cmd->add_flag("--no-lookahead", args->no_lookahead,
+                "Static steps: wait for the host's stop rules before queueing the next step");
   cmd->callback([args] { run_generate(*args); });
 }
 

@@ -136,6 +136,8 @@ void visit(Config& c, V& v) {
     v.field("stop", s.stop, Spec{});
     v.field("eval_max_new_tokens", s.eval_max_new_tokens, at_least(1));
     v.field("decode_steps", s.decode_steps, one_of({"auto", "dynamic", "static", "cuda_graph"}));
+    v.field("fused_decode_attention", s.fused_decode_attention, Spec{});
+    v.field("lookahead", s.lookahead, Spec{});
   });
   v.rewards(c.rewards);
   v.section("checkpoint", [&] {

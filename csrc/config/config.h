@@ -73,6 +73,11 @@ struct GenerationSection {
   // Decode steps of the rollout engine (rollout/engine.h): auto = CUDA graphs on CUDA, dynamic
   // steps on CPU; dynamic | static | cuda_graph force one kind (dynamic = no graphs, as eager).
   std::string decode_steps = "auto";
+  // Static decode steps: each layer's RoPE, cache write and attention in scorch's one-kernel
+  // decode_attention (rollout/engine.h EngineOptions::fused_decode_attention; off until measured on
+  // a GPU), and queueing the next step before the host reads this one's tokens (lookahead).
+  bool fused_decode_attention = false;
+  bool lookahead = true;
 };
 
 struct RewardSpec {

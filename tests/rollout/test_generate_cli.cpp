@@ -111,6 +111,14 @@ TEST_F(GenerateCli, GreedyOutputEqualsTheEngineInProcess) {
   const auto static_lines = read_jsonl(dir_ + "/static.jsonl");
   ASSERT_EQ(static_lines.size(), lines.size());
   for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(static_lines[i]["completion_ids"], lines[i]["completion_ids"]);
+  // ... and so do the static steps with the fused decode attention op and without lookahead.
+  const auto fl = run_scorch("generate --model " + model() + " --prompts '" + dir_ + "/prompts.jsonl' --temperature 0 "
+                             "--max-new-tokens 12 --chat-template chatml --decode-steps static --fused-decode-attention "
+                             "--no-lookahead --out '" + dir_ + "/fused.jsonl'");
+  ASSERT_EQ(fl.exit_code, 0) << fl.output;
+  const auto fused_lines = read_jsonl(dir_ + "/fused.jsonl");
+  ASSERT_EQ(fused_lines.size(), lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(fused_lines[i]["completion_ids"], lines[i]["completion_ids"]);
 }
 
 TEST_F(GenerateCli, QuickLookPromptPrintsAndTemplateNoneUsesTheTokenizerAlone) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+#include "trainers/common/rl_step.h"
 #include "trainers/grpo/grpo_loss.h"
 
 namespace scorch::trainers {
@@ -268,6 +270,22 @@ TEST(GrpoLoss, UnitsFollowTheLossType) {
   EXPECT_EQ(grpo_loss_units(mask, "dr_grpo"), 2);
   EXPECT_EQ(grpo_loss_units(mask, "bnpo"), 1);
   EXPECT_THROW(grpo_loss_units(mask, "ppo"), std::invalid_argument);
+}
+
+// generation.decode_steps / fused_decode_attention / lookahead reach the rollout engine's options,
+// with their documented defaults, from YAML and from --set.
+TEST(RlStep, GenerationKeysReachTheEngineOptions) {
+  const char* base = "trainer: grpo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\n";
+  const EngineOptions defaults = rollout_engine_options(parse_config(base, "job.yaml"));
+  EXPECT_EQ(defaults.decode_steps, DecodeSteps::kAuto);
+  EXPECT_FALSE(defaults.fused_decode_attention);
+  EXPECT_TRUE(defaults.lookahead);
+  const EngineOptions set = rollout_engine_options(parse_config(
+      std::string(base) + "generation:\n  decode_steps: static\n  fused_decode_attention: true\n", "job.yaml",
+      {"generation.lookahead=false"}));
+  EXPECT_EQ(set.decode_steps, DecodeSteps::kStatic);
+  EXPECT_TRUE(set.fused_decode_attention);
+  EXPECT_FALSE(set.lookahead);
 }
 
 }  // namespace

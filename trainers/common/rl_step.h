@@ -35,7 +35,8 @@ StepPrompts draw_prompts(data::DataCursor& cursor, const std::vector<data::Promp
 // step's rollouts, and ranks draw different streams.
 SamplingParams rollout_params(const Config& config, const ChatRenderer& renderer, int64_t step, int64_t n);
 
-// The rollout engine's options from the config (generation.decode_steps).
+// The rollout engine's options from the config (generation.decode_steps, fused_decode_attention,
+// lookahead).
 EngineOptions rollout_engine_options(const Config& config);
 
 // The reward input for one rollout of `record` (prompt text and ids, gold answer and extra fields,
