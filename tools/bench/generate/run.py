@@ -80,8 +80,24 @@ def bench_scorch(binary, model_dir, batches, args, extra=()):
     cmd = [binary, "--model", model_dir, "--batch", ",".join(map(str, batches)), "--prompt-len", str(args.prompt_len),
            "--new-tokens", str(args.new_tokens), "--threads", str(args.threads), "--device", args.device,
            "--repeats", str(args.repeats)] + (["--dtype", args.dtype] if args.dtype else []) + list(extra)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    # Warnings (a CUDA-graph capture that fell back to eager steps, say) must not go unseen.
+    notes = [l for l in out.stderr.splitlines() if l.strip() and "Writing model shards" not in l]
+    for line in notes[:6]:
+        print(f"# [stderr of {' '.join(extra) or 'default'}] {line[:200]}", flush=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"scorch_bench_generate {' '.join(extra)} exited {out.returncode}")
     return {r["batch"]: r for r in (json.loads(l) for l in out.stdout.splitlines() if l.startswith("{"))}
+
+
+def try_bench_scorch(binary, model_dir, batches, args, extra=()):
+    """bench_scorch for the optional variants of a GPU run: a failure (an unchecked kernel that
+    crashes, say) is printed and gives None, so the rest of the one device run still reports."""
+    try:
+        return bench_scorch(binary, model_dir, batches, args, extra)
+    except RuntimeError as e:
+        print(f"# FAILED: {e}", flush=True)
+        return None
 
 
 def bandwidth_bound(model, batch, prompt_len, new_tokens, dtype_bytes):
@@ -121,8 +137,9 @@ def short_kernel_name(name, width=100):
 def print_kernel_profile(batch, prof, timed, label=""):
     """One decode step's device time by kernel (--kernel-profile), beside the step's wall time from the
     timed run: what the device is busy with, and how much of a step it idles."""
-    if "kernels" not in prof:
-        print(f"\n# batch {batch}: no kernel profile (no decode steps between the two profiled runs)")
+    if "kernels" not in prof or prof["device_busy_us_per_step"] <= 0:
+        print(f"\n# batch {batch}, {label}: no kernel profile (no decode steps between the two profiled runs, "
+              f"or the profiler recorded no device activity)")
         return
     wall_us = 1e6 * timed["decode_s"] / max(timed["decode_steps"], 1)
     busy = prof["device_busy_us_per_step"]
@@ -162,11 +179,11 @@ def main():
         model = make_model(args.shape, tmp, torch_dtype, args.device)
         ours = bench_scorch(binary, tmp, batches, args)  # decode steps "auto": CUDA graphs on CUDA
         # On CUDA also the eager dynamic steps, to show what the graphs bring.
-        eager = bench_scorch(binary, tmp, batches, args, ["--decode", "dynamic"]) if args.device == "cuda" else None
+        eager = try_bench_scorch(binary, tmp, batches, args, ["--decode", "dynamic"]) if args.device == "cuda" else None
         # On CUDA also the graph steps with scorch's fused decode attention kernel (off by default until
         # measured) and without lookahead (each step waiting for the host's stop rules).
-        fused = bench_scorch(binary, tmp, batches, args, ["--fused-attention"]) if args.device == "cuda" else None
-        serial = bench_scorch(binary, tmp, batches, args, ["--no-lookahead"]) if args.device == "cuda" else None
+        fused = try_bench_scorch(binary, tmp, batches, args, ["--fused-attention"]) if args.device == "cuda" else None
+        serial = try_bench_scorch(binary, tmp, batches, args, ["--no-lookahead"]) if args.device == "cuda" else None
         print(f"# generate: {args.shape} random model, {args.prompt_len} prompt + {args.new_tokens} new tokens, "
               f"temperature 1, {dev_name}, dtype {str(torch_dtype).replace('torch.', '')}, torch {torch.__version__}")
         head = f"{'batch':>5} {'scorch tok/s':>13} {'HF generate tok/s':>18} {'speedup':>8}"
@@ -182,7 +199,7 @@ def main():
             if args.device == "cuda":
                 bound = bandwidth_bound(model, b, args.prompt_len, args.new_tokens, torch.finfo(torch_dtype).bits // 8)
                 line += f" {bound['tokens_per_s']:>15.1f} {100 * s / bound['tokens_per_s']:>9.1f}%"
-                e = eager[b]["tokens_per_s"]
+                e = eager[b]["tokens_per_s"] if eager else float("nan")
                 line += f" {e:>12.1f} {s / e:>15.2f}x {ours[b].get('graph_captures', 0):>9}"
                 bounds[b] = bound["tokens_per_s"]
             print(line, flush=True)
@@ -193,29 +210,34 @@ def main():
             print(f"{'batch':>5} {'default tok/s':>14} {'no-lookahead tok/s':>19} {'lookahead gain':>15} "
                   f"{'fused-attn tok/s':>17} {'% of bound':>10} {'vs SDPA':>8}")
             for b in batches:
-                d, n, f_ = ours[b]["tokens_per_s"], serial[b]["tokens_per_s"], fused[b]["tokens_per_s"]
+                nan = float("nan")
+                d = ours[b]["tokens_per_s"]
+                n = serial[b]["tokens_per_s"] if serial else nan
+                f_ = fused[b]["tokens_per_s"] if fused else nan
                 print(f"{b:>5} {d:>14.1f} {n:>19.1f} {d / n:>14.2f}x {f_:>17.1f} {100 * f_ / bounds[b]:>9.1f}% "
                       f"{f_ / d:>7.2f}x", flush=True)
 
         if args.device == "cuda":
             # Where a graph step goes: the device is waited for after each part (slower in total).
-            prof = bench_scorch(binary, tmp, batches, args, ["--profile-steps"])
-            ops = bench_scorch(binary, tmp, batches, args,  # later flags win: a short eager static run
-                               ["--count-ops", "--decode", "static", "--new-tokens", "16", "--repeats", "1"])
+            prof = try_bench_scorch(binary, tmp, batches, args, ["--profile-steps"])
+            ops = try_bench_scorch(binary, tmp, batches, args,  # later flags win: a short eager static run
+                                   ["--count-ops", "--decode", "static", "--new-tokens", "16", "--repeats", "1"])
             print("\n# one decode step in parts (CUDA graphs; device waited for after each part), and the "
                   "ops an eager static step dispatches (what a graph replays)")
             print(f"{'batch':>5} {'forward us':>11} {'sample us':>10} {'host us':>8} {'compute ops':>12}")
             for b in batches:
-                r = prof[b]
+                nan = float("nan")
+                r = prof[b] if prof else dict(step_forward_us=nan, step_sample_us=nan, step_host_us=nan)
                 print(f"{b:>5} {r['step_forward_us']:>11.1f} {r['step_sample_us']:>10.1f} {r['step_host_us']:>8.1f} "
-                      f"{ops[b]['compute_ops_per_step']:>12.1f}", flush=True)
+                      f"{ops[b]['compute_ops_per_step'] if ops else nan:>12.1f}", flush=True)
 
         if args.device == "cuda":
             # Where a steady step's device time goes, per kernel (Kineto/CUPTI; no waits inserted).
             for label, extra, timed in (("SDPA attention", [], ours), ("fused decode attention", ["--fused-attention"], fused)):
-                kp = bench_scorch(binary, tmp, batches, args, extra + ["--kernel-profile", "12", "--repeats", "1"])
+                kp = try_bench_scorch(binary, tmp, batches, args, extra + ["--kernel-profile", "12", "--repeats", "1"])
                 for b in batches:
-                    print_kernel_profile(b, kp[b], timed[b], label)
+                    if kp and timed:
+                        print_kernel_profile(b, kp[b], timed[b], label)
 
         if args.stop_every > 0:
             b = max(batches)
