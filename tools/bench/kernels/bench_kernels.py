@@ -10,6 +10,7 @@ op against transformers' ATen composition (modeling_llama, written as there):
   fused_add_rms_norm(h, d, w, eps) vs  the residual add, then that
   fused_rope(q, cos, sin)          vs  q * cos + rotate_half(q) * sin   (q a strided view, as in the model)
   silu_and_mul(gu)                 vs  silu(gu[..., :I]) * gu[..., I:]
+  decode_attention(qkv, ...)       vs  rope_kv_write + SDPA (GQA 14/2, 192 cache slots) + the transposing copy
 On CUDA twice: eager (back-to-back calls, so launch overhead counts, as in an eager decode step) and
 replayed from a CUDA graph (the kernels alone).
 
@@ -137,6 +138,7 @@ def fmt_bytes(b):
 # --- decode-step ops -----------------------------------------------------------------------------
 
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, HEAD_DIM, EPS = 896, 4864, 14, 2, 64, 1e-6  # Qwen2.5-0.5B
+SLOTS = 192  # cache slots of a 64-prompt + 128-token decode
 
 
 def hf_rms_norm(x, weight, eps):
@@ -181,7 +183,38 @@ def decode_cases(batch, device, dtype):
          lambda: ops.fused_rope(q, cos, sin), lambda: hf_rope(q, cos, sin)),
         ("silu_and_mul", f"{batch}x{2 * INTERMEDIATE}", 2,
          lambda: ops.silu_and_mul(gu), lambda: hf_silu_and_mul(gu)),
+        ("decode_attention", f"{batch}x{HEADS}/{KV_HEADS}x{SLOTS}x{HEAD_DIM}", "3+",
+         *decode_attention_pair(batch, device, dtype, rnd)),
     ]
+
+
+def decode_attention_pair(batch, device, dtype, rnd):
+    """decode_attention (RoPE + cache write + GQA attention over SLOTS slots, one kernel on CUDA) and
+    what the static decode step runs without it: rope_kv_write, SDPA (on CUDA the query heads of a KV
+    head folded into the query length, on the CPU enable_gqa), the transposing copy."""
+    ops = torch.ops.scorch
+    qkv = rnd(batch, 1, (HEADS + 2 * KV_HEADS) * HEAD_DIM).view(batch, 1, HEADS + 2 * KV_HEADS, HEAD_DIM).transpose(1, 2)
+    cos, sin = rnd(batch, 1, 1, HEAD_DIM), rnd(batch, 1, 1, HEAD_DIM)
+    k, v = rnd(batch, KV_HEADS, SLOTS, HEAD_DIM), rnd(batch, KV_HEADS, SLOTS, HEAD_DIM)
+    slot = torch.tensor([SLOTS - 1], device=device)
+    mask = torch.zeros(batch, 1, 1, SLOTS, device=device, dtype=dtype)
+    mask[..., : SLOTS // 8] = float("-inf")  # left padding
+    scale = HEAD_DIM ** -0.5
+
+    def fused():
+        return ops.decode_attention(qkv, cos, sin, k, v, slot, mask, HEADS, scale)
+
+    def composed():
+        q = ops.rope_kv_write(qkv, cos, sin, k, v, slot, HEADS)
+        if device == "cuda":
+            a = torch.nn.functional.scaled_dot_product_attention(
+                q.reshape(batch, KV_HEADS, HEADS // KV_HEADS, HEAD_DIM), k, v, attn_mask=mask, scale=scale)
+            a = a.reshape(batch, HEADS, 1, HEAD_DIM)
+        else:
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+        return a.transpose(1, 2).reshape(batch, 1, HEADS * HEAD_DIM)
+
+    return fused, composed
 
 
 def per_call_seconds(fn, device, min_seconds=0.02, repeats=5):
