@@ -20,14 +20,14 @@
 // at least kMinSplitSlots slots each, and as many as the shared-memory score buffer needs. Shapes only (never
 // values) decide them, so a CUDA graph can capture the launch. Not compiled with --use_fast_math.
 #include "kernels/decode_device.cuh"
+#include "kernels/cuda_compat.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
+#ifndef SCORCH_CUDA_EMULATION
 #include <ATen/cuda/CUDAContext.h>
+#endif
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <cmath>
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
                             const T* __restrict__ mask, T* __restrict__ k_cache, T* __restrict__ v_cache,
                             const int64_t* __restrict__ slot_ptr, T* __restrict__ out, float* __restrict__ partial,
                             AttentionGeometry g) {
-  extern __shared__ float smem[];
+  SCORCH_EXTERN_SHARED(float, smem);
   const int64_t G = g.group, D = g.d, half = g.half;
   float* q_s = smem;                  // [G, D] roped queries
   float* k_new = q_s + G * D;         // [D] this step's roped key
@@ -273,14 +273,14 @@ at::Tensor decode_attention_cuda(const at::Tensor& qkv, const at::Tensor& cos, c
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(qkv.scalar_type(), "decode_attention_cuda", [&] {
-    decode_attention_kernel<scalar_t><<<grid, kThreads, shared, stream>>>(
+    SCORCH_LAUNCH(grid, kThreads, shared, stream, decode_attention_kernel<scalar_t>)(
         qkv.const_data_ptr<scalar_t>(), cos.const_data_ptr<scalar_t>(), sin.const_data_ptr<scalar_t>(),
         mask ? mask->const_data_ptr<scalar_t>() : nullptr, k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(),
         slot.const_data_ptr<int64_t>(), out.data_ptr<scalar_t>(), splits > 1 ? partial.data_ptr<float>() : nullptr, g);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (splits > 1) {
       const int threads = static_cast<int>(std::min<int64_t>(256, (D + 31) / 32 * 32));
-      decode_attention_merge_kernel<scalar_t><<<static_cast<unsigned>(B * q_heads), threads, 0, stream>>>(
+      SCORCH_LAUNCH(static_cast<unsigned>(B * q_heads), threads, 0, stream, decode_attention_merge_kernel<scalar_t>)(
           partial.const_data_ptr<float>(), out.data_ptr<scalar_t>(), D, static_cast<int>(splits));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }

@@ -16,13 +16,11 @@
 // exact expf and division, no flush-to-zero. Products and sums whose rounding matters are written with
 // __fmul_rn / __fadd_rn, which the compiler never contracts into an FMA.
 #include "kernels/decode_device.cuh"
+#include "kernels/cuda_compat.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -123,9 +121,9 @@ void launch_rms_norm(const at::Tensor& x_rows, const at::Tensor* delta_rows, con
   const float inv_n = 1.0f / static_cast<float>(n);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   if (vectorized) {
-    rms_norm_kernel<T, kVec, kAdd><<<blocks, threads, 0, stream>>>(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
+    SCORCH_LAUNCH(blocks, threads, 0, stream, rms_norm_kernel<T, kVec, kAdd>)(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
   } else {
-    rms_norm_kernel<T, 1, kAdd><<<blocks, threads, 0, stream>>>(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
+    SCORCH_LAUNCH(blocks, threads, 0, stream, rms_norm_kernel<T, 1, kAdd>)(x, x_stride, d, d_stride, w, s, y, rows, n, inv_n, eps);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -276,7 +274,7 @@ at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at:
   const int64_t pairs = x.numel() / 2;
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(x.scalar_type(), "fused_rope_cuda", [&] {
-    rope_kernel<scalar_t><<<elementwise_blocks(pairs), kElementwiseThreads, 0, stream>>>(
+    SCORCH_LAUNCH(elementwise_blocks(pairs), kElementwiseThreads, 0, stream, rope_kernel<scalar_t>)(
         x.const_data_ptr<scalar_t>(), cos.const_data_ptr<scalar_t>(), sin.const_data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), pairs, g);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -296,7 +294,7 @@ at::Tensor rope_kv_write_cuda(const at::Tensor& qkv, const at::Tensor& cos, cons
   const int64_t pairs = B * (q_heads + 2 * kv) * (D / 2);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(qkv.scalar_type(), "rope_kv_write_cuda", [&] {
-    rope_kv_write_kernel<scalar_t><<<elementwise_blocks(pairs), kElementwiseThreads, 0, stream>>>(
+    SCORCH_LAUNCH(elementwise_blocks(pairs), kElementwiseThreads, 0, stream, rope_kv_write_kernel<scalar_t>)(
         qkv.const_data_ptr<scalar_t>(), cos.const_data_ptr<scalar_t>(), sin.const_data_ptr<scalar_t>(),
         q.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(),
         slot.const_data_ptr<int64_t>(), pairs, g);
@@ -321,10 +319,10 @@ at::Tensor silu_and_mul_cuda(const at::Tensor& gu) {
     const scalar_t* in = rows.const_data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     if (inter % kVec == 0 && stride % kVec == 0 && aligned16(in) && aligned16(o)) {
-      silu_and_mul_kernel<scalar_t, kVec><<<elementwise_blocks(n_rows * inter / kVec), kElementwiseThreads, 0, stream>>>(
+      SCORCH_LAUNCH(elementwise_blocks(n_rows * inter / kVec), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, kVec>)(
           in, stride, o, n_rows, inter);
     } else {
-      silu_and_mul_kernel<scalar_t, 1><<<elementwise_blocks(n_rows * inter), kElementwiseThreads, 0, stream>>>(
+      SCORCH_LAUNCH(elementwise_blocks(n_rows * inter), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, 1>)(
           in, stride, o, n_rows, inter);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -2,12 +2,10 @@
 // computed on the device never make a round trip to the host. B * G is small (prompts x
 // generations), so one block does everything: each thread owns whole groups, batch statistics are
 // block reductions in double, and there is no inter-block synchronisation to get wrong.
+#include "kernels/cuda_compat.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
 namespace scorch::kernels {
 namespace {
@@ -114,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages_cuda
   at::Tensor std = at::empty({groups}, rewards.options());
   at::Tensor zero_std = at::empty({groups}, rewards.options().dtype(at::kBool));
   if (groups == 0) return {advantages, mean, std, zero_std};
-  group_advantages_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  SCORCH_LAUNCH(1, kThreads, 0, c10::cuda::getCurrentCUDAStream(), group_advantages_kernel)(
       rewards.const_data_ptr<float>(), groups, static_cast<int>(group_size), mode, scale, eps,
       advantages.data_ptr<float>(), mean.data_ptr<float>(), std.data_ptr<float>(), zero_std.data_ptr<bool>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();

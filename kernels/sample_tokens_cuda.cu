@@ -13,13 +13,11 @@
 // target (a target within ~1e-16 of a boundary), the walk takes its last element of positive
 // weight, so a token of weight 0 is never drawn.
 #include "kernels/ops.h"
+#include "kernels/cuda_compat.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include <cstdint>
 
@@ -66,7 +64,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const T* __restrict__ logits, int64_t row_stride, const double* __restrict__ uniforms, int64_t rows,
                   int64_t vocab, float inv_t, int64_t* __restrict__ tokens) {
-  extern __shared__ double tile_sums[];
+  SCORCH_EXTERN_SHARED(double, tile_sums);
   __shared__ float warp_max[kWarps];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t tiles = (vocab + kTile - 1) / kTile;
@@ -108,7 +106,10 @@ __global__ void __launch_bounds__(kThreads)
       double own = 0.0;
       for (int64_t t = lo; t < hi; ++t) own += tile_sums[t];
       const double incl = warp_inclusive_scan(own, lane);
-      const double before_lane = lane == 0 ? 0.0 : __shfl_up_sync(0xffffffffu, incl, 1);
+      // Every lane executes each shuffle (a full-mask shuffle that lane 0 skipped would be undefined
+      // behaviour); lane 0 then discards what it got.
+      const double up = __shfl_up_sync(0xffffffffu, incl, 1);
+      const double before_lane = lane == 0 ? 0.0 : up;
       const double total = __shfl_sync(0xffffffffu, incl, 31);
       const double target = fmin(uniforms[row] * total, total * kSampleBelowOne);
       const unsigned over = __ballot_sync(0xffffffffu, incl > target);
@@ -138,7 +139,8 @@ __global__ void __launch_bounds__(kThreads)
       rem = __shfl_sync(0xffffffffu, rem, owner);
       // The lane of tile k holding the remainder, then its element.
       const double s_incl = warp_inclusive_scan(lane_sum(r, k, lane, vocab, scale, shift), lane);
-      const double s_before = lane == 0 ? 0.0 : __shfl_up_sync(0xffffffffu, s_incl, 1);
+      const double s_up = __shfl_up_sync(0xffffffffu, s_incl, 1);
+      const double s_before = lane == 0 ? 0.0 : s_up;
       const unsigned hit = __ballot_sync(0xffffffffu, s_incl > rem);
       const int holder = hit ? __ffs(hit) - 1 : 31;
       if (lane == holder) {
@@ -184,7 +186,7 @@ at::Tensor sample_tokens_cuda(const at::Tensor& logits, const at::Tensor& unifor
   const float inv_t = static_cast<float>(1.0 / temperature);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "scorch::sample_tokens (CUDA)", [&] {
-    sample_kernel<scalar_t><<<grid, kThreads, shared, stream>>>(logits.const_data_ptr<scalar_t>(), logits.stride(0),
+    SCORCH_LAUNCH(grid, kThreads, shared, stream, sample_kernel<scalar_t>)(logits.const_data_ptr<scalar_t>(), logits.stride(0),
                                                                uniforms.const_data_ptr<double>(), rows, vocab, inv_t,
                                                                tokens.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();

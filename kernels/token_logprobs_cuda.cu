@@ -13,14 +13,12 @@
 // written straight to the output dtype. Rows are handled as in the forward (no reduction needed).
 // Rows may be strided (row_stride >= V); the vector loop starts at the row's first 16-byte
 // boundary, so any V and any alignment work (a scalar head and tail cover the rest).
+#include "kernels/cuda_compat.cuh"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include <cstdint>
 
@@ -245,7 +243,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_forward_cuda(
     auto launch = [&](auto group_threads, auto entropy_flag) {
       constexpr int kGroup = decltype(group_threads)::value;
       constexpr bool kEntropy = decltype(entropy_flag)::value;
-      forward_kernel<scalar_t, kGroup, kEntropy><<<grid_for(rows, kBlockThreads / kGroup), kBlockThreads, 0, stream>>>(
+      SCORCH_LAUNCH(grid_for(rows, kBlockThreads / kGroup), kBlockThreads, 0, stream, forward_kernel<scalar_t, kGroup, kEntropy>)(
           x, row_stride, targets.const_data_ptr<int64_t>(), rows, vocab, inv_t, logp.data_ptr<float>(),
           kEntropy ? entropy.data_ptr<float>() : nullptr, lse.data_ptr<float>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -287,8 +285,7 @@ at::Tensor token_logprobs_backward_cuda(const at::Tensor& grad_logp_in, const at
       constexpr int kGroup = decltype(group_threads)::value;
       constexpr bool kLogp = decltype(logp_flag)::value;
       constexpr bool kEntropy = decltype(entropy_flag)::value;
-      backward_kernel<scalar_t, kGroup, kLogp, kEntropy>
-          <<<grid_for(rows, kBlockThreads / kGroup), kBlockThreads, 0, stream>>>(
+      SCORCH_LAUNCH(grid_for(rows, kBlockThreads / kGroup), kBlockThreads, 0, stream, backward_kernel<scalar_t, kGroup, kLogp, kEntropy>)(
               logits.const_data_ptr<scalar_t>(), logits.stride(0), targets.const_data_ptr<int64_t>(),
               lse.const_data_ptr<float>(), kEntropy ? entropy.const_data_ptr<float>() : nullptr,
               kLogp ? g_logp.const_data_ptr<float>() : nullptr,
