@@ -8,14 +8,17 @@
 // end. A warp collective (shuffles, ballot) releases once every live thread of the warp has arrived
 // at one, __syncthreads once every live thread of the block has (a thread that returned counts as
 // arrived, as on Volta and later). Threads waiting at different barriers -- a deadlock or a
-// divergent collective on a GPU -- are an error here. __shared__ variables are static (blocks do
+// divergent collective on a GPU -- are an error here. The order in which runnable threads run is
+// selectable (schedule()): a result that changes with it reveals a race. __shared__ variables are static (blocks do
 // not overlap); dynamic shared memory starts filled with 0xFF bytes (NaN as float or double), so a
 // read before a write shows. Numerics: __fmul_rn & co. are the plain IEEE operations (compile with
 // -ffp-contract=off), rsqrtf is 1 / sqrtf and exp2f / expf are the C library's -- the hardware's
 // approximate instructions are not emulated, so values are checked with tolerances, not bits.
-// What this cannot find: races between threads (they never run at once), memory-model and
-// occupancy effects, compiler bugs. The GPU tests (label gpu) remain the judge on hardware.
+// What this cannot find: races that no order of whole barrier-to-barrier runs exposes, memory-model
+// and occupancy effects, out-of-bounds accesses that stay inside a CPU allocation, compiler bugs. The GPU tests (label gpu) remain the judge on hardware.
 #pragma once
+#include "kernels/cuda_emulation_schedule.h"
+
 #include <c10/core/Device.h>
 #include <strings.h>
 #include <ucontext.h>
@@ -88,8 +91,19 @@ inline void fiber_main() {
 
 inline void run_block(Block& b) {
   const size_t n = b.fibers.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  if (schedule() == Schedule::kReverse) std::reverse(order.begin(), order.end());
+  if (schedule() == Schedule::kShuffled) {  // a fixed permutation per block (xorshift)
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ (b.block_index.x * 0x100000001B3ull + b.block_index.y);
+    for (size_t i = n; i > 1; --i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      std::swap(order[i - 1], order[x % i]);
+    }
+  }
   while (true) {
-    for (Fiber& f : b.fibers) {
+    for (const size_t i : order) {
+      Fiber& f = b.fibers[i];
       if (f.state != Fiber::kRunnable) continue;
       b.current = &f;
       swapcontext(&b.scheduler, &f.context);

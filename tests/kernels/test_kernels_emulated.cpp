@@ -3,6 +3,7 @@
 // hardware. Index arithmetic, shared-memory layout, reductions and the split/merge logic are tested
 // here on every machine; the GPU tests (label gpu) still judge speed, races and the real intrinsics.
 #include "tests/kernels/emulated/emulated_ops.h"
+#include "kernels/cuda_emulation_schedule.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -10,6 +11,8 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -22,6 +25,36 @@ namespace emu = scorch::kernels_emulated;
 namespace cpu = scorch::kernels;
 using scorch::test::random_targets;
 using scorch::test::relative_error;
+
+// The same bytes (NaN included, where at::equal says no).
+bool same_bits(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
+  return at::equal(a.contiguous().view({-1}).view(at::kByte), b.contiguous().view({-1}).view(at::kByte));
+}
+
+// Runs `fn` (which returns a tensor or a tuple of tensors, and must not depend on state it changes)
+// with the block's threads scheduled forward, backward and shuffled; the results must be the same
+// bits (else two threads race). Returns the forward run's.
+template <typename F>
+auto in_every_schedule(F&& fn, const std::string& where) {
+  using scorch::emu::Schedule;
+  scorch::emu::schedule() = Schedule::kForward;
+  auto first = fn();
+  for (const Schedule s : {Schedule::kReverse, Schedule::kShuffled}) {
+    scorch::emu::schedule() = s;
+    auto again = fn();
+    if constexpr (std::is_same_v<decltype(first), at::Tensor>) {
+      EXPECT_TRUE(same_bits(first, again)) << where << ": the result depends on the threads' order (a race)";
+    } else {
+      const bool same = std::apply(
+          [&](const auto&... a) { return std::apply([&](const auto&... b) { return (same_bits(a, b) && ...); }, again); },
+          first);
+      EXPECT_TRUE(same) << where << ": a result depends on the threads' order (a race)";
+    }
+  }
+  scorch::emu::schedule() = Schedule::kForward;
+  return first;
+}
 
 at::Tensor random_nonzero(at::IntArrayRef sizes, double scale = 1.0) {
   at::Tensor t = at::randn(sizes) * scale;
@@ -40,13 +73,16 @@ TEST(EmulatedKernels, DecodeOpsMatchTheCpuOps) {
       const at::Tensor x = random_nonzero({5, n}, 2.0).to(dtype), d = random_nonzero({5, n}).to(dtype);
       const at::Tensor w = (1 + 0.3 * random_nonzero({n})).to(dtype);
       const std::string where = std::string(c10::toString(dtype)) + " n=" + std::to_string(n);
-      EXPECT_LE(relative_error(emu::fused_rms_norm_cuda(x, w, 1e-6), cpu::fused_rms_norm_cpu(x, w, 1e-6)), tol) << where;
-      auto [s_emu, y_emu] = emu::fused_add_rms_norm_cuda(x, d, w, 1e-6);
+      const at::Tensor y = in_every_schedule([&] { return emu::fused_rms_norm_cuda(x, w, 1e-6); }, where);
+      EXPECT_LE(relative_error(y, cpu::fused_rms_norm_cpu(x, w, 1e-6)), tol) << where;
+      auto [s_emu, y_emu] = in_every_schedule([&] { return emu::fused_add_rms_norm_cuda(x, d, w, 1e-6); }, where);
       auto [s_cpu, y_cpu] = cpu::fused_add_rms_norm_cpu(x, d, w, 1e-6);
       EXPECT_TRUE(at::equal(s_emu, s_cpu)) << where;  // the residual sum: one rounding, both sides
       EXPECT_LE(relative_error(y_emu, y_cpu), tol) << where;
       const at::Tensor gu = random_nonzero({3, 2 * n}, 3.0).to(dtype);
-      EXPECT_LE(relative_error(emu::silu_and_mul_cuda(gu), cpu::silu_and_mul_cpu(gu)), dtype == at::kFloat ? 1e-6 : 8e-3)
+      EXPECT_LE(relative_error(in_every_schedule([&] { return emu::silu_and_mul_cuda(gu); }, where),
+                               cpu::silu_and_mul_cpu(gu)),
+                dtype == at::kFloat ? 1e-6 : 8e-3)
           << where;
       EXPECT_LE(relative_error(emu::silu_and_mul_cuda(gu.narrow(1, 1, 2 * n - 2)), cpu::silu_and_mul_cpu(gu.narrow(1, 1, 2 * n - 2))),
                 dtype == at::kFloat ? 1e-6 : 8e-3)
@@ -57,7 +93,9 @@ TEST(EmulatedKernels, DecodeOpsMatchTheCpuOps) {
     const at::Tensor q = proj.view({3, 4, 6, 16}).transpose(1, 2).narrow(1, 0, 5);  // [B, 5 heads, T, D]
     for (const int64_t tb : {int64_t{3}, int64_t{1}}) {
       const at::Tensor cos = random_nonzero({tb, 1, 4, 16}).to(dtype), sin = random_nonzero({tb, 1, 4, 16}).to(dtype);
-      EXPECT_TRUE(at::equal(emu::fused_rope_cuda(q, cos, sin), cpu::fused_rope_cpu(q, cos, sin))) << dtype;
+      EXPECT_TRUE(at::equal(in_every_schedule([&] { return emu::fused_rope_cuda(q, cos, sin); }, "rope"),
+                            cpu::fused_rope_cpu(q, cos, sin)))
+          << dtype;
     }
     // rope_kv_write: q and both caches bit-equal; a slot past the end writes nothing.
     const int64_t B = 4, H = 14, KV = 2, D = 64, S = 24;
@@ -84,7 +122,8 @@ TEST(EmulatedKernels, SampleTokensDrawsTheCpuOpsTokens) {
     for (const int64_t V : {int64_t{151936}, int64_t{1000}, int64_t{300}, int64_t{256}, int64_t{3}}) {
       const at::Tensor logits = (at::randn({6, V}) * 4).to(dtype);
       const at::Tensor u = at::rand({6}, at::kDouble);
-      const at::Tensor a = cpu::sample_tokens_cpu(logits, u, 0.8), b = emu::sample_tokens_cuda(logits, u, 0.8);
+      const at::Tensor a = cpu::sample_tokens_cpu(logits, u, 0.8);
+      const at::Tensor b = in_every_schedule([&] { return emu::sample_tokens_cuda(logits, u, 0.8); }, "sample");
       EXPECT_LE(a.ne(b).sum().item<int64_t>(), 1) << "V " << V << " " << dtype;
       EXPECT_TRUE((b >= 0).logical_and(b < V).all().item<bool>()) << "V " << V;
     }
@@ -121,13 +160,15 @@ TEST(EmulatedKernels, TokenLogprobsForwardAndBackwardMatchTheCpuReference) {
       const at::Tensor targets = random_targets(c.n, c.v);
       const std::string where = "N=" + std::to_string(c.n) + " V=" + std::to_string(c.v) + " " + c10::toString(dtype);
       auto [lp_a, h_a, lse_a] = cpu::token_logprobs_forward_cpu(logits, targets, 0.7, true);
-      auto [lp_b, h_b, lse_b] = emu::token_logprobs_forward_cuda(logits, targets, 0.7, true);
+      auto [lp_b, h_b, lse_b] =
+          in_every_schedule([&] { return emu::token_logprobs_forward_cuda(logits, targets, 0.7, true); }, where);
       EXPECT_LE(relative_error(lp_b, lp_a), tol) << where;
       EXPECT_LE(relative_error(h_b, h_a), tol) << where;
       EXPECT_LE(relative_error(lse_b, lse_a), tol) << where;
       const at::Tensor g_logp = at::randn({c.n}), g_entropy = at::randn({c.n});
       const at::Tensor grad_a = cpu::token_logprobs_backward_cpu(g_logp, g_entropy, logits, targets, lse_a, h_a, 0.7);
-      const at::Tensor grad_b = emu::token_logprobs_backward_cuda(g_logp, g_entropy, logits, targets, lse_b, h_b, 0.7);
+      const at::Tensor grad_b = in_every_schedule(
+          [&] { return emu::token_logprobs_backward_cuda(g_logp, g_entropy, logits, targets, lse_b, h_b, 0.7); }, where);
       EXPECT_LE(relative_error(grad_b, grad_a), tol) << where;
       const at::Tensor only_logp = emu::token_logprobs_backward_cuda(g_logp, at::Tensor(), logits, targets, lse_b, h_b, 0.7);
       EXPECT_LE(relative_error(only_logp, cpu::token_logprobs_backward_cpu(g_logp, at::Tensor(), logits, targets, lse_a,
@@ -152,7 +193,8 @@ TEST(EmulatedKernels, GroupAdvantagesMatchTheCpuReference) {
                                      AdvantageMode::kReinforcePP}) {
       for (const RewardScale scale : {RewardScale::kGroup, RewardScale::kBatch, RewardScale::kNone}) {
         auto [a, m, s, z] = cpu::group_advantages_cpu(r, g, mode, 1e-4, scale);
-        auto [ea, em, es, ez] = emu::group_advantages_cuda(r, g, mode, 1e-4, scale);
+        auto [ea, em, es, ez] = in_every_schedule([&] { return emu::group_advantages_cuda(r, g, mode, 1e-4, scale); },
+                                                  "group_advantages");
         const std::string where = "G=" + std::to_string(g) + " mode " + std::to_string(static_cast<int>(mode)) +
                                   " scale " + std::to_string(static_cast<int>(scale));
         EXPECT_LE(relative_error(ea, a), 1e-6) << where;
@@ -191,8 +233,13 @@ TEST(EmulatedKernels, DecodeAttentionMatchesTheFloat64FormulaAndRopeKvWrite) {
       const std::string where = std::string(c10::toString(dtype)) + " B=" + std::to_string(B) + " H=" +
                                 std::to_string(H) + " KV=" + std::to_string(KV) + " D=" + std::to_string(D) +
                                 " S=" + std::to_string(S) + " slot=" + std::to_string(sh.slot);
-      at::Tensor k = k0.clone(), v = v0.clone();
-      const at::Tensor out = emu::decode_attention_cuda(qkv, cos, sin, k, v, slot, mask_opt, H, scale);
+      at::Tensor k, v;
+      const at::Tensor out = in_every_schedule(
+          [&] {
+            k = k0.clone(), v = v0.clone();
+            return emu::decode_attention_cuda(qkv, cos, sin, k, v, slot, mask_opt, H, scale);
+          },
+          where);
       at::Tensor k_ref = k0.clone(), v_ref = v0.clone(), q;
       if (sh.slot < S) {
         q = scorch::rope_kv_write(qkv, cos, sin, k_ref, v_ref, slot, H);
