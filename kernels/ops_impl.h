@@ -22,13 +22,6 @@ at::Tensor token_logprobs_backward_cpu(const at::Tensor& grad_logp, const at::Te
                                        const at::Tensor& logits, const at::Tensor& targets,
                                        const at::Tensor& lse, const at::Tensor& entropy, double temperature);
 
-#ifdef SCORCH_WITH_CUDA
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_forward_cuda(
-    const at::Tensor& logits, const at::Tensor& targets, double temperature, bool with_entropy);
-at::Tensor token_logprobs_backward_cuda(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
-                                        const at::Tensor& logits, const at::Tensor& targets,
-                                        const at::Tensor& lse, const at::Tensor& entropy, double temperature);
-#endif
 
 // --- group_advantages ------------------------------------------------------------------------
 enum class AdvantageMode { kGrpo, kDrGrpo, kRloo, kReinforcePP };
@@ -44,10 +37,6 @@ constexpr double kZeroStdTolerance = 1e-8;
 // (advantages [B*G], group_mean [B], group_std [B], zero_std [B] bool)
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages_cpu(
     const at::Tensor& rewards, int64_t group_size, AdvantageMode mode, double eps, RewardScale scale);
-#ifdef SCORCH_WITH_CUDA
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages_cuda(
-    const at::Tensor& rewards, int64_t group_size, AdvantageMode mode, double eps, RewardScale scale);
-#endif
 
 // --- decode-step ops: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul -------------
 // Inference-only (no backward); shapes and numerics in ops.h. The checks (register.cpp) are shared by
@@ -95,26 +84,14 @@ int64_t check_decode_attention_inputs(const at::Tensor& qkv, const at::Tensor& c
 at::Tensor decode_attention_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
                                 at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
                                 const std::optional<at::Tensor>& mask, int64_t q_heads, double scale);
-#ifdef SCORCH_WITH_CUDA
-at::Tensor decode_attention_cuda(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
-                                 at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
-                                 const std::optional<at::Tensor>& mask, int64_t q_heads, double scale);
-#endif
-#ifdef SCORCH_WITH_CUDA
-at::Tensor rope_kv_write_cuda(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
-                              at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads);
-at::Tensor fused_rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
-std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cuda(const at::Tensor& h, const at::Tensor& delta,
-                                                           const at::Tensor& weight, double eps);
-at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-at::Tensor silu_and_mul_cuda(const at::Tensor& gu);
-#endif
 
 // --- sample_tokens ----------------------------------------------------------------------------
 void check_sample_tokens_inputs(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
 at::Tensor sample_tokens_cpu(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+
+// The CUDA implementations (*_cuda.cu; also compiled for the CPU emulation, tests/kernels/emulated/).
 #ifdef SCORCH_WITH_CUDA
-at::Tensor sample_tokens_cuda(const at::Tensor& logits, const at::Tensor& uniforms, double temperature);
+#include "kernels/cuda_entry_points.inc"
 #endif
 
 }  // namespace scorch::kernels

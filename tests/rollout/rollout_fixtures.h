@@ -3,6 +3,7 @@
 // byte and text round-trips to the same ids — the engine's text logic is then checked exactly.
 #pragma once
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "model/model_config.h"
 #include "model/transformer.h"
+#include "rollout/engine.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch::test {
@@ -118,6 +120,20 @@ inline std::vector<std::vector<int64_t>> staggered_prompts() {
     prompts.push_back(prompt);
   }
   return prompts;
+}
+
+// Two runs' samples: the same tokens and finish reasons, log-probs within `logprob_tol` (0 = equal).
+inline void expect_same_samples(const std::vector<Sample>& x, const std::vector<Sample>& y, const std::string& where,
+                                double logprob_tol) {
+  ASSERT_EQ(x.size(), y.size()) << where;
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << where << " sample " << i;
+    EXPECT_EQ(x[i].finish_reason, y[i].finish_reason) << where << " sample " << i;
+    ASSERT_EQ(x[i].logprobs.size(), y[i].logprobs.size()) << where << " sample " << i;
+    for (size_t t = 0; t < x[i].logprobs.size(); ++t) {
+      EXPECT_NEAR(x[i].logprobs[t], y[i].logprobs[t], logprob_tol) << where << " sample " << i << " token " << t;
+    }
+  }
 }
 
 inline std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& b) {

@@ -321,11 +321,7 @@ TEST(Engine, FusedDecodeAttentionChangesNoTokenOnTheCpu) {
     GenerationEngine a(model, nullptr, plain), b(model, nullptr, fused);
     const auto x = a.generate(kPrompts, p), y = b.generate(kPrompts, p);
     EXPECT_EQ(b.last_stats().static_steps, b.last_stats().decode_steps);
-    ASSERT_EQ(x.size(), y.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << "T " << temperature << " sample " << i;
-      EXPECT_EQ(x[i].logprobs, y[i].logprobs) << "T " << temperature << " sample " << i;
-    }
+    test::expect_same_samples(x, y, "T " + std::to_string(temperature), 0.0);
   }
 }
 
@@ -359,17 +355,9 @@ TEST(Engine, LookaheadStaticStepsGiveTheSameSamples) {
       EXPECT_GE(sb.decode_steps, sa.decode_steps) << where;
       EXPECT_LE(sb.decode_steps, sa.decode_steps + 1) << where;
       EXPECT_EQ(sb.static_steps, sb.decode_steps) << where;
-      ASSERT_EQ(x.size(), y.size());
+      test::expect_same_samples(x, y, where, 1e-5);
       std::set<std::string> reasons;
-      for (size_t i = 0; i < x.size(); ++i) {
-        EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << where << " sample " << i;
-        EXPECT_EQ(x[i].finish_reason, y[i].finish_reason) << where << " sample " << i;
-        reasons.insert(finish_reason_name(y[i].finish_reason));
-        ASSERT_EQ(x[i].logprobs.size(), y[i].logprobs.size());
-        for (size_t t = 0; t < x[i].logprobs.size(); ++t) {
-          EXPECT_NEAR(x[i].logprobs[t], y[i].logprobs[t], 1e-5) << where << " sample " << i << " token " << t;
-        }
-      }
+      for (const Sample& s : y) reasons.insert(finish_reason_name(s.finish_reason));
       if (stop_every > 0) EXPECT_EQ(reasons.size(), 3u) << where << ": rows should end by eos, stop and length";
       if (stop_every > 0) EXPECT_GE(sb.compactions, 1) << where;
     }

@@ -178,12 +178,12 @@ TEST(RolloutGpu, CudaGraphsAcrossCompactionsEqualTheCpuEngine) {
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].completion_ids, b[i].completion_ids) << "prompt " << i;
 }
 
-TEST(RolloutGpu, CudaGraphSampledLogprobsEqualAFloat64FullForward) {
-  SKIP_WITHOUT_CUDA();
+// Sampled (T = 1.3, n = 4) in CUDA graphs with `options`: the log-probs of a float64 full forward.
+void expect_graph_samples_logprobs_of_a_float64_forward(const EngineOptions& options) {
   Transformer cpu_model = tiny_model();
   Transformer gpu_model = cpu_model.clone();
   gpu_model.to(at::kCUDA);
-  GenerationEngine engine(gpu_model, nullptr, with_steps(DecodeSteps::kCudaGraph));
+  GenerationEngine engine(gpu_model, nullptr, options);
   SamplingParams p;
   p.temperature = 1.3;
   p.n = 4;
@@ -192,6 +192,11 @@ TEST(RolloutGpu, CudaGraphSampledLogprobsEqualAFloat64FullForward) {
   const auto samples = engine.generate({kPrompts[1], kPrompts[2]}, p);
   EXPECT_GT(engine.last_stats().graph_replays, 0);
   expect_logprobs_of_a_float64_forward(cpu_model, samples, {kPrompts[1], kPrompts[2]}, 1.3);
+}
+
+TEST(RolloutGpu, CudaGraphSampledLogprobsEqualAFloat64FullForward) {
+  SKIP_WITHOUT_CUDA();
+  expect_graph_samples_logprobs_of_a_float64_forward(with_steps(DecodeSteps::kCudaGraph));
 }
 
 TEST(RolloutGpu, CudaGraphEpisodesEqualTheCpuEpisodes) {
@@ -239,12 +244,7 @@ TEST(RolloutGpu, LookaheadInCudaGraphsGivesTheSameSamples) {
     EXPECT_GT(b.last_stats().graph_replays, 0);
     EXPECT_EQ(a.last_stats().compactions, b.last_stats().compactions);
     EXPECT_EQ(a.last_stats().row_steps, b.last_stats().row_steps);
-    ASSERT_EQ(x.size(), y.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      EXPECT_EQ(x[i].completion_ids, y[i].completion_ids) << "T " << temperature << " sample " << i;
-      ASSERT_EQ(x[i].logprobs.size(), y[i].logprobs.size());
-      for (size_t t = 0; t < x[i].logprobs.size(); ++t) EXPECT_NEAR(x[i].logprobs[t], y[i].logprobs[t], 1e-5);
-    }
+    test::expect_same_samples(x, y, "T " + std::to_string(temperature), 1e-5);
   }
 }
 
@@ -275,18 +275,7 @@ TEST(RolloutGpu, FusedDecodeAttentionInCudaGraphsEqualsTheCpuEngine) {
     const auto c = cpu.generate(kPrompts, p), d = gpu.generate(kPrompts, p);
     for (size_t i = 0; i < kPrompts.size(); ++i) EXPECT_EQ(c[i].completion_ids, d[i].completion_ids) << "prompt " << i;
   }
-  Transformer cpu_model = tiny_model();
-  Transformer gpu_model = cpu_model.clone();
-  gpu_model.to(at::kCUDA);
-  GenerationEngine engine(gpu_model, nullptr, fused_attention());
-  SamplingParams p;
-  p.temperature = 1.3;
-  p.n = 4;
-  p.max_new_tokens = 16;
-  p.seed = 9;
-  const auto samples = engine.generate({kPrompts[1], kPrompts[2]}, p);
-  EXPECT_GT(engine.last_stats().graph_replays, 0);
-  expect_logprobs_of_a_float64_forward(cpu_model, samples, {kPrompts[1], kPrompts[2]}, 1.3);
+  expect_graph_samples_logprobs_of_a_float64_forward(fused_attention());
 }
 
 // bf16 with a Qwen2-like layout (qkv bias, tied embeddings, GQA 4/2 folded in decode): the graph
