@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one script to run on a GPU machine (DESIGN.md "GPU work"): torch 2.11 at /opt/torch/.venv,
-# nvcc 13, no network. Unpacks tools/gpu/debs (from fetch_deps.sh) into .deps/, configures
+# nvcc 13, no network. If tools/gpu/prebuilt (from prebuild.sh) came along, first runs the GPU tests
+# and the rollout benchmark from those binaries. Unpacks tools/gpu/debs (from fetch_deps.sh) into .deps/, configures
 # against the installed torch, builds with all cores (the GPU tests and the rollout benchmark
 # first), runs the gpu-labelled tests and the rollout benchmark, then, while the time budget lasts,
 # the other benchmarks, an NCCL smoke run and the CPU unit tests, and prints a summary table. The logs go to .deps/logs and, packed as
@@ -21,6 +22,33 @@ step "unpack Debian packages"
 for deb in tools/gpu/debs/*.deb; do dpkg -x "$deb" .deps/prefix; done
 export LD_LIBRARY_PATH="$root/.deps/prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+
+# Prebuilt binaries first (tools/gpu/prebuild.sh, carried as tools/gpu/prebuilt): the GPU tests and
+# the rollout benchmark run before anything is built, against this image's torch.
+prebuilt_ok=0
+if [ -d tools/gpu/prebuilt ]; then
+  step "prebuilt GPU binaries ($(cat tools/gpu/prebuilt/COMMIT 2>/dev/null | cut -c1-10), built against torch $(cat tools/gpu/prebuilt/TORCH_VERSION 2>/dev/null))"
+  torch_dir=$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  # Only for the prebuilt programs: the source build's programs must find their own libscorch.
+  pre_ld="$root/tools/gpu/prebuilt:$torch_dir/lib:$torch_dir/../nvidia/cu13/lib:$LD_LIBRARY_PATH"
+  prebuilt() { LD_LIBRARY_PATH="$pre_ld" "$@"; }
+  echo "torch here: $("$py" -c 'import torch; print(torch.__version__)')"
+  if prebuilt tools/gpu/prebuilt/test_kernels_gpu --gtest_list_tests > "$out/prebuilt_load.log" 2>&1; then
+    prebuilt_ok=1
+    status[prebuilt_tests]=0
+    for t in test_kernels_gpu test_rollout_gpu; do
+      prebuilt timeout 300 "tools/gpu/prebuilt/$t" > "$out/prebuilt_$t.log" 2>&1 || status[prebuilt_tests]=1
+      grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]+ tests?|tests? ran|\[ info \]' \
+        "$out/prebuilt_$t.log" | tail -n 14
+    done
+    echo "--- generate (prebuilt)"
+    SCORCH_BUILD_DIR=tools/gpu/prebuilt SCORCH_PYTHON="$py" prebuilt timeout 300 bash tools/bench/generate/gpu.sh 2>&1 |
+      tee "$out/bench_generate.txt" || status[bench]=1
+  else
+    echo "the prebuilt binaries do not load here (see prebuilt_load.log); building from source instead"
+    tail -n 3 "$out/prebuilt_load.log"
+  fi
+fi
 
 step "configure"
 cmake -S . -B build-gpu -G Ninja -DSCORCH_PYTHON="$py" -DSCORCH_DEPS_PREFIX="$root/.deps/prefix" \
@@ -46,7 +74,7 @@ tail -n 15 "$out/ctest_gpu.log"
 
 # SCORCH_GPU_BENCHES="generate grpo" picks benchmarks (default: every tools/bench/*/gpu.sh, generate
 # first); one starts only while at least 30 s of the budget are left.
-status[bench]=0
+status[bench]=${status[bench]:-0}
 benches="${SCORCH_GPU_BENCHES:-generate $(ls tools/bench/*/gpu.sh | xargs -n1 dirname | xargs -n1 basename | grep -vx generate | tr '\n' ' ')}"
 run_bench() {
   local name=$1 b="tools/bench/$1/gpu.sh"
@@ -58,7 +86,11 @@ run_bench() {
   SCORCH_BUILD_DIR=build-gpu SCORCH_PYTHON="$py" timeout "$limit" bash "$b" 2>&1 | tee "$out/bench_$name.txt" || status[bench]=1
 }
 step "benchmark: generate"
-case " $benches " in *" generate "*) run_bench generate ;; esac
+if [ "$prebuilt_ok" = 1 ]; then
+  echo "(ran from the prebuilt binaries above)"
+else
+  case " $benches " in *" generate "*) run_bench generate ;; esac
+fi
 
 step "build the rest"
 timeout "$(( $(left) > 10 ? $(left) : 10 ))" ninja -C build-gpu -j "$(nproc)" >> "$out/build.log" 2>&1 || status[build]=1
@@ -90,9 +122,10 @@ fi
 step "summary"
 {
   printf '%-12s %s\n' part result
-  for k in configure build gpu_tests unit_tests nccl bench; do
+  for k in prebuilt_tests configure build gpu_tests unit_tests nccl bench; do
+    [ "$k" = prebuilt_tests ] && [ "$prebuilt_ok" != 1 ] && continue
     case "${status[$k]:-1}" in 0) r=ok ;; skipped) r=skipped ;; *) r=FAILED ;; esac
-    printf '%-12s %s\n' "$k" "$r"
+    printf '%-15s %s\n' "$k" "$r"
   done
   [ "${#skipped[@]}" -eq 0 ] || echo "skipped for time: ${skipped[*]}"
   echo "total $(( $(date +%s) - t0 )) s"
