@@ -121,7 +121,7 @@ fi
 
 step "summary"
 {
-  printf '%-12s %s\n' part result
+  printf '%-15s %s\n' part result
   for k in prebuilt_tests configure build gpu_tests unit_tests nccl bench; do
     [ "$k" = prebuilt_tests ] && [ "$prebuilt_ok" != 1 ] && continue
     case "${status[$k]:-1}" in 0) r=ok ;; skipped) r=skipped ;; *) r=FAILED ;; esac
