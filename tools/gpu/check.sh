@@ -14,7 +14,17 @@ rm -rf "$out"
 mkdir -p "$out" .deps/prefix
 py="${SCORCH_PYTHON:-/opt/torch/.venv/bin/python}"
 t0=$(date +%s)
-step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
+step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; save_out; }
+# SCORCH_GPU_BUDGET_S (default 480) seconds from the script's start: later parts start only while
+# budget is left, so that one device call (10 minutes at most) always reaches the summary.
+budget="${SCORCH_GPU_BUDGET_S:-480}"
+left() { echo $(( budget - ($(date +%s) - t0) )); }
+# The logs so far to $OUT at every step, so that a call cut short still brings back what ran.
+save_out() {
+  [ -n "${OUT:-}" ] || return 0
+  mkdir -p "$OUT"
+  tar czf "$OUT/check-logs.tar.gz" -C "$out" . 2>/dev/null || true
+}
 declare -A status
 skipped=()
 
@@ -56,21 +66,23 @@ cmake -S . -B build-gpu -G Ninja -DSCORCH_PYTHON="$py" -DSCORCH_DEPS_PREFIX="$ro
 status[configure]=$?
 tail -n 5 "$out/configure.log"
 
-# The issue's GPU work first (its tests and the rollout benchmark), then the rest as time allows:
-# SCORCH_GPU_BUDGET_S (default 480) seconds from the script's start, so that one device call (10
-# minutes at most) always reaches the summary.
-budget="${SCORCH_GPU_BUDGET_S:-480}"
-left() { echo $(( budget - ($(date +%s) - t0) )); }
-
+# The issue's GPU work first (its tests and the rollout benchmark), then the rest as time allows.
+# After a prebuilt run the source build is itself held to the budget.
 step "build (the GPU tests and the rollout benchmark first)"
-ninja -C build-gpu -j "$(nproc)" test_kernels_gpu test_rollout_gpu scorch_bench_generate > "$out/build.log" 2>&1
+build_limit=$([ "$prebuilt_ok" = 1 ] && echo $(( $(left) > 10 ? $(left) : 10 )) || echo 1800)
+timeout "$build_limit" ninja -C build-gpu -j "$(nproc)" test_kernels_gpu test_rollout_gpu scorch_bench_generate \
+  > "$out/build.log" 2>&1
 status[build]=$?
 tail -n 5 "$out/build.log"
 
 step "gpu tests"
-(cd build-gpu && ctest -L gpu --output-on-failure -j 4 --timeout 300) > "$out/ctest_gpu.log" 2>&1
-status[gpu_tests]=$?
-tail -n 15 "$out/ctest_gpu.log"
+if [ "${status[build]}" = 0 ]; then
+  (cd build-gpu && ctest -L gpu --output-on-failure -j 4 --timeout 300) > "$out/ctest_gpu.log" 2>&1
+  status[gpu_tests]=$?
+  tail -n 15 "$out/ctest_gpu.log"
+else
+  echo "skipped: the build did not finish (see build.log)"
+fi
 
 # SCORCH_GPU_BENCHES="generate grpo" picks benchmarks (default: every tools/bench/*/gpu.sh, generate
 # first); one starts only while at least 30 s of the budget are left.
