@@ -390,11 +390,13 @@ at::Tensor fused_rope_cpu(const at::Tensor& x, const at::Tensor& cos, const at::
   return out;
 }
 
-at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
-                             at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
-  const int64_t kv = check_rope_kv_write_inputs(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+namespace {
+// rope_kv_write on arguments already checked (kv: the KV heads; op names the caller).
+at::Tensor rope_kv_write_checked(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                 at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads,
+                                 int64_t kv, const char* op) {
   const int64_t s = slot.item<int64_t>();  // a host value on the CPU
-  TORCH_CHECK(s >= 0 && s < k_cache.size(2), "scorch::rope_kv_write: slot ", s, " is outside the cache's ",
+  TORCH_CHECK(s >= 0 && s < k_cache.size(2), "scorch::", op, ": slot ", s, " is outside the cache's ",
               k_cache.size(2), " slots");
   // The rope of fused_rope (the same roundings), then the cache slots written from its k heads and
   // from the v heads as they are.
@@ -403,13 +405,21 @@ at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const
   v_cache.select(2, s).copy_(qkv.narrow(1, q_heads + kv, kv).select(2, 0));
   return qk.narrow(1, 0, q_heads).contiguous();
 }
+}  // namespace
+
+at::Tensor rope_kv_write_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                             at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
+  const int64_t kv = check_rope_kv_write_inputs(qkv, cos, sin, k_cache, v_cache, slot, q_heads);
+  return rope_kv_write_checked(qkv, cos, sin, k_cache, v_cache, slot, q_heads, kv, "rope_kv_write");
+}
 
 at::Tensor decode_attention_cpu(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
                                 at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
                                 const std::optional<at::Tensor>& mask, int64_t q_heads, double scale) {
   const int64_t kv = check_decode_attention_inputs(qkv, cos, sin, k_cache, v_cache, slot, mask, q_heads, scale);
   // Its definition (ops.h): rope_kv_write, then SDPA with grouped-query heads.
-  const at::Tensor q = rope_kv_write_cpu(qkv, cos, sin, k_cache, v_cache, slot, q_heads);  // [B, H, 1, D]
+  const at::Tensor q =
+      rope_kv_write_checked(qkv, cos, sin, k_cache, v_cache, slot, q_heads, kv, "decode_attention");  // [B, H, 1, D]
   const at::Tensor a = at::scaled_dot_product_attention(q, k_cache, v_cache, mask, 0.0, false, scale,
                                                         /*enable_gqa=*/kv != q_heads);
   return a.transpose(1, 2).reshape({qkv.size(0), 1, q_heads * qkv.size(3)});

@@ -120,14 +120,11 @@ void KvCache::reserve(int64_t max_len) {
 void KvCache::index_select(const at::Tensor& rows) {
   if (pending_ >= 0) throw std::logic_error("KvCache row surgery inside a step");
   if (rows.dim() != 1 || rows.numel() == 0) throw std::invalid_argument("KvCache::index_select needs a non-empty 1-D index");
-  // Checked where the index lives: an index on the host costs the device no synchronisation (it
-  // travels from pinned memory, queued like a kernel).
+  // Checked where the index lives: an index on the host costs the device no synchronisation.
   const at::Tensor checked = rows.to(at::kLong);
   const int64_t lo = checked.min().item<int64_t>(), hi = checked.max().item<int64_t>();
   const at::Device dev = valid_.device();
-  const at::Tensor idx = checked.device() == dev ? checked
-                         : checked.is_cpu()      ? checked.pin_memory().to(dev, /*non_blocking=*/true)
-                                                 : checked.to(dev);
+  const at::Tensor idx = checked.is_cpu() ? to_device_async(checked, dev) : checked.to(dev);
   if (lo < 0 || hi >= batch_) {
     throw std::out_of_range("KvCache row index " + std::to_string(lo < 0 ? lo : hi) + " outside [0, " +
                             std::to_string(batch_) + ")");
@@ -153,6 +150,11 @@ void KvCache::reset() {
   lengths_.zero_();
   used_ = 0;
   pending_ = -1;
+}
+
+at::Tensor to_device_async(const at::Tensor& host, const at::Device& dev) {
+  if (dev.is_cpu()) return host;
+  return host.pin_memory().to(dev, /*non_blocking=*/true);
 }
 
 }  // namespace scorch

@@ -100,4 +100,9 @@ class KvCache {
   int64_t batch_, max_len_, used_ = 0, pending_ = -1, version_ = 0;
 };
 
+// A small host tensor (row indices, masks) on `dev` without waiting for the device: a pageable
+// host-to-device copy waits for the whole stream (ATen synchronises it), which would stall a decode
+// step already queued; from pinned memory the copy is queued like a kernel. On the CPU: `host`.
+at::Tensor to_device_async(const at::Tensor& host, const at::Device& dev);
+
 }  // namespace scorch

@@ -25,14 +25,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
-// A small host tensor on `dev` without waiting for the device: a pageable host-to-device copy waits
-// for the whole stream (ATen synchronises it), which would stall the step that lookahead queued;
-// from pinned memory the copy is queued like a kernel.
-at::Tensor to_device_async(const at::Tensor& host, const at::Device& dev) {
-  if (dev.is_cpu()) return host;
-  return host.pin_memory().to(dev, /*non_blocking=*/true);
-}
-
 // Stop-string matcher over a row's generated tokens. Decoding the whole completion every step would
 // be quadratic; a stop string of S bytes lies within the last S + 2 tokens once it is complete
 // (every non-control token decodes to at least one byte; +2 covers a byte-fallback character cut

@@ -28,6 +28,12 @@ inline std::tuple<at::Tensor, at::Tensor> naive_logprobs(const at::Tensor& z64, 
   return {logp, entropy};
 }
 
+// Random values N(0, scale^2) moved away from 0 by at least `floor` (never all zeros, no sign-less 0).
+inline at::Tensor random_nonzero(at::IntArrayRef sizes, double scale = 1.0, double floor = 1e-3) {
+  at::Tensor t = at::randn(sizes) * scale;
+  return t + at::sign(t) * floor + (t == 0).to(at::kFloat) * floor;
+}
+
 // Random targets in [0, V) with roughly every fifth row ignored (-100).
 inline at::Tensor random_targets(int64_t n, int64_t vocab, bool with_ignored = true) {
   at::Tensor t = at::randint(0, vocab, {n}, at::kLong);

@@ -22,6 +22,7 @@ namespace {
 using scorch::test::hf_rms_norm;
 using scorch::test::hf_rope;
 using scorch::test::hf_silu_and_mul;
+using scorch::test::random_nonzero;
 using scorch::test::relative_error;
 using scorch::test::ulp_diff;
 using scorch::test::UlpDiff;
@@ -34,13 +35,7 @@ double f64_tolerance(at::ScalarType dtype) {
   return dtype == at::kFloat ? 1e-6 : dtype == at::kBFloat16 ? 1.6e-2 : 2e-3;
 }
 
-// Random non-zero values, N(0, scale^2) shifted away from 0 by at least `floor`.
-at::Tensor nonzero_randn(at::IntArrayRef sizes, double scale = 1.0, double floor = 1e-3) {
-  at::Tensor t = at::randn(sizes) * scale;
-  return t + at::sign(t) * floor + (t == 0).to(at::kFloat) * floor;
-}
-
-at::Tensor rms_weight(int64_t n, at::ScalarType dtype) { return (1.0 + 0.5 * nonzero_randn({n})).to(dtype); }
+at::Tensor rms_weight(int64_t n, at::ScalarType dtype) { return (1.0 + 0.5 * random_nonzero({n})).to(dtype); }
 
 // Running worst case per dtype, printed at the end of a test.
 struct Worst {
@@ -103,7 +98,7 @@ TEST(FusedRmsNorm, MatchesFloat64AndTransformersCompositionOnDecodeShapes) {
   for (const at::ScalarType dtype : kDtypes) {
     Worst worst;
     for (const RowsShape& s : kNormShapes) {
-      const at::Tensor x = nonzero_randn(s.sizes, 2.0).to(dtype);
+      const at::Tensor x = random_nonzero(s.sizes, 2.0).to(dtype);
       const at::Tensor w = rms_weight(s.sizes.back(), dtype);
       const at::Tensor y = scorch::fused_rms_norm(x, w, kEps);
       const std::string where = shape_str(x.sizes(), dtype);
@@ -120,10 +115,10 @@ TEST(FusedRmsNorm, StridedAndNonCollapsibleInputsGiveTheContiguousResult) {
   at::manual_seed(22);
   for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     const at::Tensor w = rms_weight(96, dtype);
-    const at::Tensor wide = nonzero_randn({9, 130}).to(dtype);
+    const at::Tensor wide = random_nonzero({9, 130}).to(dtype);
     const at::Tensor rows = wide.slice(1, 17, 17 + 96);  // row stride 130, a view
-    const at::Tensor transposed = nonzero_randn({96, 9}).to(dtype).t();  // last-dim stride 9: copied
-    const at::Tensor nested = nonzero_randn({4, 6, 96}).to(dtype).transpose(0, 1);  // [6, 4, 96], not collapsible
+    const at::Tensor transposed = random_nonzero({96, 9}).to(dtype).t();  // last-dim stride 9: copied
+    const at::Tensor nested = random_nonzero({4, 6, 96}).to(dtype).transpose(0, 1);  // [6, 4, 96], not collapsible
     for (const at::Tensor& x : {rows, transposed, nested}) {
       ASSERT_FALSE(x.is_contiguous());
       const at::Tensor y = scorch::fused_rms_norm(x, w, 1e-5);
@@ -142,7 +137,7 @@ TEST(FusedAddRmsNorm, SumIsTheDtypeAddAndYIsTheRmsNormOfTheSum) {
   for (const at::ScalarType dtype : kDtypes) {
     Worst worst;
     for (const RowsShape& s : kNormShapes) {
-      const at::Tensor h = nonzero_randn(s.sizes, 3.0).to(dtype), delta = nonzero_randn(s.sizes).to(dtype);
+      const at::Tensor h = random_nonzero(s.sizes, 3.0).to(dtype), delta = random_nonzero(s.sizes).to(dtype);
       const at::Tensor w = rms_weight(s.sizes.back(), dtype);
       auto [sum, y] = scorch::fused_add_rms_norm(h, delta, w, kEps);
       const std::string where = shape_str(h.sizes(), dtype);
@@ -154,7 +149,7 @@ TEST(FusedAddRmsNorm, SumIsTheDtypeAddAndYIsTheRmsNormOfTheSum) {
     worst.print("fused_add_rms_norm", dtype);
   }
   // Strided h and delta.
-  const at::Tensor wide = nonzero_randn({5, 200}).to(at::kBFloat16);
+  const at::Tensor wide = random_nonzero({5, 200}).to(at::kBFloat16);
   const at::Tensor h = wide.slice(1, 0, 64), delta = wide.slice(1, 100, 164);
   const at::Tensor w = rms_weight(64, at::kBFloat16);
   auto [sum, y] = scorch::fused_add_rms_norm(h, delta, w, kEps);
@@ -166,7 +161,7 @@ TEST(FusedAddRmsNorm, SumIsTheDtypeAddAndYIsTheRmsNormOfTheSum) {
 // viewed as heads, transposed to [B, M + 2K, T, D] and narrowed to the M query heads.
 at::Tensor projected_heads(int64_t b, int64_t m, int64_t t, int64_t d, at::ScalarType dtype) {
   const int64_t kv = 2;
-  const at::Tensor proj = nonzero_randn({b, t, (m + 2 * kv) * d}, 2.0).to(dtype);
+  const at::Tensor proj = random_nonzero({b, t, (m + 2 * kv) * d}, 2.0).to(dtype);
   return proj.view({b, t, m + 2 * kv, d}).transpose(1, 2).narrow(1, 0, m);
 }
 
@@ -204,7 +199,7 @@ TEST(FusedRope, EqualsTransformersCompositionBitForBitAndMatchesFloat64) {
       EXPECT_LE(e, f64_tolerance(dtype)) << where;
       worst = std::max(worst, e);
       // Random tables (column i + D/2 unrelated to column i) and random x: still bit-equal.
-      const at::Tensor rc = nonzero_randn({s.b, 1, s.t, s.d}).to(dtype), rs = nonzero_randn({s.b, 1, s.t, s.d}).to(dtype);
+      const at::Tensor rc = random_nonzero({s.b, 1, s.t, s.d}).to(dtype), rs = random_nonzero({s.b, 1, s.t, s.d}).to(dtype);
       EXPECT_TRUE(at::equal(scorch::fused_rope(x, rc, rs), hf_rope(x, rc, rs))) << where << " (random tables)";
     }
     std::printf("[ info ] fused_rope %s: bit-equal to the composition; worst relative error vs float64 %.2e\n",
@@ -224,8 +219,8 @@ TEST(FusedRope, BroadcastTablesAreRead) {
   // One position for every token ([B, 1, 1, D]) and a table that is itself a strided view.
   const at::Tensor cos_t = cos1.narrow(2, 2, 1), sin_t = sin1.narrow(2, 2, 1);
   EXPECT_TRUE(at::equal(scorch::fused_rope(x, cos_t, sin_t), hf_rope(x, cos_t, sin_t))) << "size-1 T";
-  const at::Tensor wide_cos = nonzero_randn({4, 1, 6, 100}).to(dtype).narrow(3, 10, 64);
-  const at::Tensor wide_sin = nonzero_randn({4, 1, 6, 100}).to(dtype).narrow(3, 30, 64);
+  const at::Tensor wide_cos = random_nonzero({4, 1, 6, 100}).to(dtype).narrow(3, 10, 64);
+  const at::Tensor wide_sin = random_nonzero({4, 1, 6, 100}).to(dtype).narrow(3, 30, 64);
   EXPECT_TRUE(at::equal(scorch::fused_rope(x, wide_cos, wide_sin), hf_rope(x, wide_cos, wide_sin))) << "strided tables";
 }
 
@@ -251,8 +246,8 @@ TEST(SiluAndMul, MatchesTransformersCompositionAndFloat64) {
       EXPECT_LE(d.fraction(), dtype == at::kFloat ? 2e-2 : 1e-3) << where << ": " << d.str();
       worst.add(e, d, relative_error(composed, f64));
     };
-    for (const auto& sizes : shapes) check(nonzero_randn(sizes, 3.0).to(dtype));
-    const at::Tensor wide = nonzero_randn({6, 3000}, 3.0).to(dtype);
+    for (const auto& sizes : shapes) check(random_nonzero(sizes, 3.0).to(dtype));
+    const at::Tensor wide = random_nonzero({6, 3000}, 3.0).to(dtype);
     check(wide.slice(1, 5, 5 + 2 * 1000));  // row stride 3000
     worst.print("silu_and_mul", dtype);
   }
@@ -358,12 +353,12 @@ TEST(RopeKvWrite, EqualsFusedRopeAndIndexCopyAtTheSlot) {
   for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     const int64_t B = 3, H = 4, KV = 2, D = 16, S = 10;
     // [B, 1, H + 2KV, D] projection output viewed as [B, H + 2KV, 1, D]: strided dims 0 and 1.
-    const at::Tensor proj = nonzero_randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+    const at::Tensor proj = random_nonzero({B, 1, (H + 2 * KV) * D}).to(dtype);
     const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
     for (bool broadcast : {false, true}) {
       const int64_t tb = broadcast ? 1 : B;
-      const at::Tensor cos = nonzero_randn({tb, 1, 1, D}).to(dtype), sin = nonzero_randn({tb, 1, 1, D}).to(dtype);
-      at::Tensor k_cache = nonzero_randn({B, KV, S, D}).to(dtype), v_cache = nonzero_randn({B, KV, S, D}).to(dtype);
+      const at::Tensor cos = random_nonzero({tb, 1, 1, D}).to(dtype), sin = random_nonzero({tb, 1, 1, D}).to(dtype);
+      at::Tensor k_cache = random_nonzero({B, KV, S, D}).to(dtype), v_cache = random_nonzero({B, KV, S, D}).to(dtype);
       const at::Tensor k_before = k_cache.clone(), v_before = v_cache.clone();
       const at::Tensor slot = at::full({1}, 6, at::kLong);
       c10::NoGradGuard no_grad;
@@ -411,10 +406,10 @@ TEST(DecodeAttention, CpuEqualsRopeKvWriteThenSdpaAndTheFloat64Formula) {
       for (int mask_kind = 0; mask_kind < 3; ++mask_kind) {  // per row, broadcast, none
         c10::NoGradGuard no_grad;
         const int64_t B = sh.B, H = sh.H, KV = sh.KV, D = sh.D, S = sh.S;
-        const at::Tensor proj = nonzero_randn({B, 1, (H + 2 * KV) * D}).to(dtype);
+        const at::Tensor proj = random_nonzero({B, 1, (H + 2 * KV) * D}).to(dtype);
         const at::Tensor qkv = proj.view({B, 1, H + 2 * KV, D}).transpose(1, 2);
-        const at::Tensor cos = nonzero_randn({B, 1, 1, D}).to(dtype), sin = nonzero_randn({B, 1, 1, D}).to(dtype);
-        const at::Tensor k0 = nonzero_randn({B, KV, S, D}).to(dtype), v0 = nonzero_randn({B, KV, S, D}).to(dtype);
+        const at::Tensor cos = random_nonzero({B, 1, 1, D}).to(dtype), sin = random_nonzero({B, 1, 1, D}).to(dtype);
+        const at::Tensor k0 = random_nonzero({B, KV, S, D}).to(dtype), v0 = random_nonzero({B, KV, S, D}).to(dtype);
         const at::Tensor slot = at::full({1}, sh.slot, at::kLong);
         // Row b sees slots [b, slot] (b left-padding slots masked, none past the new one).
         at::Tensor valid = at::zeros({mask_kind == 1 ? 1 : B, 1, 1, S}, at::kBool);

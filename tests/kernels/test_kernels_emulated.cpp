@@ -24,6 +24,7 @@ namespace {
 namespace emu = scorch::kernels_emulated;
 namespace cpu = scorch::kernels;
 using scorch::test::random_targets;
+using scorch::test::random_nonzero;
 using scorch::test::relative_error;
 
 // The same bytes (NaN included, where at::equal says no).
@@ -57,11 +58,6 @@ auto in_every_schedule(F&& fn, const std::string& where) {
   }
   scorch::emu::schedule() = Schedule::kForward;
   return first;
-}
-
-at::Tensor random_nonzero(at::IntArrayRef sizes, double scale = 1.0) {
-  at::Tensor t = at::randn(sizes) * scale;
-  return t + at::sign(t) * 1e-3 + (t == 0).to(at::kFloat) * 1e-3;
 }
 
 // The fused decode ops on decode and awkward shapes (rows of 896 and 4864, odd sizes that take the

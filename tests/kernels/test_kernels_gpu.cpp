@@ -29,6 +29,7 @@
 namespace {
 
 using scorch::test::random_targets;
+using scorch::test::random_nonzero;
 using scorch::test::relative_error;
 
 #define SKIP_WITHOUT_CUDA()                                                         \
@@ -155,11 +156,6 @@ constexpr double kRmsEps = 1e-6;
 void poison_cuda_blocks(int64_t numel, at::ScalarType dtype, int count) {
   std::vector<at::Tensor> blocks;
   for (int i = 0; i < count; ++i) blocks.push_back(at::full({numel}, NAN, at::TensorOptions().device(at::kCUDA).dtype(dtype)));
-}
-
-at::Tensor random_nonzero(at::IntArrayRef sizes, double scale = 1.0) {
-  at::Tensor t = at::randn(sizes) * scale;
-  return t + at::sign(t) * 1e-3 + (t == 0).to(at::kFloat) * 1e-3;
 }
 
 double f64_tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-6 : 1.6e-2; }

@@ -36,6 +36,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/error.h"
@@ -222,15 +223,22 @@ int main(int argc, char** argv) {
       const auto per_step_us = [&](double seconds) {
         return stats.decode_steps > 0 ? 1e6 * seconds / static_cast<double>(stats.decode_steps) : 0.0;
       };
-      double ops_per_step = -1, compute_ops_per_step = -1;
-      if (count_ops) {
+      // One steady decode step's share of a measurement: `measure(run)` around a generate() of
+      // new-tokens / 2 and one of new-tokens; their difference over the decode steps between them
+      // (prefill, warm-up and graph captures cancel out). Returns (half, full, steps).
+      const auto steady_step = [&](auto&& measure) {
         SamplingParams half = p, full = p;
         half.max_new_tokens = std::max<int64_t>(1, new_tokens / 2);
         full.max_new_tokens = new_tokens;
-        const auto a = count_top_level_ops([&] { engine.generate(prompts, half); });
+        auto a = measure([&] { engine.generate(prompts, half); });
         const int64_t steps_a = engine.last_stats().decode_steps;
-        const auto b = count_top_level_ops([&] { engine.generate(prompts, full); });
+        auto b = measure([&] { engine.generate(prompts, full); });
         const double steps = static_cast<double>(engine.last_stats().decode_steps - steps_a);
+        return std::make_tuple(std::move(a), std::move(b), steps);
+      };
+      double ops_per_step = -1, compute_ops_per_step = -1;
+      if (count_ops) {
+        const auto [a, b, steps] = steady_step([](auto&& run) { return count_top_level_ops(run); });
         if (steps > 0) {
           ops_per_step = static_cast<double>(b.first - a.first) / steps;
           compute_ops_per_step = static_cast<double>(b.second - a.second) / steps;
@@ -238,13 +246,7 @@ int main(int argc, char** argv) {
       }
       std::string kernels_json;
       if (kernel_profile > 0) {
-        SamplingParams half = p, full = p;
-        half.max_new_tokens = std::max<int64_t>(1, new_tokens / 2);
-        full.max_new_tokens = new_tokens;
-        const NameTotals a = profile_device_time(load.device, [&] { engine.generate(prompts, half); });
-        const int64_t steps_a = engine.last_stats().decode_steps;
-        const NameTotals b = profile_device_time(load.device, [&] { engine.generate(prompts, full); });
-        const double steps = static_cast<double>(engine.last_stats().decode_steps - steps_a);
+        const auto [a, b, steps] = steady_step([&](auto&& run) { return profile_device_time(load.device, run); });
         if (steps > 0) kernels_json = kernel_profile_json(a, b, steps, kernel_profile);
       }
       std::printf("{\"batch\": %lld, \"prompt_len\": %lld, \"new_tokens\": %lld, \"threads\": %d, \"compact\": %s, "
