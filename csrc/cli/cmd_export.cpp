@@ -2,6 +2,9 @@
 // directory holding config.json + safetensors (a HF model or a training checkpoint) and writes a
 // HuggingFace directory transformers and vLLM load. Tokenizer files come from --tokenizer, else from
 // the model directory when it has them.
+// `scorch export --model ADAPTER_DIR --merge [--base DIR] --out DIR`: a LoRA adapter in PEFT's
+// format (a LoRA run's export/) merged into its base model (--base, else the adapter config's
+// base_model_name_or_path): W + scaling · B A, written as a plain HF model directory.
 #include <CLI/CLI.hpp>
 
 #include <memory>
@@ -11,6 +14,8 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "model/hf_checkpoint.h"
+#include "config/config.h"
+#include "model/lora.h"
 
 namespace scorch::cli {
 namespace {
@@ -19,14 +24,39 @@ struct ExportArgs {
   std::string out;
   std::string tokenizer;
   int64_t max_shard_bytes = 5'000'000'000;
+  bool merge = false;
+  std::string base;
 };
 
+// The base model + adapter of `adapter_dir` merged into one model; `base_dir` receives the base used.
+Transformer merged_adapter(const ExportArgs& a, std::string* base_dir) {
+  std::string named_base;
+  read_peft_adapter_config(a.model, &named_base);
+  *base_dir = a.base.empty() ? named_base : a.base;
+  if (base_dir->empty()) {
+    throw UserError("adapter '" + a.model + "' does not name its base model: pass --base DIR (the model it was trained on)");
+  }
+  Transformer adapted = load_hf_model(*base_dir);
+  load_peft_adapter(adapted, a.model);
+  return merge_lora(adapted);
+}
+
 void run_export(const ExportArgs& a) {
-  const Transformer model = load_hf_model(a.model);
+  const bool adapter = is_peft_adapter_dir(a.model);
+  if (adapter && !a.merge) {
+    throw UserError("'" + a.model + "' is a LoRA adapter (PEFT format, adapter_config.json): add --merge to write "
+                    "base + adapter as one HF model, or load it with peft.PeftModel.from_pretrained");
+  }
+  if (!adapter && (a.merge || !a.base.empty())) {
+    throw UserError("--merge / --base need a LoRA adapter directory (with adapter_config.json) as --model; '" +
+                    a.model + "' has none");
+  }
+  std::string source = a.model;  // where the tokenizer and generation config come from
+  const Transformer model = adapter ? merged_adapter(a, &source) : load_hf_model(a.model);
   ExportOptions options;
   options.max_shard_bytes = a.max_shard_bytes;
-  options.tokenizer_source = a.tokenizer.empty() ? a.model : a.tokenizer;
-  options.generation_config_source = a.model;
+  options.tokenizer_source = a.tokenizer.empty() ? source : a.tokenizer;
+  options.generation_config_source = source;
   export_hf_model(model, a.out, options);
   log::info("exported ", a.model, " (", model.num_parameters(), " parameters, ", model_dtype_name(model.dtype()),
             ") to ", a.out);
@@ -41,6 +71,8 @@ void register_export(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or file to copy (default: the model directory's)");
   cmd->add_option("--max-shard-bytes", args->max_shard_bytes, "Shard the weights above this size (default 5e9)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--merge", args->merge, "--model is a LoRA adapter (PEFT format): write base + scaled B A as one model");
+  cmd->add_option("--base", args->base, "With --merge: the base model directory (default: the adapter's base_model_name_or_path)");
   cmd->callback([args] { run_export(*args); });
 }
 

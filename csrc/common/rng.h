@@ -19,6 +19,7 @@ enum Tag : uint64_t {
   kTagSampling = 3,
   kTagDropout = 4,
   kTagGenerator = 5,
+  kTagLora = 6,
 };
 
 std::mt19937_64 engine(uint64_t base, std::initializer_list<uint64_t> tags);

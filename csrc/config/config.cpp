@@ -161,6 +161,16 @@ void visit(Config& c, V& v) {
     v.field("bucket_mb", s.bucket_mb, at_least(1));
     v.field("zero1", s.zero1, Spec{});
   });
+  v.section("lora", [&] {
+    auto& s = c.lora;
+    v.field("enabled", s.enabled, Spec{});
+    v.field("r", s.r, at_least(1));
+    v.field("lora_alpha", s.lora_alpha, positive());
+    v.field("lora_dropout", s.lora_dropout, range(0, 1, false, true));
+    v.field("target_modules", s.target_modules, Spec{});  // names checked against the model (model/lora.h)
+    v.field("use_rslora", s.use_rslora, Spec{});
+    v.field("init_lora_weights", s.init_lora_weights, one_of({"kaiming", "gaussian"}));
+  });
   v.section("sft", [&] { v.field("completion_only_loss", c.sft.completion_only_loss, Spec{}); });
   v.section("dpo", [&] {
     auto& s = c.dpo;

@@ -108,6 +108,20 @@ struct DistSection {
   bool zero1 = false;
 };
 
+// LoRA adapters on the decoder's linear projections (model/lora.h), with PEFT's LoraConfig names
+// and defaults. enabled = false trains every weight.
+struct LoraSection {
+  bool enabled = false;
+  int64_t r = 8;
+  double lora_alpha = 8.0;
+  double lora_dropout = 0.0;
+  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or "all-linear" (all seven; the LM
+  // head excluded, as PEFT). PEFT's default for Llama / Qwen2 / Mistral is q_proj, v_proj.
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  bool use_rslora = false;                 // scaling lora_alpha / sqrt(r) instead of lora_alpha / r
+  std::string init_lora_weights = "kaiming";  // kaiming (PEFT's true) | gaussian; B = 0 both ways
+};
+
 struct SftSection {
   bool completion_only_loss = true;
 };
@@ -178,6 +192,7 @@ struct Config {
   CheckpointSection checkpoint;
   LogSection log;
   DistSection dist;
+  LoraSection lora;
   SftSection sft;
   DpoSection dpo;
   ScpoSection scpo;

@@ -35,6 +35,38 @@ std::vector<std::pair<std::string, at::Tensor*>> hf_tensor_slots(Transformer& m)
   return out;
 }
 
+namespace {
+constexpr const char* kProjectionNames[kNumProjections] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                           "gate_proj", "up_proj", "down_proj"};
+}
+
+const char* projection_module_name(Projection p) { return kProjectionNames[static_cast<int>(p)]; }
+
+bool parse_projection(const std::string& name, Projection* out) {
+  for (int i = 0; i < kNumProjections; ++i) {
+    if (name == kProjectionNames[i]) {
+      *out = static_cast<Projection>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, at::Tensor*>> lora_tensor_slots(Transformer& m) {
+  std::vector<std::pair<std::string, at::Tensor*>> out;
+  for (size_t i = 0; i < m.layers_.size(); ++i) {
+    for (int p = 0; p < kNumProjections; ++p) {
+      LoraWeights& w = m.layers_[i].lora[static_cast<size_t>(p)];
+      if (!w.defined()) continue;
+      const std::string parent = p <= static_cast<int>(Projection::o) ? "self_attn." : "mlp.";
+      const std::string name = "base_model.model.model.layers." + std::to_string(i) + "." + parent + kProjectionNames[p];
+      out.emplace_back(name + ".lora_A.weight", &w.a);
+      out.emplace_back(name + ".lora_B.weight", &w.b);
+    }
+  }
+  return out;
+}
+
 bool hf_ignorable_tensor(const std::string& name, bool tie_word_embeddings) {
   if (ends_with(name, "rotary_emb.inv_freq")) return true;
   return tie_word_embeddings && name == "lm_head.weight";

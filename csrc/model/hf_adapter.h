@@ -11,11 +11,22 @@
 namespace scorch {
 
 class Transformer;
+enum class Projection;
 
 // (HF name, the model's tensor slot) for every weight the config gives the model, in a fixed order
 // (embedding, layers in order, final norm, lm_head when not tied). Biases appear only when the
 // config has them; lm_head.weight only when tie_word_embeddings is false.
 std::vector<std::pair<std::string, at::Tensor*>> hf_tensor_slots(Transformer& model);
+
+// A projection's HF / PEFT module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+const char* projection_module_name(Projection p);
+// The projection a module name denotes; false if `name` is none of the seven.
+bool parse_projection(const std::string& name, Projection* out);
+
+// (PEFT name, slot) for each LoRA tensor the model has, in layer then projection order:
+// base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight, the keys of
+// PEFT's adapter_model.safetensors.
+std::vector<std::pair<std::string, at::Tensor*>> lora_tensor_slots(Transformer& model);
 
 // Names a HF checkpoint may carry that the model does not use and that are safely ignored
 // (rotary inv_freq buffers of old checkpoints; lm_head.weight of a tied model).

@@ -4,7 +4,8 @@
 //   scorch_model_forward logits --model DIR --input IN.safetensors --output OUT.safetensors
 //       IN holds "input_ids<suffix>" [B, T] I64 for one or more suffixes (and optionally
 //       "positions<suffix>" [B, T] I64, default 0..T-1); OUT gets "logits<suffix>" [B, T, V] and
-//       "hidden<suffix>" [B, T, hidden] in F32. The model is loaded in fp32.
+//       "hidden<suffix>" [B, T, hidden] in F32. The model is loaded in fp32. --adapter DIR adds a
+//       LoRA adapter in PEFT's format (the PEFT parity test, tests/python/test_lora_peft.py).
 //   scorch_model_forward bench --model DIR [--batch 1,8,32] [--seq 128] [--iters 5] [--threads N]
 //       prints one line per batch size: "batch=B seq=T tokens_per_s=X ms_per_forward=Y"
 //       (forward + LM head, inference mode, random token ids).
@@ -22,6 +23,7 @@
 #include "common/error.h"
 #include "common/strings.h"
 #include "model/hf_checkpoint.h"
+#include "model/lora.h"
 #include "model/safetensors.h"
 
 namespace {
@@ -35,7 +37,9 @@ std::string arg(int argc, char** argv, const char* name, const std::string& fall
 }
 
 int run_logits(int argc, char** argv) {
-  const scorch::Transformer model = scorch::load_hf_model(arg(argc, argv, "--model"), {at::kFloat, at::kCPU});
+  scorch::Transformer model = scorch::load_hf_model(arg(argc, argv, "--model"), {at::kFloat, at::kCPU});
+  const std::string adapter = arg(argc, argv, "--adapter", "-");
+  if (adapter != "-") scorch::load_peft_adapter(model, adapter);
   const auto inputs = scorch::safetensors::load(arg(argc, argv, "--input"));
   scorch::safetensors::TensorMap outputs;
   c10::InferenceMode guard;

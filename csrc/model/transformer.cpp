@@ -82,6 +82,66 @@ std::tuple<at::Tensor, at::Tensor> add_norm(const at::Tensor& h, const at::Tenso
   return {std::move(sum), std::move(y)};
 }
 
+// The adapter's term of one projection, scaling · (dropout(x) Aᵀ) Bᵀ: [..., out]. Dropout (PEFT's
+// lora_dropout, on the adapter's input only) acts in forwards that differentiate the adapter.
+at::Tensor lora_term(const at::Tensor& x, const LoraWeights& w, const Transformer::LoraScale& s) {
+  const at::Tensor in = s.dropout > 0 && needs_grad({&w.a, &w.b}) ? at::dropout(x, s.dropout, /*train=*/true) : x;
+  return at::linear(at::linear(in, w.a), w.b) * s.scaling;
+}
+
+const at::Tensor& projection_weight(const TransformerLayer& L, Projection p) {
+  switch (p) {
+    case Projection::q: return L.q_weight;
+    case Projection::k: return L.k_weight;
+    case Projection::v: return L.v_weight;
+    case Projection::o: return L.o_weight;
+    case Projection::gate: return L.gate_weight;
+    case Projection::up: return L.up_weight;
+    case Projection::down: return L.down_weight;
+  }
+  throw std::logic_error("projection_weight: bad projection");
+}
+
+const at::Tensor& projection_bias(const TransformerLayer& L, Projection p) {
+  static const at::Tensor none;
+  switch (p) {
+    case Projection::q: return L.q_bias;
+    case Projection::k: return L.k_bias;
+    case Projection::v: return L.v_bias;
+    case Projection::o: return L.o_bias;
+    default: return none;
+  }
+}
+
+// Every linear projection of a layer goes through here: x [..., in] through the projections `ps`,
+// which are one projection, or {q, k, v} / {gate, up} read through the fused weight whose
+// consecutive row blocks they are (one GEMM; TransformerLayer). Each projection's LoRA adapter,
+// if any, adds its term to its columns of the output, so the base GEMM stays as it is (fused,
+// frozen, in the model dtype) and a zero lora_B leaves the output bitwise unchanged.
+at::Tensor project(const at::Tensor& x, const TransformerLayer& L, std::initializer_list<Projection> ps,
+                   const Transformer::LoraScale& lora) {
+  const Projection first = *ps.begin();
+  at::Tensor y = ps.size() == 1          ? at::linear(x, projection_weight(L, first), projection_bias(L, first))
+                 : first == Projection::q ? at::linear(x, L.qkv_weight, L.qkv_bias)
+                                          : at::linear(x, L.gate_up_weight);
+  bool adapted = false;
+  for (Projection p : ps) adapted = adapted || L.lora[static_cast<size_t>(p)].defined();
+  if (!adapted) return y;
+  if (ps.size() == 1) return y + lora_term(x, L.lora[static_cast<size_t>(first)], lora);
+  std::vector<at::Tensor> terms;  // one [..., out_p] block per projection, zeros where it has no adapter
+  for (Projection p : ps) {
+    const LoraWeights& w = L.lora[static_cast<size_t>(p)];
+    if (w.defined()) {
+      terms.push_back(lora_term(x, w, lora));
+    } else {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = projection_weight(L, p).size(0);
+      terms.push_back(at::zeros(shape, y.options()));
+    }
+  }
+  return y + at::cat(terms, -1);
+}
+
 // A bool attention mask (true = attend) as the additive mask SDPA would make of it at every layer
 // (0 / -inf in the activation dtype): converted once per forward instead of once per layer.
 std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, at::ScalarType dtype) {
@@ -102,7 +162,8 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 // qkv [B, H + 2 KV, T, D] and return the attention output [B, T, H * D], or nullopt (then RoPE, kv()
 // and attend()).
 template <class KvFn, class QkvAttnFn>
-at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c, at::Tensor h,
+at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c,
+                      const Transformer::LoraScale& lora, at::Tensor h,
                       const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
                       KvFn&& kv, QkvAttnFn&& qkv_attn) {
   const int64_t B = h.size(0), T = h.size(1);
@@ -115,7 +176,7 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
     at::Tensor q, k, v, attn;  // attn [B, T, H * D]
     if (has_fused_qkv(L) &&
         !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
-      const at::Tensor qkv = at::linear(x, L.qkv_weight, L.qkv_bias).view({B, T, H + 2 * KV, D}).transpose(1, 2);
+      const at::Tensor qkv = project(x, L, {Projection::q, Projection::k, Projection::v}, lora).view({B, T, H + 2 * KV, D}).transpose(1, 2);
       if (auto fused = qkv_attn(static_cast<int64_t>(i), qkv)) {
         attn = *fused;
       } else {
@@ -124,23 +185,23 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
         std::tie(k, v) = kv(static_cast<int64_t>(i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
       }
     } else {
-      q = apply_rope(at::linear(x, L.q_weight, L.q_bias).view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
-      k = apply_rope(at::linear(x, L.k_weight, L.k_bias).view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
-      v = at::linear(x, L.v_weight, L.v_bias).view({B, T, KV, D}).transpose(1, 2);
+      q = apply_rope(project(x, L, {Projection::q}, lora).view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
+      k = apply_rope(project(x, L, {Projection::k}, lora).view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
+      v = project(x, L, {Projection::v}, lora).view({B, T, KV, D}).transpose(1, 2);
       std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     }
     if (!attn.defined()) attn = attend(q, k, v, mask, causal, scale).transpose(1, 2).reshape({B, T, H * D});
-    const at::Tensor o = at::linear(attn, L.o_weight, L.o_bias);
+    const at::Tensor o = project(attn, L, {Projection::o}, lora);
     at::Tensor y;
     std::tie(h, y) = add_norm(h, o, L.post_attention_norm, eps);
     at::Tensor act;
     if (has_fused_gate_up(L) && !needs_grad({&L.gate_weight, &L.up_weight})) {
-      const at::Tensor gu = at::linear(y, L.gate_up_weight);  // [B, T, 2 I]
+      const at::Tensor gu = project(y, L, {Projection::gate, Projection::up}, lora);  // [B, T, 2 I]
       act = needs_grad({&gu}) ? at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I) : silu_and_mul(gu);
     } else {
-      act = at::silu(at::linear(y, L.gate_weight)) * at::linear(y, L.up_weight);
+      act = at::silu(project(y, L, {Projection::gate}, lora)) * project(y, L, {Projection::up}, lora);
     }
-    const at::Tensor down = at::linear(act, L.down_weight);
+    const at::Tensor down = project(act, L, {Projection::down}, lora);
     if (i + 1 < layers.size()) {
       std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, eps);
     } else {
@@ -301,7 +362,7 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   } else {
     causal = true;
   }
-  const at::Tensor out = run_layers(layers_, c, h, cos, sin, additive_mask(mask, h.scalar_type()), causal,
+  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, cos, sin, additive_mask(mask, h.scalar_type()), causal,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                                     },
@@ -325,7 +386,7 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   const std::optional<at::Tensor> mask = additive_mask(step.attention_mask, h.scalar_type());
   const int64_t H = c.num_attention_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  const at::Tensor out = run_layers(layers_, c, h, cos, sin, mask, /*causal=*/false,
+  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, cos, sin, mask, /*causal=*/false,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     },
@@ -374,6 +435,10 @@ void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
     const bool rg = slot->requires_grad();
     *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
   }
+  for (auto& [name, slot] : lora_tensor_slots(*this)) {
+    const bool rg = slot->requires_grad();
+    *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
+  }
   inv_freq_ = inv_freq_.to(device);
   fuse_projections();
 }
@@ -394,6 +459,36 @@ Transformer Transformer::clone() const {
     const bool rg = slot->requires_grad();
     *slot = slot->detach().clone().requires_grad_(rg);
   }
+  for (auto& [name, slot] : lora_tensor_slots(copy)) {
+    const bool rg = slot->requires_grad();
+    *slot = slot->detach().clone().requires_grad_(rg);
+  }
+  return copy;
+}
+
+bool Transformer::has_lora() const {
+  for (const TransformerLayer& L : layers_) {
+    for (const LoraWeights& w : L.lora) {
+      if (w.defined()) return true;
+    }
+  }
+  return false;
+}
+
+std::map<std::string, at::Tensor> Transformer::lora_parameters() const {
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, slot] : lora_tensor_slots(const_cast<Transformer&>(*this))) out.emplace(name, *slot);
+  return out;
+}
+
+std::map<std::string, at::Tensor> Transformer::trainable_parameters() const {
+  return has_lora() ? lora_parameters() : named_parameters();
+}
+
+Transformer Transformer::without_lora() const {
+  Transformer copy = *this;
+  for (TransformerLayer& L : copy.layers_) L.lora = {};
+  copy.lora_scale_ = {};
   return copy;
 }
 

@@ -6,6 +6,7 @@
 // requires_grad on them to train), and HF tensor names live only in hf_adapter.cpp, which
 // named_parameters() goes through. Copying a Transformer shares its tensors; clone() deep-copies.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -20,6 +21,17 @@
 #include "model/model_config.h"
 
 namespace scorch {
+
+// The linear projections of a decoder layer, in HF module order (q_proj ... down_proj).
+enum class Projection { q, k, v, o, gate, up, down };
+constexpr int kNumProjections = 7;
+
+// One LoRA adapter (model/lora.h): the projection computes x Wᵀ + b + scaling · (x Aᵀ) Bᵀ.
+struct LoraWeights {
+  at::Tensor a;  // lora_A [r, in_features]
+  at::Tensor b;  // lora_B [out_features, r]
+  bool defined() const { return a.defined(); }
+};
 
 struct TransformerLayer {
   at::Tensor input_norm;                  // [hidden]
@@ -38,6 +50,9 @@ struct TransformerLayer {
   // the separate GEMMs: replacing a slice's tensor costs speed, never correctness.
   at::Tensor qkv_weight, qkv_bias;        // qkv_bias undefined when the layer has no q/k/v bias
   at::Tensor gate_up_weight;
+  // LoRA adapters by Projection (undefined where the projection has none). They add to the base
+  // GEMM's output, so the fused q/k/v and gate/up GEMMs stay one GEMM each (model/lora.h).
+  std::array<LoraWeights, kNumProjections> lora;
 };
 
 // Whether the layer's q/k/v (gate/up) weights are still the slices of its fused tensor.
@@ -96,6 +111,24 @@ class Transformer {
   // and the pad token's embedding row (as transformers' _init_weights). Deterministic in `seed`.
   void init_weights(uint64_t seed);
 
+  // LoRA (model/lora.h). The adapter's scaling and dropout; every layer's adapters live in
+  // TransformerLayer::lora. has_lora(): some projection has an adapter.
+  struct LoraScale {
+    double scaling = 0.0;  // lora_alpha / r (or / sqrt(r) with rsLoRA)
+    double dropout = 0.0;  // on the adapter's input, in forwards that record gradients
+  };
+  bool has_lora() const;
+  const LoraScale& lora_scale() const { return lora_scale_; }
+  void set_lora_scale(LoraScale scale) { lora_scale_ = scale; }
+  // PEFT name -> adapter tensor (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ...).
+  std::map<std::string, at::Tensor> lora_parameters() const;
+  // What training updates: the adapter's tensors when the model has one (the base stays frozen),
+  // else named_parameters().
+  std::map<std::string, at::Tensor> trainable_parameters() const;
+  // The same model with the adapter disabled: shares every base tensor (no copy), has no adapter.
+  // The frozen reference of KL / DPO under LoRA, as TRL's disabled-adapter reference.
+  Transformer without_lora() const;
+
   const ModelConfig& config() const { return config_; }
   ModelConfig& mutable_config() { return config_; }
   at::ScalarType dtype() const { return embed_tokens_.scalar_type(); }
@@ -109,6 +142,7 @@ class Transformer {
 
  private:
   ModelConfig config_;
+  LoraScale lora_scale_;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
 };
 

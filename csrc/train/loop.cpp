@@ -16,6 +16,7 @@
 #include "dist/data_parallel.h"
 #include "dist/dist.h"
 #include "model/hf_checkpoint.h"
+#include "model/lora.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
 #include "train/checkpoint.h"
@@ -48,7 +49,7 @@ TrainState capture_state(int64_t step, Transformer& model, NamedTensors optimize
                          const std::string& config_yaml) {
   TrainState state;
   state.step = step;
-  state.model = model.named_parameters();
+  state.model = model.trainable_parameters();
   state.model_config = model_config_to_json(model.config());
   state.optimizer_tensors = std::move(optimizer_tensors);
   state.optimizer = std::move(optimizer_json);
@@ -74,8 +75,10 @@ class GroupReducer : public Reducer {
 
 LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer& model, TrainTask& task,
                         const LoopOptions& options) {
-  const auto params = model.named_parameters();
-  model.set_requires_grad(true);
+  // What the optimizer, gradient sync, clipping, ZeRO-1 sharding and checkpoints see: every weight,
+  // or only the LoRA adapter (the base frozen, model/lora.h).
+  const auto params = model.trainable_parameters();
+  for (const auto& [name, p] : params) p.requires_grad_(true);
   AdamWOptions adam;
   adam.lr = config.optim.learning_rate;
   adam.beta1 = config.optim.adam_beta1;
@@ -210,8 +213,14 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     result.export_dir = run_dir.path + "/export";
     ExportOptions export_options;
     export_options.tokenizer_source = options.tokenizer_dir;
-    export_hf_model(model, result.export_dir, export_options);
-    log::info("exported the final model to ", result.export_dir);
+    if (model.has_lora()) {
+      save_peft_adapter(model, config.lora, result.export_dir, config.model.path);
+      log::info("exported the LoRA adapter (PEFT format) to ", result.export_dir,
+                "; `scorch export --model ", result.export_dir, " --merge --out DIR` writes the merged model");
+    } else {
+      export_hf_model(model, result.export_dir, export_options);
+      log::info("exported the final model to ", result.export_dir);
+    }
   }
   if (group) group->wait_for_root("export", root_wait_s);
   return result;

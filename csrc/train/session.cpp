@@ -11,6 +11,8 @@
 #include "config/config.h"
 #include "dist/dist.h"
 #include "model/hf_checkpoint.h"
+#include "model/hf_adapter.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -75,8 +77,18 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
 
 ModelSession open_model_session(const Config& config) {
   if (config.train.threads > 0) at::set_num_threads(static_cast<int>(config.train.threads));
-  return open_model_session(config.model.path, resolve_tokenizer_path(config), config.tokenizer.chat_template,
-                            config.model.device, config.model.dtype);
+  ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
+                                      config.tokenizer.chat_template, config.model.device, config.model.dtype);
+  if (config.lora.enabled) {
+    add_lora(*s.model, config.lora, config.seed);
+    int64_t adapter = 0;
+    for (const auto& [name, t] : s.model->lora_parameters()) adapter += t.numel();
+    std::string modules;
+    for (Projection p : lora_targets(config.lora.target_modules)) modules += std::string(modules.empty() ? "" : ",") + projection_module_name(p);
+    log::info("LoRA r=", config.lora.r, " alpha=", config.lora.lora_alpha, " on ", modules, ": ", adapter,
+              " trainable parameters (base frozen)");
+  }
+  return s;
 }
 
 }  // namespace scorch

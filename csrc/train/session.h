@@ -41,7 +41,8 @@ struct ModelSession {
 };
 
 // Loads model.path (HF directory) onto the resolved device/dtype, the tokenizer and the chat
-// template; applies train.threads. Checks that the tokenizer's vocabulary fits the model's.
+// template; applies train.threads; gives the model its LoRA adapter when lora.enabled (the base
+// frozen, model/lora.h). Checks that the tokenizer's vocabulary fits the model's.
 ModelSession open_model_session(const Config& config);
 // Same from explicit arguments (used by `scorch eval` / `generate`).
 ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/fs.h"
 #include "common/run_dir.h"
@@ -64,6 +65,49 @@ TEST(GrpoRun, ARunFromAConfigLogsFiniteRewardKlAndClipMetricsAndExports) {
   ASSERT_EQ(samples.size(), 6u);  // 3 per step
   EXPECT_TRUE(samples[0].contains("completion") && samples[0].contains("reward") && samples[0].contains("answer"));
   EXPECT_TRUE(scorch::fs::exists(run + "/export/config.json"));
+  scorch::fs::remove_all(dir);
+}
+
+// GRPO with LoRA: the rollout engine samples the adapted policy the trainer updates. At every step
+// (3 of them, each changing the adapter) the engine's sampling log-probs equal the training
+// forward's log-probs of the same tokens, the logged adapter checksum is new, and the KL to the
+// reference (the base with the adapter disabled) starts at exactly 0 (lora_B = 0) and then grows.
+TEST(GrpoRun, LoraRolloutsSampleTheAdaptedPolicyEveryStep) {
+  const std::string dir = scorch::test::temp_dir("grpo-lora");
+  ASSERT_FALSE(dir.empty());
+  ASSERT_EQ(scorch::test::make_tiny_job_files(dir, 16), "");
+  const std::string tok = scorch::test::quickstart_tokenizer();
+  const std::string yaml = "trainer: grpo\nseed: 7\nmodel: {path: " + dir + "/base}\n"
+                           "tokenizer: {path: " + tok + ", chat_template: plain}\n"
+                           "data: {train: " + dir + "/train.jsonl}\n"
+                           "train: {max_steps: 3, micro_batch_size: 2, gradient_accumulation_steps: 1, threads: 1}\n"
+                           "optim: {learning_rate: 2.0e-2}\n"
+                           "generation: {max_prompt_length: 96, max_completion_length: 8, stop: [e, a, o]}\n"
+                           "grpo: {num_generations: 3, beta: 0.04, loss_type: grpo}\n"
+                           "lora: {enabled: true, r: 4, lora_alpha: 16, target_modules: all-linear}\n"
+                           "rewards: [{name: overlong, params: {max_length: 8, cache: 6}}]\n"
+                           "log: {every: 1, level: warn, samples: 0}\n";
+  const scorch::Config config = scorch::parse_config(yaml, "grpo lora test config");
+  const std::string run = dir + "/run";
+  scorch::fs::make_directories(run);
+  scorch::trainers::run_grpo(config, scorch::RunDir{run, false}, {});
+
+  const auto lines = read_jsonl(run + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  std::set<double> checksums;
+  for (const auto& line : lines) {
+    // |engine log-prob - training log-prob| over every completion token; log-probs of this random
+    // model over a 512-token vocabulary are about -6, so 6e-5 is a relative error of 1e-5.
+    ASSERT_TRUE(line.contains("rollout/logprob_diff_max")) << line.dump();
+    EXPECT_LE(line["rollout/logprob_diff_max"].get<double>(), 6e-5) << line.dump();
+    ASSERT_TRUE(line.contains("rollout/adapter_checksum"));
+    checksums.insert(line["rollout/adapter_checksum"].get<double>());
+  }
+  EXPECT_EQ(checksums.size(), 3u) << "the engine sampled with the same adapter twice";
+  EXPECT_EQ(lines[0]["kl"].get<double>(), 0.0);  // lora_B = 0: the adapted policy is the reference
+  EXPECT_GT(lines[2]["kl"].get<double>(), 0.0);
+  EXPECT_TRUE(scorch::fs::exists(run + "/export/adapter_model.safetensors"));
+  EXPECT_TRUE(scorch::fs::exists(run + "/export/adapter_config.json"));
   scorch::fs::remove_all(dir);
 }
 

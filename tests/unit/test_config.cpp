@@ -109,3 +109,27 @@ TEST(Config, BooleansAndIntegersAreStrict) {
   EXPECT_NE(error_of(std::string(kMinimal) + "train:\n  epochs: 1.5\n").find("must be an integer"), std::string::npos);
   EXPECT_EQ(parse_config(std::string(kMinimal) + "train:\n  max_steps: 1e3\n", "j").train.max_steps, 1000);
 }
+
+TEST(Config, LoraSectionHasPeftNamesAndDefaultsAndRefusesWhatIsNotImplemented) {
+  const Config d = parse_config(kMinimal, "job.yaml");
+  EXPECT_FALSE(d.lora.enabled);
+  EXPECT_EQ(d.lora.r, 8);  // PEFT's LoraConfig defaults
+  EXPECT_DOUBLE_EQ(d.lora.lora_alpha, 8.0);
+  EXPECT_DOUBLE_EQ(d.lora.lora_dropout, 0.0);
+  EXPECT_EQ(d.lora.target_modules, (std::vector<std::string>{"q_proj", "v_proj"}));
+  EXPECT_FALSE(d.lora.use_rslora);
+  EXPECT_EQ(d.lora.init_lora_weights, "kaiming");
+  const Config c = parse_config(std::string(kMinimal) + "lora: {enabled: true, r: 16, lora_alpha: 32, target_modules: all-linear}\n",
+                                "job.yaml", {"lora.init_lora_weights=gaussian"});
+  EXPECT_TRUE(c.lora.enabled);
+  EXPECT_EQ(c.lora.r, 16);
+  EXPECT_EQ(c.lora.target_modules, (std::vector<std::string>{"all-linear"}));
+  EXPECT_EQ(c.lora.init_lora_weights, "gaussian");
+  EXPECT_EQ(parse_config(to_yaml(c), "resolved.yaml").lora.target_modules, c.lora.target_modules);
+  std::string e = error_of(std::string(kMinimal) + "lora:\n  init_lora_weights: pissa\n");
+  EXPECT_NE(e.find("`lora.init_lora_weights` must be one of"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "lora:\n  alpha: 16\n");
+  EXPECT_NE(e.find("did you mean `lora.lora_alpha`"), std::string::npos) << e;
+  EXPECT_NE(error_of(std::string(kMinimal) + "lora:\n  use_dora: true\n").find("unknown key"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal) + "lora:\n  r: 0\n").find("`lora.r` must be >= 1"), std::string::npos);
+}

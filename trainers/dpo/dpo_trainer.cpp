@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "dist/dist.h"
 #include "kernels/ops.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -155,7 +156,7 @@ std::vector<std::array<float, 2>> cached_reference_logps(const Config& config, c
   }
   Stopwatch clock;
   const int64_t pad_id = session.pad_id();
-  auto out = compute_reference_logps(*session.model, examples, config.train.micro_batch_size, pad_id, session.device);
+  auto out = compute_reference_logps(session.model->without_lora(), examples, config.train.micro_batch_size, pad_id, session.device);
   nlohmann::json j = {{"model", config.model.path}, {"data", config.data.train}, {"model_checksum", hex(model_key)},
                       {"data_checksum", hex(data_key)}, {"logps", nlohmann::json::array()}};
   for (const auto& p : out) j["logps"].push_back({p[0], p[1]});
@@ -198,10 +199,10 @@ DpoTask::DpoTask(const Config& config, ModelSession& session, std::vector<data::
   steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
   if (reference_logps_.empty()) {
-    // The frozen reference: the policy as it is now (on resume the loop loads the checkpoint into
-    // the policy after this, so the reference stays the initial model).
-    reference_ = std::make_unique<Transformer>(session.model->clone());
-    reference_->set_requires_grad(false);
+    // The frozen reference: the policy as it is now, or with LoRA the base with the adapter disabled
+    // (model/lora.h; on resume the loop loads the checkpoint into the policy after this, so the
+    // reference stays the initial model).
+    reference_ = std::make_unique<Transformer>(frozen_reference(*session.model));
   } else if (reference_logps_.size() != train_.size()) {
     throw std::logic_error("DpoTask: reference log-probs do not match the dataset");
   }

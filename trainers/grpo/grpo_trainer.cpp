@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "dist/dist.h"
 #include "kernels/ops.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 #include "rewards/model_judge.h"
 #include "rollout/engine.h"
@@ -196,10 +197,10 @@ GrpoTask::GrpoTask(const Config& config, ModelSession& session, std::vector<data
   total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
   temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;
   if (config.grpo.beta > 0) {
-    // The frozen reference: the policy as it is now (the initial weights; on resume the loop loads
-    // the checkpoint into the policy after this, so the reference stays the initial model).
-    reference_ = std::make_unique<Transformer>(session.model->clone());
-    reference_->set_requires_grad(false);
+    // The frozen reference: the policy as it is now, or with LoRA the base with the adapter disabled
+    // (model/lora.h; on resume the loop loads the checkpoint into the policy after this, so the
+    // reference stays the initial model).
+    reference_ = std::make_unique<Transformer>(frozen_reference(*session.model));
   }
 }
 
@@ -227,6 +228,7 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
     samples = engine.generate(prompts, sp);
     gen_stats = engine.last_stats();
   }
+  if (session_.model->has_lora()) m["rollout/adapter_checksum"] = adapter_checksum(*session_.model);
   const double gen_seconds = clock.seconds();
 
   // 2. Rewards.

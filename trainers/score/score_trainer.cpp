@@ -14,6 +14,7 @@
 #include "dist/dist.h"
 #include "common/strings.h"
 #include "model/hf_checkpoint.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 #include "rewards/model_judge.h"
 #include "rollout/engine.h"
@@ -83,8 +84,9 @@ ScoreTask::ScoreTask(const Config& config, ModelSession& session, std::vector<da
       lo.device = session.device;
       reference_ = std::make_unique<Transformer>(load_hf_model(s.reference_model, lo));
     } else {
-      // The starting policy (on resume the loop loads the checkpoint after this: it stays the start).
-      reference_ = std::make_unique<Transformer>(session.model->clone());
+      // The starting policy, or with LoRA the base with the adapter disabled (on resume the loop
+      // loads the checkpoint after this: it stays the start).
+      reference_ = std::make_unique<Transformer>(frozen_reference(*session.model));
     }
     reference_->set_requires_grad(false);
   }
@@ -141,6 +143,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
     GenerationEngine engine(*session_.model, &tok, rollout_engine_options(config_));
     episodes_ = run_episodes(engine, *session_.renderer, prompts, sp, env, eo);
   }
+  if (session_.model->has_lora()) m["rollout/adapter_checksum"] = adapter_checksum(*session_.model);
   const double gen_seconds = clock.seconds();
 
   // 2. A reward for each attempt (turns that never ran — no room left in the context — score "").
