@@ -55,16 +55,31 @@ std::string resolve_tokenizer_path(const Config& config) {
 ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
                                 const std::string& chat_template, const std::string& device,
                                 const std::string& dtype) {
+  // A LoRA adapter directory (a LoRA run's export/) stands for its base model plus the adapter.
+  std::string base_dir = model_dir;
+  const bool adapter = is_peft_adapter_dir(model_dir);
+  if (adapter) {
+    read_peft_adapter_config(model_dir, &base_dir);
+    if (base_dir.empty() || !fs::exists(base_dir + "/config.json")) {
+      throw UserError("LoRA adapter '" + model_dir + "' names base model '" + base_dir +
+                      "', which is not a model directory: merge it with `scorch export --model " + model_dir +
+                      " --merge --base BASE_DIR --out DIR` and use that");
+    }
+  }
   ModelSession s;
   s.device = resolve_device(device);
   s.dtype = resolve_dtype(dtype, s.device);
-  s.tokenizer_path = tokenizer_path.empty() ? model_dir + "/tokenizer.model" : tokenizer_path;
+  s.tokenizer_path = tokenizer_path.empty() ? base_dir + "/tokenizer.model" : tokenizer_path;
   s.tokenizer = load_tokenizer(s.tokenizer_path);
   s.renderer = std::make_unique<ChatRenderer>(*s.tokenizer, chat_template);
   LoadOptions load;
   load.dtype = s.dtype;
   load.device = s.device;
-  s.model = std::make_unique<Transformer>(load_hf_model(model_dir, load));
+  s.model = std::make_unique<Transformer>(load_hf_model(base_dir, load));
+  if (adapter) {
+    load_peft_adapter(*s.model, model_dir);
+    log::info("LoRA adapter ", model_dir, " on base ", base_dir);
+  }
   if (s.tokenizer->vocab_size() > s.model->config().vocab_size) {
     throw UserError("tokenizer '" + s.tokenizer_path + "' has " + std::to_string(s.tokenizer->vocab_size()) +
                     " tokens but model '" + model_dir + "' has vocab_size " +
@@ -77,6 +92,11 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
 
 ModelSession open_model_session(const Config& config) {
   if (config.train.threads > 0) at::set_num_threads(static_cast<int>(config.train.threads));
+  if (is_peft_adapter_dir(config.model.path)) {
+    throw UserError("model.path '" + config.model.path + "' is a LoRA adapter directory: training starts from a model; "
+                    "merge the adapter first (`scorch export --model " + config.model.path + " --merge --out DIR`) "
+                    "and set model.path to DIR");
+  }
   ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
                                       config.tokenizer.chat_template, config.model.device, config.model.dtype);
   if (config.lora.enabled) {

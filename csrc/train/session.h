@@ -44,7 +44,8 @@ struct ModelSession {
 // template; applies train.threads; gives the model its LoRA adapter when lora.enabled (the base
 // frozen, model/lora.h). Checks that the tokenizer's vocabulary fits the model's.
 ModelSession open_model_session(const Config& config);
-// Same from explicit arguments (used by `scorch eval` / `generate`).
+// Same from explicit arguments (used by `scorch eval` / `generate`). `model_dir` may be a LoRA
+// adapter directory (PEFT format): its base model (adapter_config.json) with the adapter.
 ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
                                 const std::string& chat_template, const std::string& device = "auto",
                                 const std::string& dtype = "auto");

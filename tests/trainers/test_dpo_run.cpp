@@ -103,6 +103,30 @@ TEST_F(DpoRun, PrecomputedReferenceGivesTheSameLossesAsTheLiveReference) {
   EXPECT_NE(again.output.find("loaded 16 pairs"), std::string::npos) << again.output;
 }
 
+// DPO with LoRA: the live reference is the model with its adapter disabled, so it equals the
+// reference log-probs precomputed from the base before training, step by step, while the adapted
+// policy moves away from it.
+TEST_F(DpoRun, LoraReferenceIsTheBaseWithTheAdapterDisabled) {
+  const std::string dpo = "lora: {enabled: true, r: 4, lora_alpha: 16, target_modules: all-linear}\n"
+                          "dpo: {beta: 0.5, loss_type: sigmoid, reference: ";
+  auto live = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", dpo + "live}\n") + " --run-dir " + dir + "/live");
+  ASSERT_EQ(live.exit_code, 0) << live.output;
+  auto pre = run_scorch("train " + config("dpo", dir + "/prefs.jsonl", dpo + "precompute}\n") + " --run-dir " + dir + "/pre");
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  const auto a = read_jsonl(dir + "/live/metrics.jsonl"), b = read_jsonl(dir + "/pre/metrics.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_NEAR(a[0]["rewards/margins"].get<double>(), 0.0, 1e-6);  // lora_B = 0: the policy is the base
+  for (size_t s = 0; s < a.size(); ++s) {
+    for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins"}) {
+      const double x = a[s][key].get<double>(), y = b[s][key].get<double>();
+      EXPECT_NEAR(x, y, 1e-5 + 1e-4 * std::abs(x)) << key << " at step " << s + 1;
+    }
+  }
+  EXPECT_GT(std::abs(a[2]["rewards/margins"].get<double>()), 1e-4);  // the adapter moved the policy
+  EXPECT_TRUE(scorch::fs::exists(dir + "/live/export/adapter_model.safetensors"));
+}
+
 TEST_F(DpoRun, BadPreferenceDataIsAClearErrorOrACountedSkip) {
   std::ifstream in(dir + "/prefs.jsonl");
   std::string first, second;

@@ -59,6 +59,26 @@ class ScoreRun : public ::testing::Test {
 };
 std::string ScoreRun::dir_, ScoreRun::tok_;
 
+// SCoRe with LoRA: both stages train the adapter, the engine samples it (a new adapter checksum
+// and on-policy log-probs every step) and the per-turn KL is to the base with the adapter disabled.
+TEST_F(ScoreRun, LoraTrainsTheAdapterInBothStagesAgainstTheBaseReference) {
+  const std::string run = dir_ + "/lora";
+  auto r = run_scorch("train " + dir_ + "/score.yaml --run-dir " + run +
+                      " --set lora.enabled=true --set lora.target_modules=all-linear --set optim.learning_rate=2e-2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = read_jsonl(run + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  std::set<double> checksums;
+  for (const auto& line : lines) {
+    EXPECT_LT(line["rollout/logprob_diff_max"].get<double>(), 1e-4) << line.dump();
+    checksums.insert(line["rollout/adapter_checksum"].get<double>());
+  }
+  EXPECT_EQ(checksums.size(), 3u);
+  EXPECT_LT(lines[0]["kl"].get<double>(), 1e-9);  // lora_B = 0 at the first step
+  EXPECT_GT(lines[2]["kl"].get<double>(), 1e-9);
+  EXPECT_TRUE(scorch::fs::exists(run + "/export/adapter_config.json"));
+}
+
 TEST_F(ScoreRun, BothStagesLogFiniteMetricsCheckpointTheBoundaryAndResumeExactlyInEitherStage) {
   const std::string run = dir_ + "/run";
   auto r = run_scorch("train " + dir_ + "/score.yaml --run-dir " + run);

@@ -185,6 +185,19 @@ TEST(SftRun, LoraRunResumesExactlyAndItsAdapterMergesIntoTheBase) {
   }
   EXPECT_TRUE(fs::exists(f.dir + "/merged/tokenizer.model"));
 
+  // `eval` takes the adapter directory itself (its base + the adapter) and scores what the merged model scores.
+  const std::string eval = "eval --data " + f.dir + "/train.jsonl --max-new-tokens 8 --tokenizer " +
+                           scorch::test::quickstart_tokenizer() + " --model ";
+  r = run_scorch(eval + f.dir + "/full/export --out " + f.dir + "/eval_adapter.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_scorch(eval + f.dir + "/merged --out " + f.dir + "/eval_merged.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(f.dir + "/eval_adapter.json")),
+            nlohmann::json::parse(std::ifstream(f.dir + "/eval_merged.json")));
+  r = run_scorch("train " + f.config + " --run-dir " + f.dir + "/bad --set model.path=" + f.dir + "/full/export");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--merge"), std::string::npos) << r.output;
+
   r = run_scorch("export --model " + f.dir + "/full/export --out " + f.dir + "/x");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--merge"), std::string::npos) << r.output;
