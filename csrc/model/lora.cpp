@@ -33,19 +33,6 @@ std::string valid_module_names() {
   return out + ", or \"all-linear\"";
 }
 
-const at::Tensor& base_weight(const TransformerLayer& L, Projection p) {
-  switch (p) {
-    case Projection::q: return L.q_weight;
-    case Projection::k: return L.k_weight;
-    case Projection::v: return L.v_weight;
-    case Projection::o: return L.o_weight;
-    case Projection::gate: return L.gate_weight;
-    case Projection::up: return L.up_weight;
-    case Projection::down: return L.down_weight;
-  }
-  throw std::logic_error("base_weight: bad projection");
-}
-
 }  // namespace
 
 std::vector<Projection> lora_targets(const std::vector<std::string>& target_modules) {
@@ -88,7 +75,7 @@ void add_lora(Transformer& model, const LoraSection& lora, uint64_t seed) {
   for (TransformerLayer& L : model.layers_) {
     L.lora = {};
     for (Projection p : targets) {
-      const at::Tensor& w = base_weight(L, p);
+      const at::Tensor& w = projection_weight(L, p);
       const int64_t out = w.size(0), in = w.size(1);
       at::Tensor a = at::empty({lora.r, in}, at::kFloat);
       if (lora.init_lora_weights == "gaussian") {
@@ -131,7 +118,7 @@ Transformer merge_lora(const Transformer& model) {
     for (int p = 0; p < kNumProjections; ++p) {
       const LoraWeights& w = model.layers_[i].lora[static_cast<size_t>(p)];
       if (!w.defined()) continue;
-      at::Tensor target = base_weight(merged.layers_[i], static_cast<Projection>(p));  // shares the merged storage
+      at::Tensor target = projection_weight(merged.layers_[i], static_cast<Projection>(p));  // shares the merged storage
       const at::Tensor delta = at::matmul(w.b.to(at::kFloat), w.a.to(at::kFloat)) * scaling;
       target.copy_(target.to(at::kFloat) + delta);
     }

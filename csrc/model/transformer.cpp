@@ -89,19 +89,6 @@ at::Tensor lora_term(const at::Tensor& x, const LoraWeights& w, const Transforme
   return at::linear(at::linear(in, w.a), w.b) * s.scaling;
 }
 
-const at::Tensor& projection_weight(const TransformerLayer& L, Projection p) {
-  switch (p) {
-    case Projection::q: return L.q_weight;
-    case Projection::k: return L.k_weight;
-    case Projection::v: return L.v_weight;
-    case Projection::o: return L.o_weight;
-    case Projection::gate: return L.gate_weight;
-    case Projection::up: return L.up_weight;
-    case Projection::down: return L.down_weight;
-  }
-  throw std::logic_error("projection_weight: bad projection");
-}
-
 const at::Tensor& projection_bias(const TransformerLayer& L, Projection p) {
   static const at::Tensor none;
   switch (p) {
@@ -242,6 +229,19 @@ bool are_slices_of(const at::Tensor& base, std::initializer_list<const at::Tenso
 }
 
 }  // namespace
+
+const at::Tensor& projection_weight(const TransformerLayer& L, Projection p) {
+  switch (p) {
+    case Projection::q: return L.q_weight;
+    case Projection::k: return L.k_weight;
+    case Projection::v: return L.v_weight;
+    case Projection::o: return L.o_weight;
+    case Projection::gate: return L.gate_weight;
+    case Projection::up: return L.up_weight;
+    case Projection::down: return L.down_weight;
+  }
+  throw std::logic_error("projection_weight: bad projection");
+}
 
 bool has_fused_qkv(const TransformerLayer& L) {
   if (!are_slices_of(L.qkv_weight, {&L.q_weight, &L.k_weight, &L.v_weight})) return false;

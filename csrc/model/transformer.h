@@ -55,6 +55,9 @@ struct TransformerLayer {
   std::array<LoraWeights, kNumProjections> lora;
 };
 
+// The layer's weight of projection `p` ([out, in]).
+const at::Tensor& projection_weight(const TransformerLayer& layer, Projection p);
+
 // Whether the layer's q/k/v (gate/up) weights are still the slices of its fused tensor.
 bool has_fused_qkv(const TransformerLayer& layer);
 bool has_fused_gate_up(const TransformerLayer& layer);
