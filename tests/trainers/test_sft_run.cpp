@@ -201,7 +201,7 @@ TEST(SftRun, LoraRunResumesExactlyAndItsAdapterMergesIntoTheBase) {
   r = run_scorch("export --model " + f.dir + "/full/export --out " + f.dir + "/x");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--merge"), std::string::npos) << r.output;
-  r = run_scorch(train + f.dir + "/bad --set lora.target_modules=[q_proj,qkv_proj]");
+  r = run_scorch(train + f.dir + "/bad_targets --set lora.target_modules=[q_proj,qkv_proj]");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("qkv_proj"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("gate_proj"), std::string::npos) << r.output;
