@@ -63,9 +63,9 @@ const char* kSft = "trainer: sft\ntrain: {max_steps: 4, micro_batch_size: 4, gra
                    "checkpoint: {save_every: 2, keep_last: 3}\n";
 
 // Largest relative difference over all tensors of two exports.
-double max_rel_diff(const std::string& a, const std::string& b) {
-  const auto x = scorch::safetensors::load(a + "/model.safetensors");
-  const auto y = scorch::safetensors::load(b + "/model.safetensors");
+double max_rel_diff(const std::string& a, const std::string& b, const std::string& file = "model.safetensors") {
+  const auto x = scorch::safetensors::load(a + "/" + file);
+  const auto y = scorch::safetensors::load(b + "/" + file);
   EXPECT_EQ(x.size(), y.size());
   double worst = 0;
   for (const auto& [name, t] : x) {
@@ -197,6 +197,24 @@ TEST(DistTrain, ZeroOneMatchesUnshardedTrainingAndItsCheckpointResumesOnOneRank)
                         j.dir + "/zero/checkpoints/step-000002");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   EXPECT_LT(max_rel_diff(j.dir + "/one/export", j.dir + "/plain/export"), 1e-4);
+}
+
+// LoRA with ZeRO-1: the adapter's tensors are what the ranks all-reduce and shard (the frozen base
+// never enters the optimizer); two ranks train the adapter one process trains with the combined batch.
+TEST(DistTrain, LoraWithZeroOneOnTwoRanksEqualsOneRankWithTheCombinedBatch) {
+  Job j = make_job("dist-lora", std::string(kSft) + "lora: {enabled: true, r: 4, lora_alpha: 8, target_modules: all-linear}\n");
+  auto one = run_scorch("train " + j.config + " --run-dir " + j.dir + "/one --set train.micro_batch_size=8");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command(launch() + bin() + " train " + j.config + " --run-dir " + j.dir + "/two --set dist.zero1=true");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const std::string adapter = "adapter_model.safetensors";
+  EXPECT_LT(max_rel_diff(j.dir + "/two/export", j.dir + "/one/export", adapter), 1e-4);
+  for (const auto& [name, t] : scorch::safetensors::load(j.dir + "/two/export/" + adapter)) {
+    if (name.find("lora_B") != std::string::npos) EXPECT_GT(t.abs().max().item<double>(), 0.0) << name;  // trained
+  }
+  const auto state = scorch::safetensors::read_header(j.dir + "/two/checkpoints/step-000004/optimizer.safetensors");
+  EXPECT_EQ(state.size(), 2u * 2 * 7 * 2);  // (exp_avg, exp_avg_sq) x layers x modules x (A, B), gathered from both ranks
+  for (const auto& [name, info] : state) EXPECT_NE(name.find(".lora_"), std::string::npos) << name;
 }
 
 // DPO's loss is a mean over the step's pairs of all ranks (the loop's global denominator): two
