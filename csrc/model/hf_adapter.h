@@ -2,6 +2,7 @@
 // Everything else (named_parameters, load, export, init, checkpoints) enumerates the model's
 // weights through hf_tensor_slots().
 #pragma once
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@ namespace scorch {
 
 class Transformer;
 enum class Projection;
+struct ModelConfig;
 
 // (HF name, the model's tensor slot) for every weight the config gives the model, in a fixed order
 // (embedding, layers in order, final norm, lm_head when not tied). Biases appear only when the
@@ -31,5 +33,13 @@ std::vector<std::pair<std::string, at::Tensor*>> lora_tensor_slots(Transformer& 
 // Names a HF checkpoint may carry that the model does not use and that are safely ignored
 // (rotary inv_freq buffers of old checkpoints; lm_head.weight of a tied model).
 bool hf_ignorable_tensor(const std::string& name, bool tie_word_embeddings);
+
+// Checkpoints that fuse projections (ModelConfig::hf_fused_projections, phi3): on load, each layer's
+// self_attn.qkv_proj.weight and mlp.gate_up_proj.weight are split into the q/k/v_proj and
+// gate/up_proj rows that hf_tensor_slots names; on export they are fused back. Other tensors pass
+// through, and so does a fused tensor of the wrong row count (the shape check then names it).
+std::map<std::string, at::Tensor> hf_split_fused(const ModelConfig& config, std::map<std::string, at::Tensor> tensors);
+std::map<std::string, at::Tensor> hf_fuse_for_export(const ModelConfig& config,
+                                                     std::map<std::string, at::Tensor> tensors);
 
 }  // namespace scorch

@@ -101,8 +101,9 @@ safetensors::TensorMap read_hf_weights(const std::string& dir) {
   return all;
 }
 
-void assign_hf_weights(Transformer& model, const safetensors::TensorMap& tensors, const std::string& source,
+void assign_hf_weights(Transformer& model, const safetensors::TensorMap& checkpoint, const std::string& source,
                        std::optional<at::Device> device) {
+  const safetensors::TensorMap tensors = hf_split_fused(model.config(), checkpoint);
   auto slots = hf_tensor_slots(model);
   std::vector<std::string> missing, unexpected, misshaped;
   std::set<std::string> expected;
@@ -159,7 +160,7 @@ Transformer load_hf_model(const std::string& dir, const LoadOptions& options) {
 
 void export_hf_model(const Transformer& model, const std::string& out_dir, const ExportOptions& options) {
   fs::make_directories(out_dir);
-  std::map<std::string, at::Tensor> named = model.named_parameters();
+  std::map<std::string, at::Tensor> named = hf_fuse_for_export(model.config(), model.named_parameters());
   ModelConfig config = model.config();
   config.dtype = model_dtype_name(model.dtype());
 

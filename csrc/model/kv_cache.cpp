@@ -22,6 +22,7 @@ KvCache::KvCache(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t ma
   }
   valid_ = at::zeros({batch, max_len}, at::TensorOptions().dtype(at::kBool).device(device));
   lengths_ = at::zeros({batch}, at::TensorOptions().dtype(at::kLong).device(device));
+  positions_ = at::zeros({batch, max_len}, lengths_.options());
 }
 
 KvCache KvCache::for_model(const ModelConfig& c, int64_t batch, int64_t max_len, at::ScalarType dtype,
@@ -48,6 +49,7 @@ at::Tensor KvCache::begin_step(int64_t steps, const std::optional<at::Tensor>& t
     throw std::invalid_argument("KvCache: token_mask must be [B, T] bool matching input_ids");
   }
   valid_.narrow(1, used_, steps).copy_(real);
+  positions_.narrow(1, used_, steps).copy_(next_positions(steps, real));
   pending_counts_ = real.sum(1).to(at::kLong);
   pending_ = steps;
   const int64_t total = used_ + steps;
@@ -82,6 +84,7 @@ KvCache::StaticStep KvCache::begin_static_step(const at::Tensor& slot, const at:
   StaticStep step;
   step.positions = lengths_.unsqueeze(1).clone();  // before this step's tokens count
   valid_.index_copy_(1, slot, token_mask);
+  positions_.index_copy_(1, slot, step.positions);
   lengths_.add_(token_mask.squeeze(1).to(at::kLong));
   const at::Tensor slots = at::arange(max_len_, lengths_.options());  // [max_len]
   step.attention_mask = valid_.view({batch_, 1, 1, max_len_}).logical_or(slots.eq(slot).view({1, 1, 1, max_len_}));
@@ -113,6 +116,7 @@ void KvCache::reserve(int64_t max_len) {
   for (auto& t : k_) t = grow(t, 2);
   for (auto& t : v_) t = grow(t, 2);
   valid_ = grow(valid_, 1);
+  positions_ = grow(positions_, 1);
   max_len_ = max_len;
   ++version_;
 }
@@ -132,6 +136,7 @@ void KvCache::index_select(const at::Tensor& rows) {
   for (auto& t : k_) t = t.index_select(0, idx);
   for (auto& t : v_) t = t.index_select(0, idx);
   valid_ = valid_.index_select(0, idx);
+  positions_ = positions_.index_select(0, idx);
   lengths_ = lengths_.index_select(0, idx);
   batch_ = idx.size(0);
   ++version_;
@@ -148,6 +153,7 @@ void KvCache::keep_rows(const at::Tensor& rows) { index_select(rows); }
 void KvCache::reset() {
   valid_.zero_();
   lengths_.zero_();
+  positions_.zero_();
   used_ = 0;
   pending_ = -1;
 }

@@ -42,6 +42,9 @@ class KvCache {
   int64_t used() const { return used_; }                 // slots written so far (same for all rows)
   const at::Tensor& lengths() const { return lengths_; } // [B] int64: real tokens per row
   const at::Tensor& valid() const { return valid_; }     // [B, max_len] bool
+  // [B, max_len] int64: the RoPE position of the token in each slot (meaningful where valid), for
+  // sliding-window masks (a window counts positions, i.e. real tokens, not slots).
+  const at::Tensor& slot_positions() const { return positions_; }
   const at::Tensor& keys(int64_t layer) const { return k_[layer]; }    // [B, kv_heads, max_len, head_dim]
   const at::Tensor& values(int64_t layer) const { return v_[layer]; }
 
@@ -57,8 +60,9 @@ class KvCache {
   void reset();                                     // empty every row (no reallocation)
 
   // --- used by Transformer::forward ---
-  // Starts a step of T tokens: marks their slots valid where token_mask is true and returns the
-  // attention mask [B, 1, T, used + T] bool (true = attend). Throws UserError if max_len would overflow.
+  // Starts a step of T tokens: marks their slots valid where token_mask is true, records their
+  // positions (next_positions(T, token_mask)) and returns the attention mask [B, 1, T, used + T] bool
+  // (true = attend). Throws UserError if max_len would overflow.
   at::Tensor begin_step(int64_t steps, const std::optional<at::Tensor>& token_mask);
   // Writes this step's k, v [B, kv_heads, T, head_dim] of `layer`; returns the keys and values of
   // slots [0, used + T) as views [B, kv_heads, used + T, head_dim].
@@ -70,7 +74,8 @@ class KvCache {
   // The same bookkeeping as begin_step(1) / write / end_step, split so that everything a step does
   // on the device reads the slot from a device tensor (a graph replays it unchanged) and only the
   // host-side count moves outside: slot [1] int64 on the cache's device (= used()), token_mask
-  // [B, 1] bool. Marks the slot valid where token_mask is true, advances lengths, and returns the
+  // [B, 1] bool. Marks the slot valid where token_mask is true, records the slot's positions,
+  // advances lengths, and returns the
   // step's RoPE positions [B, 1] (lengths before the step) and the attention mask over ALL max_len
   // slots [B, 1, 1, max_len] (valid slots, plus the slot itself; slots past used() are never valid).
   struct StaticStep {
@@ -95,7 +100,7 @@ class KvCache {
 
  private:
   std::vector<at::Tensor> k_, v_;
-  at::Tensor valid_, lengths_;
+  at::Tensor valid_, lengths_, positions_;
   at::Tensor pending_counts_;  // [B] real tokens of the step in flight
   int64_t batch_, max_len_, used_ = 0, pending_ = -1, version_ = 0;
 };

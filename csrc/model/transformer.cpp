@@ -31,22 +31,59 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
 }
 
-// RoPE tables [B, 1, T, D]: fp32 angles, then cast to the activation dtype (as transformers).
+// RoPE tables [B, 1, T, rotary_dim]: fp32 angles, times the rope's attention factor (longrope), then
+// cast to the activation dtype (as transformers).
 std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, const at::Tensor& inv_freq,
-                                              at::ScalarType act_dtype) {
+                                              at::ScalarType act_dtype, double attention_factor = 1.0) {
   const auto dev = positions.device();
   const at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq.to(dev).view({1, 1, -1});
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
-  return {emb.cos().to(act_dtype).unsqueeze(1), emb.sin().to(act_dtype).unsqueeze(1)};
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+  if (attention_factor != 1.0) {
+    cos = cos * attention_factor;
+    sin = sin * attention_factor;
+  }
+  return {cos.to(act_dtype).unsqueeze(1), sin.to(act_dtype).unsqueeze(1)};
 }
+
+// The RoPE tables of one forward: every layer's, and the sliding-window layers' own where the config
+// gives them a separate base (ModelConfig::local_rope_theta; undefined otherwise).
+struct Rope {
+  at::Tensor cos, sin, local_cos, local_sin;
+
+  Rope(const at::Tensor& positions, const at::Tensor& inv_freq, const at::Tensor& local_inv_freq, at::ScalarType dtype,
+       double attention_factor) {
+    std::tie(cos, sin) = rope_tables(positions, inv_freq, dtype, attention_factor);
+    if (local_inv_freq.defined()) std::tie(local_cos, local_sin) = rope_tables(positions, local_inv_freq, dtype);
+  }
+  const at::Tensor& cos_of(bool sliding) const { return sliding && local_cos.defined() ? local_cos : cos; }
+  const at::Tensor& sin_of(bool sliding) const { return sliding && local_sin.defined() ? local_sin : sin; }
+};
 
 // Attention of one layer: q [B, H, T, D], k / v [B, KV, S, D], mask [B, 1, T, S] bool (or nullopt with
 // `causal`). On CUDA, decode steps (one query per row) with GQA go through
 // grouped_decode_attention; the CPU keeps SDPA's enable_gqa (the fold measured no faster there:
 // within ±15% noise at batch 1-32, quickstart and 4x256 GQA shapes).
+// With soft-capping (softcap > 0; SDPA has none) the scores are computed as transformers' eager
+// attention does: q k^T * scale, cap * tanh(. / cap), + mask, softmax in fp32 cast back, times v.
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask,
-                  bool causal, double scale) {
+                  bool causal, double scale, double softcap = 0) {
   const int64_t H = q.size(1), T = q.size(2), KV = k.size(1);
+  if (softcap > 0) {
+    const at::Tensor kk = KV == H ? k : k.repeat_interleave(H / KV, 1), vv = KV == H ? v : v.repeat_interleave(H / KV, 1);
+    at::Tensor w = at::matmul(q, kk.transpose(2, 3)) * scale;  // [B, H, T, S]
+    w = at::tanh(w / softcap) * softcap;
+    if (mask) {
+      w = w + (mask->scalar_type() == at::kBool
+                   ? at::zeros(mask->sizes(), w.options()).masked_fill_(mask->logical_not(), -INFINITY)
+                   : *mask);
+    } else if (causal) {
+      const int64_t S = k.size(2);
+      const at::Tensor allowed = at::ones({T, S}, q.options().dtype(at::kBool)).tril(S - T);
+      w = w.masked_fill(allowed.logical_not(), -INFINITY);
+    }
+    return at::matmul(at::softmax(w, -1, at::kFloat).to(q.scalar_type()), vv);
+  }
   if (q.is_cuda() && T == 1 && KV != H && !causal) return grouped_decode_attention(q, k, v, mask, scale);
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
 }
@@ -61,24 +98,34 @@ bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
 }
 
 // x * cos + rotate_half(x) * sin over x [B, M, T, D] (M heads; q and k heads at once in the fused
-// path): kernels' fused_rope (the same rounding, one kernel) when nothing needs a gradient.
+// path): kernels' fused_rope (the same rounding, one kernel) when nothing needs a gradient. With
+// tables narrower than D (partial rotary) the first cos.size(-1) dimensions rotate and the rest
+// pass through, as transformers' phi3.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t rotary = cos.size(-1), D = x.size(-1);
+  if (rotary < D) {
+    return at::cat({apply_rope(x.narrow(-1, 0, rotary), cos, sin), x.narrow(-1, rotary, D - rotary)}, -1);
+  }
   if (!needs_grad({&x})) return fused_rope(x, cos, sin);
   return x * cos + rotate_half(x) * sin;
 }
 
-// RMSNorm, and the residual add followed by RMSNorm: kernels' fused ops (one kernel each, the same
-// per-op rounding; the sum of squares in another order) when nothing needs a gradient.
-at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  if (!needs_grad({&x, &weight})) return fused_rms_norm(x, weight, eps);
-  return rms_norm(x, weight, eps);
+// RMSNorm, and the residual add followed by RMSNorm, as the config's family computes them: kernels'
+// fused ops (one kernel each, the same per-op rounding; the sum of squares in another order) when
+// nothing needs a gradient and the family rounds as Llama does; the plain ops otherwise (the kernels
+// implement Llama's rounding only).
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& c) {
+  if (!c.norm_weight_in_fp32 && !needs_grad({&x, &weight})) return fused_rms_norm(x, weight, c.rms_norm_eps);
+  return rms_norm(x, weight, c.rms_norm_eps, c.norm_weight_in_fp32, c.norm_weight_offset);
 }
 
 std::tuple<at::Tensor, at::Tensor> add_norm(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& weight,
-                                            double eps) {
-  if (!needs_grad({&h, &delta, &weight})) return fused_add_rms_norm(h, delta, weight, eps);
+                                            const ModelConfig& c) {
+  if (!c.norm_weight_in_fp32 && !needs_grad({&h, &delta, &weight})) {
+    return fused_add_rms_norm(h, delta, weight, c.rms_norm_eps);
+  }
   at::Tensor sum = h + delta;
-  at::Tensor y = rms_norm(sum, weight, eps);
+  at::Tensor y = rms_norm(sum, weight, c.rms_norm_eps, c.norm_weight_in_fp32, c.norm_weight_offset);
   return {std::move(sum), std::move(y)};
 }
 
@@ -129,6 +176,41 @@ at::Tensor project(const at::Tensor& x, const TransformerLayer& L, std::initiali
   return y + at::cat(terms, -1);
 }
 
+// The MLP's gated activation act(gate) * up (ModelConfig::hidden_act); gu [..., 2 I] = gate, up.
+at::Tensor gated_activation(const at::Tensor& gate, const at::Tensor& up, const ModelConfig& c) {
+  if (c.hidden_act == Activation::kGeluTanh) return at::gelu(gate, "tanh") * up;
+  return at::silu(gate) * up;
+}
+
+// ModelConfig::qk_norm on the query and key projections q [B, T, H * D], k [B, T, KV * D] (in place
+// of the arguments; nothing to do without q/k norms).
+void norm_qk(const TransformerLayer& L, const ModelConfig& c, at::Tensor& q, at::Tensor& k) {
+  if (c.qk_norm == QkNorm::kFull) {
+    q = norm(q, L.q_norm, c);
+    k = norm(k, L.k_norm, c);
+  } else if (c.qk_norm == QkNorm::kPerHead) {
+    q = norm(q.unflatten(-1, {-1, c.head_dim}), L.q_norm, c).flatten(-2);
+    k = norm(k.unflatten(-1, {-1, c.head_dim}), L.k_norm, c).flatten(-2);
+  }
+}
+
+// The attention masks of one forward: `full` for full-attention layers (nullopt with `causal`) and
+// `window` for sliding-window layers (ModelConfig::is_sliding_layer; nullopt when there are none),
+// bool (true = attend) or already additive.
+struct LayerMasks {
+  std::optional<at::Tensor> full;
+  bool causal = false;
+  std::optional<at::Tensor> window;
+};
+
+// `base` [B | 1, 1, T, S] bool restricted to the sliding window: query position pq sees key position
+// pk only if pq - pk < window (positions, i.e. real tokens, not slots: left padding does not count).
+//   q_pos [B, T], k_pos [B, S] int64
+at::Tensor restrict_to_window(const at::Tensor& base, const at::Tensor& q_pos, const at::Tensor& k_pos, int64_t window) {
+  const at::Tensor distance = q_pos.unsqueeze(1).unsqueeze(-1) - k_pos.unsqueeze(1).unsqueeze(2);  // [B, 1, T, S]
+  return base.logical_and(distance.lt(window));
+}
+
 // A bool attention mask (true = attend) as the additive mask SDPA would make of it at every layer
 // (0 / -inf in the activation dtype): converted once per forward instead of once per layer.
 std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, at::ScalarType dtype) {
@@ -139,32 +221,47 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 
 // The decoder layers over h [B, T, hidden], returning the last layer's output before the final
 // norm: `kv(layer, k, v)` stores this step's keys / values [B, KV, T, D] (in a cache) and returns
-// what attention reads ([B, KV, S, D]); mask as attend() (bool, or already additive).
+// what attention reads ([B, KV, S, D]); each layer attends with its mask of `masks`.
 // Without gradients (generation, reference log-probs, evaluation) a layer is ~13 kernels instead
 // of ~44: one GEMM for q/k/v and one for gate/up (fused storage, TransformerLayer), RoPE on the q
 // and k heads at once, and kernels' fused RMSNorm (each residual add fused with the norm after it),
 // RoPE and SiLU-and-multiply -- the same values as the separate ops up to the GEMMs' blocking and
 // the norms' order of summation.
-// `qkv_attn(layer, qkv)` may take over RoPE, the cache write and attention from a fused projection
-// qkv [B, H + 2 KV, T, D] and return the attention output [B, T, H * D], or nullopt (then RoPE, kv()
-// and attend()).
+// The families' variants (ModelConfig): q/k norms between the projection and RoPE; with post_norms
+// the attention and MLP outputs are normed before their residual add, and (pre_norms) the next
+// attention / MLP input is normed separately; GeGLU; soft-capped scores; a separate RoPE for the
+// sliding-window layers. The fused kernels cover Llama's rounding of RMSNorm and SiLU only; other
+// variants run the plain ops.
+// `qkv_attn(layer, qkv, mask, cos, sin)` may take over RoPE, the cache write and attention (with the
+// layer's mask and RoPE tables) from a fused projection qkv [B, H + 2 KV, T, D] and return the
+// attention output [B, T, H * D], or nullopt (then RoPE, kv() and attend()).
 template <class KvFn, class QkvAttnFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c,
-                      const Transformer::LoraScale& lora, at::Tensor h,
-                      const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask, bool causal,
+                      const Transformer::LoraScale& lora, at::Tensor h, const Rope& rope, const LayerMasks& masks,
                       KvFn&& kv, QkvAttnFn&& qkv_attn) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D)), eps = c.rms_norm_eps;
+  const double scale = c.attention_scale();
   if (layers.empty()) return h;
-  at::Tensor x = norm(h, layers[0].input_norm, eps);
+  at::Tensor x = c.pre_norms ? norm(h, layers[0].input_norm, c) : h;  // the attention input
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
+    const bool sliding = c.is_sliding_layer(i);
+    const std::optional<at::Tensor>& mask = sliding ? masks.window : masks.full;
+    const bool causal = !sliding && masks.causal;
+    const at::Tensor& cos = rope.cos_of(sliding);
+    const at::Tensor& sin = rope.sin_of(sliding);
     at::Tensor q, k, v, attn;  // attn [B, T, H * D]
     if (has_fused_qkv(L) &&
         !needs_grad({&L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias})) {
-      const at::Tensor qkv = project(x, L, {Projection::q, Projection::k, Projection::v}, lora).view({B, T, H + 2 * KV, D}).transpose(1, 2);
-      if (auto fused = qkv_attn(static_cast<int64_t>(i), qkv)) {
+      at::Tensor proj = project(x, L, {Projection::q, Projection::k, Projection::v}, lora);  // [B, T, (H + 2 KV) D]
+      if (c.qk_norm != QkNorm::kNone) {
+        at::Tensor qp = proj.narrow(-1, 0, H * D), kp = proj.narrow(-1, H * D, KV * D);
+        norm_qk(L, c, qp, kp);
+        proj = at::cat({qp, kp, proj.narrow(-1, (H + KV) * D, KV * D)}, -1);
+      }
+      const at::Tensor qkv = proj.view({B, T, H + 2 * KV, D}).transpose(1, 2);
+      if (auto fused = qkv_attn(static_cast<int64_t>(i), qkv, mask, cos, sin)) {
         attn = *fused;
       } else {
         const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
@@ -172,25 +269,39 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
         std::tie(k, v) = kv(static_cast<int64_t>(i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
       }
     } else {
-      q = apply_rope(project(x, L, {Projection::q}, lora).view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
-      k = apply_rope(project(x, L, {Projection::k}, lora).view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
+      at::Tensor qp = project(x, L, {Projection::q}, lora), kp = project(x, L, {Projection::k}, lora);
+      norm_qk(L, c, qp, kp);
+      q = apply_rope(qp.view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
+      k = apply_rope(kp.view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
       v = project(x, L, {Projection::v}, lora).view({B, T, KV, D}).transpose(1, 2);
       std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
     }
-    if (!attn.defined()) attn = attend(q, k, v, mask, causal, scale).transpose(1, 2).reshape({B, T, H * D});
+    if (!attn.defined()) {
+      attn = attend(q, k, v, mask, causal, scale, c.attn_logit_softcapping).transpose(1, 2).reshape({B, T, H * D});
+    }
     const at::Tensor o = project(attn, L, {Projection::o}, lora);
-    at::Tensor y;
-    std::tie(h, y) = add_norm(h, o, L.post_attention_norm, eps);
+    at::Tensor y;  // the MLP input
+    if (c.post_norms) {
+      h = h + norm(o, L.post_attention_norm, c);
+      y = c.pre_norms ? norm(h, L.pre_feedforward_norm, c) : h;
+    } else {
+      std::tie(h, y) = add_norm(h, o, L.post_attention_norm, c);
+    }
     at::Tensor act;
     if (has_fused_gate_up(L) && !needs_grad({&L.gate_weight, &L.up_weight})) {
       const at::Tensor gu = project(y, L, {Projection::gate, Projection::up}, lora);  // [B, T, 2 I]
-      act = needs_grad({&gu}) ? at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I) : silu_and_mul(gu);
+      act = needs_grad({&gu}) || c.hidden_act != Activation::kSilu
+                ? gated_activation(gu.narrow(-1, 0, I), gu.narrow(-1, I, I), c)
+                : silu_and_mul(gu);
     } else {
-      act = at::silu(project(y, L, {Projection::gate}, lora)) * project(y, L, {Projection::up}, lora);
+      act = gated_activation(project(y, L, {Projection::gate}, lora), project(y, L, {Projection::up}, lora), c);
     }
     const at::Tensor down = project(act, L, {Projection::down}, lora);
-    if (i + 1 < layers.size()) {
-      std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, eps);
+    if (c.post_norms) {
+      h = h + norm(down, L.post_feedforward_norm, c);
+      if (i + 1 < layers.size()) x = c.pre_norms ? norm(h, layers[i + 1].input_norm, c) : h;
+    } else if (i + 1 < layers.size()) {
+      std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, c);
     } else {
       h = h + down;
     }
@@ -253,20 +364,27 @@ bool has_fused_gate_up(const TransformerLayer& L) {
   return are_slices_of(L.gate_up_weight, {&L.gate_weight, &L.up_weight});
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool weight_in_fp32, double weight_offset) {
   const auto input_dtype = x.scalar_type();
   const at::Tensor h = x.to(at::kFloat);
   const at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  if (weight_in_fp32) {
+    const at::Tensor w = weight_offset != 0 ? weight.to(at::kFloat) + weight_offset : weight;
+    return (h * at::rsqrt(variance + eps) * w).to(input_dtype);
+  }
   return weight * (h * at::rsqrt(variance + eps)).to(input_dtype);
 }
 
 at::Tensor rope_inv_freq(const ModelConfig& c) {
-  const int64_t dim = c.head_dim;
+  const int64_t dim = c.rotary_dim();
   // As transformers: int64 arange cast to fp32, divided, theta ** that, reciprocal — all in fp32.
   const at::Tensor exponent = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / dim;
   at::Tensor inv_freq = at::reciprocal(at::pow(at::Scalar(c.rope_theta), exponent));
   const RopeScaling& s = c.rope_scaling;
-  if (s.type == "linear") {
+  if (s.type == "longrope") {  // as transformers: 1 / (short_factor * theta ** exponent)
+    const at::Tensor ext = at::tensor(std::vector<float>(s.short_factor.begin(), s.short_factor.end()), at::kFloat);
+    inv_freq = at::reciprocal(ext * at::pow(at::Scalar(c.rope_theta), exponent));
+  } else if (s.type == "linear") {
     inv_freq = inv_freq / s.factor;
   } else if (s.type == "llama3") {
     const double old_len = static_cast<double>(s.original_max_position_embeddings);
@@ -299,8 +417,10 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
   const auto o = at::TensorOptions().dtype(dtype).device(device);
   embed_tokens_ = at::empty({c.vocab_size, c.hidden_size}, o);
   layers_.resize(c.num_hidden_layers);
+  const int64_t q_norm_dim = c.qk_norm == QkNorm::kFull ? c.q_dim() : c.head_dim;
+  const int64_t k_norm_dim = c.qk_norm == QkNorm::kFull ? c.kv_dim() : c.head_dim;
   for (auto& L : layers_) {
-    L.input_norm = at::empty({c.hidden_size}, o);
+    if (c.pre_norms) L.input_norm = at::empty({c.hidden_size}, o);
     L.q_weight = at::empty({c.q_dim(), c.hidden_size}, o);
     L.k_weight = at::empty({c.kv_dim(), c.hidden_size}, o);
     L.v_weight = at::empty({c.kv_dim(), c.hidden_size}, o);
@@ -311,7 +431,13 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
       L.v_bias = at::empty({c.kv_dim()}, o);
     }
     if (c.has_o_bias()) L.o_bias = at::empty({c.hidden_size}, o);
+    if (c.qk_norm != QkNorm::kNone) {
+      L.q_norm = at::empty({q_norm_dim}, o);
+      L.k_norm = at::empty({k_norm_dim}, o);
+    }
     L.post_attention_norm = at::empty({c.hidden_size}, o);
+    if (c.post_norms) L.post_feedforward_norm = at::empty({c.hidden_size}, o);
+    if (c.post_norms && c.pre_norms) L.pre_feedforward_norm = at::empty({c.hidden_size}, o);
     L.gate_weight = at::empty({c.intermediate_size, c.hidden_size}, o);
     L.up_weight = at::empty({c.intermediate_size, c.hidden_size}, o);
     L.down_weight = at::empty({c.hidden_size, c.intermediate_size}, o);
@@ -321,6 +447,12 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
   // On the weights' device (no host copy per forward, none inside a CUDA graph); a meta-device
   // model (loading fills its slots) keeps it on the CPU until to() or assign_hf_weights places it.
   inv_freq_ = device.is_meta() ? rope_inv_freq(c) : rope_inv_freq(c).to(device);
+  if (c.local_rope_theta > 0) {
+    ModelConfig local = c;
+    local.rope_theta = c.local_rope_theta;
+    local.rope_scaling = RopeScaling{};
+    local_inv_freq_ = device.is_meta() ? rope_inv_freq(local) : rope_inv_freq(local).to(device);
+  }
   fuse_projections();
 }
 
@@ -343,14 +475,28 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   }
   const auto dev = embed_tokens_.device();
 
-  const at::Tensor h = at::embedding(embed_tokens_, input_ids.to(dev));  // [B, T, hidden]
-  const auto [cos, sin] = rope_tables(positions.to(dev), inv_freq_, h.scalar_type());
+  const at::Tensor h = embed(input_ids.to(dev));  // [B, T, hidden]
+  const at::Tensor pos = positions.to(dev);
+  const Rope rope(pos, inv_freq_, local_inv_freq_, h.scalar_type(), c.rope_scaling.attention_factor);
+  if (c.rope_scaling.type == "longrope" && T > 0) {
+    // transformers switches to long_factor tables from here on (mid-sequence); scorch refuses
+    const int64_t last = pos.max().item<int64_t>();
+    if (last >= c.rope_scaling.original_max_position_embeddings) {
+      throw UserError("position " + std::to_string(last) + " is beyond original_max_position_embeddings (" +
+                      std::to_string(c.rope_scaling.original_max_position_embeddings) +
+                      "): scorch runs longrope's short factors only; keep sequences shorter");
+    }
+  }
 
   std::optional<at::Tensor> mask;
   bool causal = false;
+  std::optional<at::Tensor> window;
   if (cache) {
     if (cache->batch() != B) throw std::invalid_argument("Transformer::forward: cache batch != input batch");
     mask = cache->begin_step(T, attention_mask);  // [B, 1, T, used + T]
+    if (c.has_sliding_layers()) {
+      window = restrict_to_window(*mask, pos, cache->slot_positions().narrow(1, 0, mask->size(-1)), c.sliding_window);
+    }
   } else if (attention_mask) {
     at::Tensor m = attention_mask->to(dev, at::kBool);
     if (m.dim() == 3) m = m.unsqueeze(1);
@@ -362,13 +508,20 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
   } else {
     causal = true;
   }
-  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, cos, sin, additive_mask(mask, h.scalar_type()), causal,
+  if (!cache && c.has_sliding_layers()) {
+    const at::Tensor base =
+        mask ? *mask : at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(dev)).tril().view({1, 1, T, T});
+    window = restrict_to_window(base, pos, pos, c.sliding_window);
+  }
+  const LayerMasks masks{additive_mask(mask, h.scalar_type()), causal, additive_mask(window, h.scalar_type())};
+  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, rope, masks,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                                     },
-                                    [](int64_t, const at::Tensor&) { return std::optional<at::Tensor>(); });
+                                    [](int64_t, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
+                                       const at::Tensor&) { return std::optional<at::Tensor>(); });
   if (cache) cache->end_step();
-  return norm(out, norm_, c.rms_norm_eps);
+  return norm(out, norm_, c);
 }
 
 at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
@@ -378,20 +531,30 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   if (input_ids.dim() != 2 || input_ids.size(1) != 1 || cache.batch() != B) {
     throw std::invalid_argument("Transformer::decode_step: input_ids must be [B, 1] with B = the cache's batch");
   }
-  const at::Tensor h = at::embedding(embed_tokens_, input_ids);  // [B, 1, hidden]
+  const at::Tensor h = embed(input_ids);  // [B, 1, hidden]
   const KvCache::StaticStep step = cache.begin_static_step(slot, token_mask);
-  const std::pair<at::Tensor, at::Tensor> tables = rope_tables(step.positions, inv_freq_, h.scalar_type());
-  const at::Tensor& cos = tables.first;  // [B, 1, 1, D]
-  const at::Tensor& sin = tables.second;
-  const std::optional<at::Tensor> mask = additive_mask(step.attention_mask, h.scalar_type());
+  const Rope rope(step.positions, inv_freq_, local_inv_freq_, h.scalar_type(),
+                  c.rope_scaling.attention_factor);  // tables [B, 1, 1, rotary_dim]
+  LayerMasks masks{additive_mask(step.attention_mask, h.scalar_type()), /*causal=*/false, std::nullopt};
+  if (c.has_sliding_layers()) {
+    masks.window = additive_mask(
+        restrict_to_window(step.attention_mask, step.positions, cache.slot_positions(), c.sliding_window),
+        h.scalar_type());
+  }
   const int64_t H = c.num_attention_heads;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, cos, sin, mask, /*causal=*/false,
+  const double scale = c.attention_scale();
+  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, rope, masks,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     },
-                                    [&](int64_t layer, const at::Tensor& qkv) -> std::optional<at::Tensor> {
-                                      if (needs_grad({&qkv})) return std::nullopt;
+                                    [&](int64_t layer, const at::Tensor& qkv, const std::optional<at::Tensor>& mask,
+                                        const at::Tensor& cos, const at::Tensor& sin) -> std::optional<at::Tensor> {
+                                      // soft-capped scores and partial rotary: the kernels have neither
+                                      // (plain ops instead)
+                                      if (needs_grad({&qkv}) || c.attn_logit_softcapping > 0 ||
+                                          c.rotary_dim() != c.head_dim) {
+                                        return std::nullopt;
+                                      }
                                       at::Tensor keys = cache.keys(layer), values = cache.values(layer);
                                       // RoPE, the cache write and attention in one kernel
                                       if (fused_attention) {
@@ -403,10 +566,24 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
                                           .transpose(1, 2)
                                           .reshape({B, 1, H * c.head_dim});
                                     });
-  return norm(out, norm_, c.rms_norm_eps);
+  return norm(out, norm_, c);
 }
 
-at::Tensor Transformer::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_weight()); }
+at::Tensor Transformer::embed(const at::Tensor& input_ids) const {
+  const at::Tensor h = at::embedding(embed_tokens_, input_ids);
+  if (!config_.scale_embeddings) return h;
+  // As transformers: sqrt(hidden) as an fp32 tensor, rounded to the weights' dtype, times the rows.
+  const double normalizer = std::sqrt(static_cast<double>(config_.hidden_size));
+  return h * at::scalar_tensor(normalizer, h.options().dtype(at::kFloat)).to(h.scalar_type());
+}
+
+at::Tensor Transformer::logits(const at::Tensor& hidden) const { return cap_logits(at::linear(hidden, lm_head_weight())); }
+
+at::Tensor Transformer::cap_logits(const at::Tensor& logits) const {
+  const double cap = config_.final_logit_softcapping;
+  if (cap <= 0) return logits;
+  return at::tanh(logits / cap) * cap;
+}
 
 std::map<std::string, at::Tensor> Transformer::named_parameters() const {
   std::map<std::string, at::Tensor> out;
@@ -440,6 +617,7 @@ void Transformer::to(at::Device device, std::optional<at::ScalarType> dtype) {
     *slot = slot->detach().to(device, dtype.value_or(slot->scalar_type())).requires_grad_(rg);
   }
   inv_freq_ = inv_freq_.to(device);
+  if (local_inv_freq_.defined()) local_inv_freq_ = local_inv_freq_.to(device);
   fuse_projections();
 }
 
@@ -499,7 +677,8 @@ void Transformer::init_weights(uint64_t seed) {
   c10::NoGradGuard no_grad;
   std::vector<const at::Tensor*> norms{&norm_}, biases;
   for (const auto& L : layers_) {
-    norms.insert(norms.end(), {&L.input_norm, &L.post_attention_norm});
+    norms.insert(norms.end(), {&L.input_norm, &L.post_attention_norm, &L.q_norm, &L.k_norm, &L.pre_feedforward_norm,
+                               &L.post_feedforward_norm});
     biases.insert(biases.end(), {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
   }
   const auto is_in = [](const std::vector<const at::Tensor*>& set, const at::Tensor* t) {
@@ -507,8 +686,8 @@ void Transformer::init_weights(uint64_t seed) {
   };
   for (auto& [name, slot] : hf_tensor_slots(*this)) {
     at::Tensor value;
-    if (is_in(norms, slot)) {
-      value = at::ones(slot->sizes(), at::kFloat);
+    if (is_in(norms, slot)) {  // a scale of one: weights of one, or zeros stored as offsets from one
+      value = at::full(slot->sizes(), 1.0 - config_.norm_weight_offset, at::kFloat);
     } else if (is_in(biases, slot)) {
       value = at::zeros(slot->sizes(), at::kFloat);
     } else {

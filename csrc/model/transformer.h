@@ -1,5 +1,5 @@
-// Transformer: the Llama-family decoder (llama, qwen2, mistral) as plain ATen ops over a set of
-// weight tensors. forward() returns the final-normed hidden states; logits() applies the LM head
+// Transformer: the Llama-family decoder (llama, qwen2, mistral, qwen3, olmo2) as plain ATen ops over a
+// set of weight tensors; the families' differences are ModelConfig options. forward() returns the final-normed hidden states; logits() applies the LM head
 // separately, so the fused log-prob path never materialises [B, T, V] logits.
 //
 // The model knows nothing of training or distribution: parameters are ordinary tensors (set
@@ -34,12 +34,15 @@ struct LoraWeights {
 };
 
 struct TransformerLayer {
-  at::Tensor input_norm;                  // [hidden]
+  at::Tensor input_norm;                  // [hidden]; undefined without ModelConfig::pre_norms
   at::Tensor q_weight, k_weight, v_weight; // [q_dim, hidden], [kv_dim, hidden], [kv_dim, hidden]
   at::Tensor q_bias, k_bias, v_bias;      // [q_dim], [kv_dim], [kv_dim]; undefined when absent
   at::Tensor o_weight;                    // [hidden, q_dim]
-  at::Tensor o_bias;                      // [hidden]; llama attention_bias only
-  at::Tensor post_attention_norm;         // [hidden]
+  at::Tensor o_bias;                      // [hidden]; attention_bias only
+  at::Tensor q_norm, k_norm;              // ModelConfig::qk_norm: [head_dim] each, or [q_dim] / [kv_dim]
+  at::Tensor post_attention_norm;         // [hidden]: before the MLP, or (post_norms) on the attention output
+  at::Tensor pre_feedforward_norm;        // [hidden]: before the MLP (post_norms with pre_norms: gemma2/3)
+  at::Tensor post_feedforward_norm;       // [hidden]: on the MLP output (post_norms only)
   at::Tensor gate_weight, up_weight;      // [intermediate, hidden]
   at::Tensor down_weight;                 // [hidden, intermediate]
   // Fused storage (Transformer::fuse_projections): q/k/v_weight (and biases) are row slices of
@@ -91,8 +94,13 @@ class Transformer {
   // CPU the same ops as without it), instead of rope_kv_write + SDPA + a transposing copy.
   at::Tensor decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
                          KvCache& cache, bool fused_attention = false) const;
-  // LM head: hidden [..., hidden] -> logits [..., vocab] in the weights' dtype.
+  // LM head: hidden [..., hidden] -> logits [..., vocab] in the weights' dtype, soft-capped as the
+  // config says (cap_logits).
   at::Tensor logits(const at::Tensor& hidden) const;
+  // ModelConfig::final_logit_softcapping on raw LM-head logits (cap * tanh(z / cap); none: as they are).
+  at::Tensor cap_logits(const at::Tensor& logits) const;
+  // Token embeddings [..., hidden] (scaled by sqrt(hidden) where the config says so).
+  at::Tensor embed(const at::Tensor& input_ids) const;
   // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.
   const at::Tensor& lm_head_weight() const { return config_.tie_word_embeddings ? embed_tokens_ : lm_head_; }
 
@@ -147,6 +155,7 @@ class Transformer {
   ModelConfig config_;
   LoraScale lora_scale_;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
+  at::Tensor local_inv_freq_;  // the sliding-window layers' (ModelConfig::local_rope_theta); else undefined
 };
 
 // Decode attention with grouped-query heads: q [B, H, 1, D], k / v [B, KV, S, D], mask
@@ -156,8 +165,10 @@ class Transformer {
 // with enable_gqa: head h reads KV head h / G, as transformers' repeat_kv does. Returns [B, H, 1, D].
 at::Tensor grouped_decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const std::optional<at::Tensor>& mask, double scale);
-// RMSNorm exactly as transformers computes it: in fp32, cast back before the weight multiply.
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// RMSNorm exactly as transformers computes it: in fp32, cast back before the weight multiply (Llama),
+// or after it with weight_in_fp32 (OLMo2).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool weight_in_fp32 = false,
+                    double weight_offset = 0);
 // RoPE inverse frequencies [head_dim / 2] (fp32, CPU) with the config's rope scaling applied.
 at::Tensor rope_inv_freq(const ModelConfig& config);
 

@@ -91,7 +91,7 @@ const char* decode_steps_name(DecodeSteps steps) {
   return "unknown";
 }
 
-int64_t GenerationEngine::context_length() const { return model_.config().max_position_embeddings; }
+int64_t GenerationEngine::context_length() const { return model_.config().context_length(); }
 
 int64_t GenerationEngine::cache_slots(int64_t needed) const {
   // Static steps attend over every slot, and CUDA's memory-efficient attention pads a mask whose
@@ -182,7 +182,7 @@ void GenerationEngine::decode(KvCache& cache, at::Tensor next_logits, std::vecto
   // repacking, and a copy would cost V x hidden of device memory).
   const at::Tensor head_t = dev.is_cpu() && !static_decoder ? model_.lm_head_weight().t().contiguous() : at::Tensor();
   const auto next_token_logits = [&](const at::Tensor& h) {  // h [R, hidden] -> [R, V] in the model's dtype
-    return head_t.defined() ? at::mm(h, head_t) : model_.logits(h);
+    return head_t.defined() ? model_.cap_logits(at::mm(h, head_t)) : model_.logits(h);
   };
 
   // Step profile (EngineOptions::profile_steps): a copy to the host waits for the device's queue.

@@ -123,7 +123,7 @@ class GenerationEngine {
   const Transformer& model() const { return model_; }
   const Tokenizer* tokenizer() const { return tokenizer_; }
   const EngineOptions& options() const { return options_; }
-  // The model's context length (max_position_embeddings).
+  // The model's context length (ModelConfig::context_length()).
   int64_t context_length() const;
   // Whether decode() takes static-shape steps (options and the model's device).
   bool static_decode_steps() const;

@@ -2,6 +2,8 @@
 // naming the field for anything missing or unsupported.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/error.h"
 #include "model/model_config.h"
 
@@ -98,6 +100,36 @@ TEST(ModelConfig, MistralSlidingWindowIsAccepted) {
   const auto c = model_config_from_json(j);
   EXPECT_EQ(c.model_type, "mistral");
   EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.sliding_window, 4096);
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(c.is_sliding_layer(i));
+  j["sliding_window"] = nullptr;
+  EXPECT_FALSE(model_config_from_json(j).has_sliding_layers());
+}
+
+TEST(ModelConfig, Qwen2SlidingWindowLayersAsTransformers) {
+  json j = llama();
+  j["model_type"] = "qwen2";
+  j["sliding_window"] = 16;
+  EXPECT_FALSE(model_config_from_json(j).has_sliding_layers());  // use_sliding_window defaults to false
+  j["use_sliding_window"] = true;
+  j["max_window_layers"] = 1;  // layers >= 1 slide
+  auto c = model_config_from_json(j);
+  EXPECT_EQ(c.sliding_window, 16);
+  EXPECT_FALSE(c.is_sliding_layer(0));
+  EXPECT_TRUE(c.is_sliding_layer(1));
+  EXPECT_TRUE(c.is_sliding_layer(2));
+  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};  // wins over max_window_layers
+  c = model_config_from_json(j);
+  EXPECT_TRUE(c.is_sliding_layer(0));
+  EXPECT_FALSE(c.is_sliding_layer(1));
+  EXPECT_TRUE(c.is_sliding_layer(2));
+  j["layer_types"] = {"sliding_attention", "chunked_attention", "full_attention"};
+  expect_error(j, "chunked_attention");
+  j["layer_types"] = {"sliding_attention"};
+  expect_error(j, "layer_types");
+  j.erase("layer_types");
+  j["sliding_window"] = 0;
+  expect_error(j, "sliding_window");
 }
 
 TEST(ModelConfig, MissingRequiredFieldsAreNamed) {
@@ -158,4 +190,92 @@ TEST(ModelConfig, ToJsonRoundTripsAndKeepsUnknownKeys) {
   EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
   EXPECT_EQ(back.tie_word_embeddings, c.tie_word_embeddings);
   EXPECT_EQ(back.dtype, c.dtype);
+}
+
+TEST(ModelConfig, FamilyOptionsFollowModelType) {
+  json j = llama();
+  j["model_type"] = "qwen3";
+  auto c = model_config_from_json(j);
+  EXPECT_EQ(c.qk_norm, scorch::QkNorm::kPerHead);
+  EXPECT_FALSE(c.post_norms);
+  j["model_type"] = "olmo2";
+  c = model_config_from_json(j);
+  EXPECT_EQ(c.qk_norm, scorch::QkNorm::kFull);
+  EXPECT_TRUE(c.post_norms && !c.pre_norms && c.norm_weight_in_fp32);
+  j["model_type"] = "gemma2";
+  j["head_dim"] = 16;
+  c = model_config_from_json(j);
+  EXPECT_TRUE(c.post_norms && c.pre_norms && c.scale_embeddings);
+  EXPECT_EQ(c.norm_weight_offset, 1.0);
+  EXPECT_EQ(c.hidden_act, scorch::Activation::kGeluTanh);
+  EXPECT_EQ(c.attn_logit_softcapping, 50.0);  // transformers' defaults when absent
+  EXPECT_EQ(c.final_logit_softcapping, 30.0);
+  EXPECT_DOUBLE_EQ(c.attention_scale(), 1.0 / 16.0);  // query_pre_attn_scalar 256
+  j["attn_logit_softcapping"] = nullptr;  // null: none
+  j["final_logit_softcapping"] = 12.5;
+  j["query_pre_attn_scalar"] = 64;
+  c = model_config_from_json(j);
+  EXPECT_EQ(c.attn_logit_softcapping, 0.0);
+  EXPECT_EQ(c.final_logit_softcapping, 12.5);
+  EXPECT_DOUBLE_EQ(c.attention_scale(), 0.125);
+  j["sliding_window"] = 32;  // gemma2 alternates local / global without layer_types
+  c = model_config_from_json(j);
+  EXPECT_TRUE(c.is_sliding_layer(0));
+  EXPECT_FALSE(c.is_sliding_layer(1));
+  EXPECT_TRUE(c.is_sliding_layer(2));
+  j["hidden_activation"] = "relu";
+  expect_error(j, "hidden_activation");
+  j.erase("hidden_activation");
+  j["use_bidirectional_attention"] = true;
+  expect_error(j, "use_bidirectional_attention");
+}
+
+TEST(ModelConfig, Gemma3LocalRopeInBothLayouts) {
+  json j = llama();
+  j["model_type"] = "gemma3_text";
+  j["head_dim"] = 16;
+  j.erase("rope_theta");
+  j["rope_parameters"] = json::parse(R"({"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                                         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})");
+  auto c = model_config_from_json(j);
+  EXPECT_EQ(c.rope_theta, 1000000.0);
+  EXPECT_EQ(c.rope_scaling.type, "linear");
+  EXPECT_EQ(c.rope_scaling.factor, 8.0);
+  EXPECT_EQ(c.local_rope_theta, 10000.0);
+  EXPECT_EQ(c.qk_norm, scorch::QkNorm::kPerHead);
+  // written back nested, and read again the same
+  const auto again = model_config_from_json(scorch::model_config_to_json(c));
+  EXPECT_EQ(again.rope_theta, 1000000.0);
+  EXPECT_EQ(again.rope_scaling.factor, 8.0);
+  EXPECT_EQ(again.local_rope_theta, 10000.0);
+  j.erase("rope_parameters");  // transformers 4: rope_theta, rope_local_base_freq
+  j["rope_theta"] = 500000.0;
+  j["rope_local_base_freq"] = 5000.0;
+  c = model_config_from_json(j);
+  EXPECT_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.local_rope_theta, 5000.0);
+  j["sliding_window"] = 4;
+  j["sliding_window_pattern"] = 3;
+  c = model_config_from_json(j);
+  EXPECT_TRUE(c.is_sliding_layer(0) && c.is_sliding_layer(1) && !c.is_sliding_layer(2));
+}
+
+TEST(ModelConfig, Phi3LongropeAndPartialRotary) {
+  json j = llama();
+  j["model_type"] = "phi3";
+  j["partial_rotary_factor"] = 0.75;  // head_dim 8 -> 6 rotary dimensions, 3 frequencies
+  j["original_max_position_embeddings"] = 1024;
+  j["rope_scaling"] = json::parse(R"({"type": "su", "short_factor": [1.0, 1.5, 2.0], "long_factor": [3.0, 4.0, 5.0]})");
+  auto c = model_config_from_json(j);
+  EXPECT_EQ(c.rotary_dim(), 6);
+  EXPECT_EQ(c.rope_scaling.type, "longrope");
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 1024);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);  // max_position_embeddings 4096 / 1024
+  EXPECT_DOUBLE_EQ(c.rope_scaling.attention_factor, std::sqrt(1 + std::log(4.0) / std::log(1024.0)));
+  EXPECT_EQ(c.context_length(), 1024);
+  EXPECT_TRUE(c.hf_fused_projections);
+  j["rope_scaling"]["short_factor"] = {1.0, 2.0};
+  expect_error(j, "short_factor");
+  j["rope_scaling"] = json::parse(R"({"rope_type": "linear", "factor": 2.0})");
+  expect_error(j, "rope_type");
 }
