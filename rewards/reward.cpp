@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/strings.h"
+#include "config/yaml_checks.h"
 #include "rewards/builtin.h"
 
 namespace scorch::rewards {
@@ -90,7 +91,7 @@ double Params::number(const std::string& key, double def, double lo, double hi, 
   double v = 0;
   if (!n.IsScalar() || !parse_number(n.Scalar(), v)) fail(key, "`" + path(key) + "` must be a finite number");
   if (v < lo || v > hi) {
-    fail(key, "`" + path(key) + "` must be in [" + number_text(lo) + ", " + number_text(hi) + "], got " + n.Scalar());
+    fail(key, "`" + path(key) + "` must be in [" + number_text(lo) + ", " + number_text(hi) + "], got " + shorten(n.Scalar()));
   }
   return v;
 }
@@ -101,11 +102,11 @@ int64_t Params::integer(const std::string& key, int64_t def, int64_t lo, int64_t
   if (!n.IsDefined()) return def;
   double v = 0;
   if (!n.IsScalar() || !parse_number(n.Scalar(), v) || v != std::floor(v) || std::fabs(v) > 9e15) {
-    fail(key, "`" + path(key) + "` must be an integer, got '" + (n.IsScalar() ? n.Scalar() : "a non-scalar") + "'");
+    fail(key, "`" + path(key) + "` must be an integer, got '" + (n.IsScalar() ? shorten(n.Scalar()) : "a non-scalar") + "'");
   }
   const auto i = static_cast<int64_t>(v);
   if (i < lo || i > hi) {
-    fail(key, "`" + path(key) + "` must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + n.Scalar());
+    fail(key, "`" + path(key) + "` must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + shorten(n.Scalar()));
   }
   return i;
 }
@@ -117,7 +118,7 @@ bool Params::flag(const std::string& key, bool def, const std::string& help) {
   const std::string s = n.IsScalar() ? n.Scalar() : "";
   if (s == "true" || s == "True" || s == "yes") return true;
   if (s == "false" || s == "False" || s == "no") return false;
-  fail(key, "`" + path(key) + "` must be true or false, got '" + s + "'");
+  fail(key, "`" + path(key) + "` must be true or false, got '" + shorten(s) + "'");
 }
 
 std::string Params::text(const std::string& key, const std::string& def, const std::vector<std::string>& choices,
@@ -130,7 +131,7 @@ std::string Params::text(const std::string& key, const std::string& def, const s
   const std::string v = n.Scalar();
   if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
     const std::string hint = nearest(v, choices);
-    fail(key, "`" + path(key) + "` must be one of " + join_quoted(choices) + ", got '" + v + "'" +
+    fail(key, "`" + path(key) + "` must be one of " + join_quoted(choices) + ", got '" + shorten(v) + "'" +
                   (hint.empty() ? "" : " (did you mean `" + hint + "`?)"));
   }
   return v;
@@ -141,7 +142,10 @@ std::vector<std::string> Params::texts(const std::string& key, const std::vector
   schema_.push_back(key + " (list of strings)" + (help.empty() ? "" : ": " + help));
   const YAML::Node n = find(key);
   if (!n.IsDefined()) return def;
-  if (n.IsScalar()) return {n.Scalar()};
+  if (n.IsScalar()) {
+    fail(key, "`" + path(key) + "` must be a list of strings, got the single value '" + shorten(n.Scalar()) +
+                  "'; write it as a list: [" + shorten(n.Scalar()) + "]");
+  }
   if (!n.IsSequence()) fail(key, "`" + path(key) + "` must be a list of strings");
   std::vector<std::string> out;
   for (const auto& item : n) {
@@ -211,8 +215,14 @@ std::vector<std::string> reward_params_schema(const std::string& name) {
 // RewardSet
 
 namespace {
+// The file a spec was declared in, else the caller's name for its source.
+const std::string& origin(const RewardSpec& spec, const std::string& fallback) {
+  return spec.source.empty() ? fallback : spec.source;
+}
+
 // The registry entry of specs[i], or a UserError naming `rewards[i].name` with a suggestion.
-const RewardInfo& lookup(const RewardSpec& spec, size_t i, const std::string& source) {
+const RewardInfo& lookup(const RewardSpec& spec, size_t i, const std::string& fallback_source) {
+  const std::string& source = origin(spec, fallback_source);
   const auto& reg = reward_registry();
   auto it = reg.find(spec.name);
   if (it != reg.end()) return it->second;
@@ -228,7 +238,7 @@ const RewardInfo& lookup(const RewardSpec& spec, size_t i, const std::string& so
 void validate_reward_specs(const std::vector<RewardSpec>& specs, const std::string& source) {
   for (size_t i = 0; i < specs.size(); ++i) {
     const RewardInfo& info = lookup(specs[i], i, source);
-    Params params(specs[i].params, "rewards[" + std::to_string(i) + "].params", source);
+    Params params(specs[i].params, "rewards[" + std::to_string(i) + "].params", origin(specs[i], source));
     try {
       info.make(params, RewardContext{});
     } catch (const JudgeMissing&) {
@@ -243,14 +253,14 @@ RewardSet::RewardSet(const std::vector<RewardSpec>& specs, const RewardContext& 
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& spec = specs[i];
     const std::string key = "rewards[" + std::to_string(i) + "]";
-    const std::string at = source + (spec.line > 0 ? ":" + std::to_string(spec.line) : "");
+    const std::string at = origin(spec, source) + (spec.line > 0 ? ":" + std::to_string(spec.line) : "");
     const RewardInfo& info = lookup(spec, i, source);
     if (info.needs_judge && !context.judge) {
       throw UserError("config error in " + at + ": reward `" + spec.name + "` (`" + key +
                       "`) judges completions with a model, and none is available: " + spec.name +
                       " needs --model DIR (scorch reward) or a trainer that provides the policy as judge");
     }
-    Params params(spec.params, key + ".params", source);
+    Params params(spec.params, key + ".params", origin(spec, source));
     auto reward = info.make(params, context);
     params.finish();
     const int n = seen[spec.name]++;
@@ -328,6 +338,7 @@ std::vector<RewardSpec> parse_reward_specs(const YAML::Node& list, const std::st
     if (!item.IsMap()) fail(item, "`" + p + "` must be a mapping with keys `name`, `weight`, `params`");
     RewardSpec spec;
     spec.line = item.Mark().line + 1;
+    spec.source = source;
     for (const auto& kv : item) {
       const std::string k = kv.first.Scalar();
       if (k == "name") {
@@ -361,6 +372,7 @@ std::vector<RewardSpec> load_reward_specs(const std::string& path) {
     throw UserError("config error in " + path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) throw UserError("config error in " + path + ": the top level must be a mapping with a `rewards:` list");
+  check_no_duplicate_keys(root, path);
   // A training config may be passed as is: its other sections are ignored here.
   std::vector<std::string> allowed = {"rewards"};
   for (const auto& k : config_keys()) allowed.push_back(k.substr(0, k.find('.')));

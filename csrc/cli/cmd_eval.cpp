@@ -82,21 +82,21 @@ void run_eval(const EvalArgs& a) {
 void register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Accuracy by generation on a dataset with answers (and two-attempt self-correction)");
-  cmd->add_option("--model", a->model, "HF model directory")->required();
-  cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->required();
-  cmd->add_option("--out", a->out, "Write the report as JSON here");
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: <model>/tokenizer.model)");
+  cmd->add_option("--model", a->model, "HF model directory")->check(non_empty_path)->required();
+  cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->check(non_empty_path)->required();
+  cmd->add_option("--out", a->out, "Write the report as JSON here")->check(non_empty_path);
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: <model>/tokenizer.model)")->check(non_empty_path);
   cmd->add_option("--chat-template", a->chat_template, "chatml | llama-2 | plain | none")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str();
-  cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str();
-  cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str()->check(CLI::Range(1, 2));
+  cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling (temperature > 0)")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)");
+  cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--samples", a->samples,
                   "K samples per problem (temperature > 0): accuracy = mean@K, plus pass@K and maj@K")
       ->capture_default_str();
-  cmd->add_option("--limit", a->limit, "Evaluate the first N problems only");
-  cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str();
+  cmd->add_option("--limit", a->limit, "Evaluate the first N problems only")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--decode-steps", a->decode_steps, "auto (CUDA graphs on CUDA) | dynamic | static | cuda_graph")
       ->capture_default_str();

@@ -26,6 +26,7 @@ struct ExportArgs {
   int64_t max_shard_bytes = 5'000'000'000;
   bool merge = false;
   std::string base;
+  bool force = false;
 };
 
 // The base model + adapter of `adapter_dir` merged into one model; `base_dir` receives the base used.
@@ -42,6 +43,10 @@ Transformer merged_adapter(const ExportArgs& a, std::string* base_dir) {
 }
 
 void run_export(const ExportArgs& a) {
+  check_output_directory(a.out, a.force);
+  if (!a.tokenizer.empty() && !fs::exists(a.tokenizer)) {
+    throw UserError("--tokenizer '" + a.tokenizer + "' does not exist; pass a tokenizer directory or file");
+  }
   const bool adapter = is_peft_adapter_dir(a.model);
   if (adapter && !a.merge) {
     throw UserError("'" + a.model + "' is a LoRA adapter (PEFT format, adapter_config.json): add --merge to write "
@@ -66,13 +71,14 @@ void run_export(const ExportArgs& a) {
 void register_export(CLI::App& app) {
   auto args = std::make_shared<ExportArgs>();
   auto* cmd = app.add_subcommand("export", "Export a checkpoint to a HuggingFace directory");
-  cmd->add_option("--model", args->model, "Model or checkpoint directory (config.json + safetensors)")->required();
-  cmd->add_option("--out", args->out, "Output directory")->required();
-  cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or file to copy (default: the model directory's)");
+  cmd->add_option("--model", args->model, "Model or checkpoint directory (config.json + safetensors)")->check(non_empty_path)->required();
+  cmd->add_option("--out", args->out, "Output directory")->check(non_empty_path)->required();
+  cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or file to copy (default: the model directory's)")->check(non_empty_path);
   cmd->add_option("--max-shard-bytes", args->max_shard_bytes, "Shard the weights above this size (default 5e9)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--merge", args->merge, "--model is a LoRA adapter (PEFT format): write base + scaled B A as one model");
   cmd->add_option("--base", args->base, "With --merge: the base model directory (default: the adapter's base_model_name_or_path)");
+  cmd->add_flag("--force", args->force, "Replace a non-empty --out directory");
   cmd->callback([args] { run_export(*args); });
 }
 

@@ -194,11 +194,11 @@ void run_generate(GenerateArgs a) {
 void register_generate(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Sample completions from a model (rollout engine)");
-  cmd->add_option("--model", args->model, "HF model directory (config.json + safetensors)")->required();
-  cmd->add_option("--prompts", args->prompts_file, "JSONL: {\"prompt\"} | {\"messages\"} | {\"prompt_ids\"} per line");
-  cmd->add_option("--out", args->out, "Output JSONL (one line per sample)");
+  cmd->add_option("--model", args->model, "HF model directory (config.json + safetensors)")->check(non_empty_path)->required();
+  cmd->add_option("--prompts", args->prompts_file, "JSONL: {\"prompt\"} | {\"messages\"} | {\"prompt_ids\"} per line")->check(non_empty_path);
+  cmd->add_option("--out", args->out, "Output JSONL (one line per sample)")->check(non_empty_path);
   cmd->add_option("--prompt", args->prompt, "One prompt text: print its samples to stdout");
-  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.model or its directory (default: the model directory)");
+  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.model or its directory (default: the model directory)")->check(non_empty_path);
   cmd->add_option("--chat-template", args->chat_template, "chatml | llama-2 | plain | none (text through the tokenizer alone)")
       ->capture_default_str();
   cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str();
@@ -206,9 +206,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-p", args->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--top-k", args->sampling.top_k, "0 = off")->capture_default_str();
   cmd->add_option("--max-new-tokens", args->sampling.max_new_tokens, "Per sample")->capture_default_str();
-  cmd->add_option("--seed", args->sampling.seed, "Same seed, same samples (on CPU)")->capture_default_str();
+  cmd->add_option("--seed", args->sampling.seed, "Same seed, same samples (on CPU)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", args->stop, "Stop string (repeatable)");
-  cmd->add_option("--batch-size", args->batch_size, "Prompts per engine batch")->capture_default_str();
+  cmd->add_option("--batch-size", args->batch_size, "Prompts per engine batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--device", args->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: as stored)");
   cmd->add_option("--decode-steps", args->decode_steps,

@@ -19,9 +19,11 @@ struct InitModelArgs {
   uint64_t seed = 0;
   std::string tokenizer;
   std::string dtype;
+  bool force = false;
 };
 
 void run_init_model(const InitModelArgs& a) {
+  check_output_directory(a.out, a.force);
   ModelConfig config = load_model_config(a.config);
   const at::ScalarType dtype = parse_model_dtype(a.dtype.empty() ? config.dtype : a.dtype);
   config.dtype = model_dtype_name(dtype);
@@ -38,11 +40,12 @@ void run_init_model(const InitModelArgs& a) {
 void register_init_model(CLI::App& app) {
   auto args = std::make_shared<InitModelArgs>();
   auto* cmd = app.add_subcommand("init-model", "Write a randomly initialised HF model directory");
-  cmd->add_option("--config", args->config, "A HuggingFace config.json (model_type llama, qwen2 or mistral)")->required();
-  cmd->add_option("--out", args->out, "Output directory")->required();
-  cmd->add_option("--seed", args->seed, "Initialisation seed (default 0)");
-  cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or tokenizer.model to copy into the output");
-  cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 (default: the config's dtype, else float32)");
+  cmd->add_option("--config", args->config, "A HuggingFace config.json (model_type llama, qwen2 or mistral)")->check(non_empty_path)->required();
+  cmd->add_option("--out", args->out, "Output directory")->check(non_empty_path)->required();
+  cmd->add_option("--seed", args->seed, "Initialisation seed (default 0)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or tokenizer.model to copy into the output")->check(non_empty_path);
+  cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: the config's dtype, else float32)");
+  cmd->add_flag("--force", args->force, "Replace a non-empty --out directory (e.g. a trained model)");
   cmd->callback([args] { run_init_model(*args); });
 }
 

@@ -1,4 +1,4 @@
-// `scorch version`, and the placeholder for subcommands whose issue has not landed.
+// `scorch version`, and checks shared by the subcommands.
 #include <CLI/CLI.hpp>
 #include <torch/version.h>
 
@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace scorch::cli {
 
@@ -22,12 +23,19 @@ void register_version(CLI::App& app) {
   });
 }
 
-void register_not_implemented(CLI::App& app, const char* name, const char* what) {
-  auto* cmd = app.add_subcommand(name, std::string(what) + " [not implemented yet]");
-  cmd->allow_extras();
-  cmd->footer("This subcommand is not implemented yet: it exits with code 2.");
-  const std::string n = name;
-  cmd->callback([n] { throw NotImplemented("`scorch " + n + "`"); });
+void check_output_directory(const std::string& dir, bool force) {
+  if (dir.empty()) throw UserError("--out is empty; name an output directory");
+  if (fs::exists(dir) && !fs::is_directory(dir)) {
+    throw UserError("--out '" + dir + "' exists and is not a directory; choose another path");
+  }
+  if (!force && fs::is_nonempty_directory(dir)) {
+    throw UserError("--out '" + dir + "' is not empty; pass --force to replace it (it is replaced whole, only "
+                    "after the new directory has been written completely), or choose another directory");
+  }
+}
+
+std::string non_empty_path(const std::string& value) {
+  return value.empty() ? std::string("the path is empty; name a file or directory") : std::string();
 }
 
 }  // namespace scorch::cli

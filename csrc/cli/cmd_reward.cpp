@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -109,6 +110,12 @@ void run_reward(const RewardArgs& a) {
   if (a.config.empty() || a.in.empty() || a.out.empty()) {
     throw UserError("scorch reward needs --config FILE, --in SAMPLES.jsonl and --out SCORED.jsonl (or --list)");
   }
+  {
+    std::error_code ec;
+    if (a.out == a.in || std::filesystem::equivalent(a.in, a.out, ec)) {
+      throw UserError("--out '" + a.out + "' is the --in file; write the scored samples to another file");
+    }
+  }
   const auto specs = rewards::load_reward_specs(a.config);
   const auto& registry = rewards::reward_registry();
   bool needs_judge = false;
@@ -166,10 +173,10 @@ void run_reward(const RewardArgs& a) {
 void register_reward(CLI::App& app) {
   auto args = std::make_shared<RewardArgs>();
   auto* cmd = app.add_subcommand("reward", "Score completions offline with a rewards config");
-  cmd->add_option("--config", args->config, "YAML file with a `rewards:` list (a training config works too)");
-  cmd->add_option("--in", args->in, "JSONL samples: prompt, completion, [answer], [group], extra fields");
-  cmd->add_option("--out", args->out, "JSONL output: each input line + reward + rewards");
-  cmd->add_option("--model", args->model, "Judge model directory (needed by self_verify / self_rubric)");
+  cmd->add_option("--config", args->config, "YAML file with a `rewards:` list (a training config works too)")->check(non_empty_path);
+  cmd->add_option("--in", args->in, "JSONL samples: prompt, completion, [answer], [group], extra fields")->check(non_empty_path);
+  cmd->add_option("--out", args->out, "JSONL output: each input line + reward + rewards")->check(non_empty_path);
+  cmd->add_option("--model", args->model, "Judge model directory (needed by self_verify / self_rubric)")->check(non_empty_path);
   cmd->add_flag("--list", args->list, "List the available rewards and their params");
   cmd->callback([args] { run_reward(*args); });
 }

@@ -68,7 +68,8 @@ void register_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train with a YAML config (trainer: sft | dpo | scpo | grpo | score)");
   cmd->add_option("config", args->config_path, "The job's YAML config")->required();
   cmd->add_option("--set", args->overrides, "Override a key: --set optim.learning_rate=1e-5 (repeatable)");
-  cmd->add_option("--run-dir", args->run_dir, "Run directory (default: run_dir from the config, else runs/<config name>)");
+  cmd->add_option("--run-dir", args->run_dir, "Run directory (default: run_dir from the config, else runs/<config name>)")
+      ->check(non_empty_path);
   cmd->add_option("--resume", args->resume, "Resume from this checkpoint directory (default: the run dir's latest)");
   cmd->add_flag("--dry-run", args->dry_run, "Validate the config and print it resolved; write nothing");
   cmd->footer("Running the same command again resumes the run from its latest checkpoint.");

@@ -6,10 +6,19 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <string>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/strings.h"
+
+namespace {
+const char* kLessMemory =
+    "The job asked for more memory than there is. Lower what sizes it: train.micro_batch_size, "
+    "data.max_length, generation.max_completion_length / --max-new-tokens, grpo.num_generations / --n, "
+    "--batch-size, or use a smaller model or dtype.";
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"scorch: native C++/CUDA post-training for language models (SFT, DPO/ScPO, GRPO, SCoRe)", "scorch"};
@@ -24,6 +33,14 @@ int main(int argc, char** argv) {
   scorch::cli::register_reward(app);
   scorch::cli::register_version(app);
   scorch::cli::register_make_data(app);
+  if (argc > 1 && argv[1][0] == '-') {
+    const std::string flag = argv[1];
+    if (flag != "-h" && flag != "--help" && flag != "--help-all") {
+      std::fprintf(stderr, "error: unknown option '%s': scorch takes a command first (scorch <command> [options])\n"
+                           "Run `scorch --help` for the list of commands.\n", scorch::shorten(flag).c_str());
+      return scorch::kExitUser;
+    }
+  }
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> names;
     for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
@@ -51,8 +68,20 @@ int main(int argc, char** argv) {
   } catch (const scorch::UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return scorch::kExitUser;
+  } catch (const c10::OutOfMemoryError& e) {
+    std::fprintf(stderr, "error: out of device memory: %s\n%s\n", scorch::shorten(e.what_without_backtrace(), 300).c_str(),
+                 kLessMemory);
+    return scorch::kExitUser;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n%s\n", kLessMemory);
+    return scorch::kExitUser;
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "internal error (torch): %s\n", e.what_without_backtrace());
+    const std::string what = e.what_without_backtrace();
+    if (what.find("can't allocate memory") != std::string::npos) {  // the CPU allocator's message
+      std::fprintf(stderr, "error: out of memory: %s\n%s\n", scorch::shorten(what, 300).c_str(), kLessMemory);
+      return scorch::kExitUser;
+    }
+    std::fprintf(stderr, "internal error (torch): %s\n", what.c_str());
     return scorch::kExitInternal;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());

@@ -1,6 +1,9 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,6 +57,111 @@ void sync_directory(const std::string& path) {
   ::close(fd);
 }
 
+AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+  if (path_.empty()) throw UserError("the output file path is empty; name a file");
+  if (is_directory(path_)) throw UserError("cannot write '" + path_ + "': it is a directory; name a file");
+  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw UserError("cannot write '" + tmp_ + "': " + errno_text());
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFileWriter::write(const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw UserError("cannot write '" + tmp_ + "': " + errno_text());
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void AtomicFileWriter::commit() {
+  if (::fsync(fd_) != 0) throw UserError("cannot flush '" + tmp_ + "': " + errno_text());
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    ::unlink(tmp_.c_str());
+    throw UserError("cannot flush '" + tmp_ + "': " + errno_text());
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp_.c_str());
+    throw UserError("cannot rename '" + tmp_ + "' to '" + path_ + "': " + why);
+  }
+  sync_directory(std::filesystem::path(path_).parent_path().string());
+}
+
+bool is_nonempty_directory(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return false;
+  bool any = false;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      any = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return any;
+}
+
+StagedDirectory::StagedDirectory(std::string target) : target_(std::move(target)) {
+  while (target_.size() > 1 && target_.back() == '/') target_.pop_back();
+  if (target_.empty()) throw UserError("the output directory path is empty; name a directory");
+  if (exists(target_) && !is_directory(target_)) {
+    throw UserError("output '" + target_ + "' exists and is not a directory; choose another --out or remove it");
+  }
+  const std::string parent = std::filesystem::path(target_).parent_path().string();
+  if (!parent.empty()) make_directories(parent);
+  staging_ = target_ + ".staging." + std::to_string(::getpid());
+  remove_all(staging_);
+  make_directories(staging_);
+}
+
+StagedDirectory::~StagedDirectory() {
+  if (committed_) return;
+  try {
+    remove_all(staging_);
+  } catch (...) {
+    // Best effort: a leftover staging directory is harmless and is replaced by the next run.
+  }
+}
+
+void StagedDirectory::commit() {
+  const std::string parent = std::filesystem::path(target_).parent_path().string();
+  sync_directory(staging_);
+  if (g_fail_before_rename) throw std::runtime_error("simulated crash before putting '" + target_ + "' in place");
+  if (!exists(target_)) {
+    if (::rename(staging_.c_str(), target_.c_str()) != 0) {
+      throw UserError("cannot rename '" + staging_ + "' to '" + target_ + "': " + errno_text());
+    }
+  } else {
+    // One atomic exchange: at every instant `target` is either the old or the new directory.
+    if (::syscall(SYS_renameat2, AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), 2 /* RENAME_EXCHANGE */) != 0) {
+      // Filesystems without RENAME_EXCHANGE: move the old one aside, then the new one in.
+      const std::string aside = target_ + ".old." + std::to_string(::getpid());
+      remove_all(aside);
+      if (::rename(target_.c_str(), aside.c_str()) != 0 || ::rename(staging_.c_str(), target_.c_str()) != 0) {
+        throw UserError("cannot put '" + staging_ + "' in place of '" + target_ + "': " + errno_text());
+      }
+      staging_ = aside;
+    }
+    remove_all(staging_);  // after the exchange this is the old directory
+  }
+  committed_ = true;
+  sync_directory(parent);
+}
+
 void atomic_write(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -89,6 +197,10 @@ void atomic_write(const std::string& path, const std::string& content) {
 
 std::string read_file(const std::string& path, const std::string& what) {
   if (is_directory(path)) throw UserError("cannot read " + what + " '" + path + "': it is a directory");
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {  // a FIFO or device would block or never end
+    throw UserError("cannot read " + what + " '" + path + "': it is not a regular file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw UserError("cannot read " + what + " '" + path + "': " +

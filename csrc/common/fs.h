@@ -19,6 +19,45 @@ void make_directories(const std::string& path);
 void remove_all(const std::string& path);
 // fsync a directory so a rename inside it is durable.
 void sync_directory(const std::string& path);
+// A file written in pieces and put in place whole, like atomic_write: `path.tmp.<pid>` is
+// written, then commit() fsyncs and renames it over `path`. Without commit() the destructor
+// deletes the temporary file and `path` is untouched. For outputs too large to build in memory.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  void write(const std::string& bytes);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// True when `path` is a directory with at least one entry.
+bool is_nonempty_directory(const std::string& path);
+
+// A directory written beside `target` (`target.staging.<pid>`) and put in its place whole by
+// commit(): until then nothing in `target` changes, so a command that fails half-way (bad input
+// found late, a crash, a full disk) leaves what was there intact. commit() swaps the two with one
+// atomic rename (renameat2 RENAME_EXCHANGE when `target` exists) and then deletes the old one.
+// Without commit() the destructor deletes the staging directory.
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(std::string target);
+  ~StagedDirectory();
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  const std::string& path() const { return staging_; }
+  void commit();
+
+ private:
+  std::string target_;
+  std::string staging_;
+  bool committed_ = false;
+};
 
 // Test hook: when set, atomic_write throws right before the rename (simulates a crash mid-write).
 void set_fail_before_rename_for_testing(bool fail);

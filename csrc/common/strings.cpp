@@ -76,4 +76,11 @@ std::string join_quoted(const std::vector<std::string>& items) {
   return out.str();
 }
 
+std::string shorten(const std::string& value, size_t max) {
+  if (value.size() <= max) return value;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  return value.substr(0, cut) + "... (" + std::to_string(value.size()) + " bytes)";
+}
+
 }  // namespace scorch

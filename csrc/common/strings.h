@@ -15,6 +15,9 @@ size_t edit_distance(const std::string& a, const std::string& b);
 size_t edit_distance(const std::vector<long>& a, const std::vector<long>& b);
 // The candidate closest to `key` if it is close enough to be a plausible typo, else "".
 std::string nearest(const std::string& key, const std::vector<std::string>& candidates);
+// A value quoted in a message: at most `max` bytes (cut on a UTF-8 boundary), a longer one ends
+// with "... (N bytes)" so that a huge bad value never floods the terminal.
+std::string shorten(const std::string& value, size_t max = 80);
 // ", "-joined list, each item quoted with backticks.
 std::string join_quoted(const std::vector<std::string>& items);
 

@@ -2,6 +2,7 @@
 // (with type/range/choice checks and unknown-key suggestions), writing the resolved YAML, and
 // listing the valid keys.
 #include "config/config.h"
+#include "config/yaml_checks.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -26,6 +27,7 @@ struct Spec {
   double lo = -kInf, hi = kInf;
   bool lo_open = false, hi_open = false;
   std::vector<std::string> choices;
+  bool scalar_is_list = false;  // a list key that also takes one bare value (PEFT's target_modules: all-linear)
 };
 Spec range(double lo, double hi, bool lo_open = false, bool hi_open = false) {
   Spec s;
@@ -36,6 +38,11 @@ Spec range(double lo, double hi, bool lo_open = false, bool hi_open = false) {
   return s;
 }
 Spec at_least(double lo) { return range(lo, kInf); }
+Spec scalar_or_list() {
+  Spec s;
+  s.scalar_is_list = true;
+  return s;
+}
 Spec positive() { return range(0, kInf, true); }
 Spec one_of(std::vector<std::string> c) {
   Spec s;
@@ -102,9 +109,9 @@ void visit(Config& c, V& v) {
   v.section("train", [&] {
     auto& s = c.train;
     v.field("max_steps", s.max_steps, at_least(0));
-    v.field("epochs", s.epochs, at_least(1));
-    v.field("micro_batch_size", s.micro_batch_size, at_least(1));
-    v.field("gradient_accumulation_steps", s.gradient_accumulation_steps, at_least(1));
+    v.field("epochs", s.epochs, range(1, 1 << 20));
+    v.field("micro_batch_size", s.micro_batch_size, range(1, 1 << 16));
+    v.field("gradient_accumulation_steps", s.gradient_accumulation_steps, range(1, 1 << 16));
     v.field("max_grad_norm", s.max_grad_norm, at_least(0));
     v.field("eval_every", s.eval_every, at_least(0));
     v.field("eval_samples", s.eval_samples, range(0, 1024));
@@ -131,10 +138,10 @@ void visit(Config& c, V& v) {
     v.field("temperature", s.temperature, range(0, 100));
     v.field("top_p", s.top_p, range(0, 1, true));
     v.field("top_k", s.top_k, at_least(0));
-    v.field("max_prompt_length", s.max_prompt_length, at_least(1));
-    v.field("max_completion_length", s.max_completion_length, at_least(1));
+    v.field("max_prompt_length", s.max_prompt_length, range(1, 1 << 20));
+    v.field("max_completion_length", s.max_completion_length, range(1, 1 << 20));
     v.field("stop", s.stop, Spec{});
-    v.field("eval_max_new_tokens", s.eval_max_new_tokens, at_least(1));
+    v.field("eval_max_new_tokens", s.eval_max_new_tokens, range(1, 1 << 20));
     v.field("decode_steps", s.decode_steps, one_of({"auto", "dynamic", "static", "cuda_graph"}));
     v.field("fused_decode_attention", s.fused_decode_attention, Spec{});
     v.field("lookahead", s.lookahead, Spec{});
@@ -167,7 +174,7 @@ void visit(Config& c, V& v) {
     v.field("r", s.r, at_least(1));
     v.field("lora_alpha", s.lora_alpha, positive());
     v.field("lora_dropout", s.lora_dropout, range(0, 1, false, true));
-    v.field("target_modules", s.target_modules, Spec{});  // names checked against the model (model/lora.h)
+    v.field("target_modules", s.target_modules, scalar_or_list());  // names checked against the model (model/lora.h)
     v.field("use_rslora", s.use_rslora, Spec{});
     v.field("init_lora_weights", s.init_lora_weights, one_of({"kaiming", "gaussian"}));
   });
@@ -183,7 +190,7 @@ void visit(Config& c, V& v) {
   });
   v.section("scpo", [&] {
     auto& s = c.scpo;
-    v.field("num_samples", s.num_samples, at_least(2));
+    v.field("num_samples", s.num_samples, range(2, 1 << 14));
     v.field("threshold", s.threshold, range(0, 1));
     v.field("rounds", s.rounds, at_least(1));
     v.field("round_thresholds", s.round_thresholds, range(0, 1));
@@ -194,7 +201,7 @@ void visit(Config& c, V& v) {
   });
   v.section("grpo", [&] {
     auto& s = c.grpo;
-    v.field("num_generations", s.num_generations, at_least(2));
+    v.field("num_generations", s.num_generations, range(2, 1 << 14));
     v.field("beta", s.beta, at_least(0));
     v.field("epsilon", s.epsilon, range(0, 1, true));
     v.field("epsilon_high", s.epsilon_high, range(0, 10));
@@ -219,13 +226,43 @@ void visit(Config& c, V& v) {
     v.field("num_attempts", s.num_attempts, range(2, 16));
     v.field("correction_instruction", s.correction_instruction, Spec{});
     v.field("policy_gradient", s.policy_gradient, one_of({"reinforce", "group"}));
-    v.field("num_generations", s.num_generations, at_least(1));
+    v.field("num_generations", s.num_generations, range(1, 1 << 14));
     v.field("reference_model", s.reference_model, Spec{});
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reading
+
+void check_duplicates_below(const YAML::Node& node, const std::string& source, const std::string& prefix) {
+  if (node.IsSequence()) {
+    size_t i = 0;
+    for (const auto& item : node) check_duplicates_below(item, source, prefix + "[" + std::to_string(i++) + "]");
+    return;
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, int> first_line;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    const int line = kv.first.Mark().line + 1;
+    auto [it, inserted] = first_line.emplace(key, line);
+    if (!inserted) {
+      throw UserError("config error in " + source + ":" + std::to_string(line) + ": duplicate key `" + shorten(full) +
+                      "` (first at line " + std::to_string(it->second) +
+                      "); YAML keeps only one of them, so remove or merge the other");
+    }
+    check_duplicates_below(kv.second, source, full);
+  }
+}
+
+}  // namespace
+
+void check_no_duplicate_keys(const YAML::Node& node, const std::string& source) {
+  check_duplicates_below(node, source, "");
+}
+
+namespace {
 
 class Reader {
  public:
@@ -285,7 +322,7 @@ class Reader {
     }
     if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), out) == spec.choices.end()) {
       std::string hint = nearest(out, spec.choices);
-      fail(n, path(key), "`" + path(key) + "` must be one of " + join_quoted(spec.choices) + ", got '" + out + "'" +
+      fail(n, path(key), "`" + path(key) + "` must be one of " + join_quoted(spec.choices) + ", got '" + shorten(out) + "'" +
                              (hint.empty() ? "" : " (did you mean `" + hint + "`?)"));
     }
   }
@@ -315,14 +352,18 @@ class Reader {
     else if (s == "false" || s == "False" || s == "no") out = false;
     else fail(n, path(key), "`" + path(key) + "` must be true or false, got " + describe(n));
   }
-  void field(const char* key, std::vector<std::string>& out, const Spec&) {
+  void field(const char* key, std::vector<std::string>& out, const Spec& spec) {
     YAML::Node n = take(key);
     if (!n) return;
     out.clear();
     if (n.IsNull()) return;
-    if (n.IsScalar()) {
+    if (n.IsScalar() && spec.scalar_is_list) {
       out.push_back(n.Scalar());
       return;
+    }
+    if (n.IsScalar()) {
+      fail(n, path(key), "`" + path(key) + "` must be a list of strings, got the single value " + describe(n) +
+                             "; write it as a list: [" + shorten(n.Scalar()) + "]");
     }
     if (!n.IsSequence()) fail(n, path(key), "`" + path(key) + "` must be a list of strings, got a " + kind(n));
     for (const auto& item : n) {
@@ -338,7 +379,7 @@ class Reader {
     if (!n.IsSequence()) fail(n, path(key), "`" + path(key) + "` must be a list of numbers, got " + describe(n));
     for (const auto& item : n) {
       const double d = parse_double(item, path(key));
-      if (!in_range(d, spec)) fail(item, path(key), "every item of `" + path(key) + "` must be " + range_text(spec) + ", got " + item.Scalar());
+      if (!in_range(d, spec)) fail(item, path(key), "every item of `" + path(key) + "` must be " + range_text(spec) + ", got " + shorten(item.Scalar()));
       out.push_back(d);
     }
   }
@@ -356,6 +397,7 @@ class Reader {
       if (!item.IsMap()) fail(item, p, "`" + p + "` must be a mapping with keys `name`, `weight`, `params`");
       RewardSpec spec;
       spec.line = item.Mark().line + 1;
+      spec.source = source_;
       for (const auto& kv : item) {
         const std::string k = kv.first.Scalar();
         if (k == "name") {
@@ -383,7 +425,7 @@ class Reader {
       const std::string k = kv.first.Scalar();
       if (std::find(declared_.begin(), declared_.end(), k) != declared_.end()) continue;
       const std::string hint = nearest(k, declared_);
-      std::string msg = "unknown key `" + prefix_ + k + "`";
+      std::string msg = "unknown key `" + prefix_ + shorten(k) + "`";
       if (!hint.empty()) msg += " — did you mean `" + prefix_ + hint + "`?";
       else msg += " (valid keys" + (prefix_.empty() ? std::string(" at the top level") : " in `" + prefix_.substr(0, prefix_.size() - 1) + "`") + ": " + join_quoted(declared_) + ")";
       fail(kv.first, prefix_ + k, msg);
@@ -414,7 +456,7 @@ class Reader {
     return "scalar";
   }
   static std::string describe(const YAML::Node& n) {
-    if (n.IsScalar()) return "'" + n.Scalar() + "'";
+    if (n.IsScalar()) return "'" + shorten(n.Scalar()) + "'";
     return "a " + kind(n);
   }
 
@@ -430,7 +472,7 @@ class Reader {
       if (rd.ec == std::errc() && rd.ptr == s.data() + s.size() && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
         return static_cast<int64_t>(d);
       }
-      fail(n, key, "`" + key + "` must be an integer, got '" + n.Scalar() + "'");
+      fail(n, key, "`" + key + "` must be an integer, got '" + shorten(n.Scalar()) + "'");
     }
     return v;
   }
@@ -440,14 +482,14 @@ class Reader {
     double d = 0;
     auto r = std::from_chars(s.data(), s.data() + s.size(), d);
     if (r.ec != std::errc() || r.ptr != s.data() + s.size() || s.empty() || !std::isfinite(d)) {
-      fail(n, key, "`" + key + "` must be a finite number, got '" + n.Scalar() + "'");
+      fail(n, key, "`" + key + "` must be a finite number, got '" + shorten(n.Scalar()) + "'");
     }
     return d;
   }
   void check_range(const YAML::Node& n, const char* key, double v, const Spec& spec) const {
     if (!in_range(v, spec)) {
       std::ostringstream o;
-      o << "`" << path(key) << "` must be " << range_text(spec) << ", got " << n.Scalar();
+      o << "`" << path(key) << "` must be " << range_text(spec) << ", got " << shorten(n.Scalar());
       fail(n, path(key), o.str());
     }
   }
@@ -611,6 +653,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
   }
   YAML::Node root = (loaded.IsNull() || !loaded.IsDefined()) ? YAML::Node(YAML::NodeType::Map) : loaded;
   if (!root.IsMap()) throw UserError("config error in " + source + ": the top level must be a mapping of sections (model:, data:, ...)");
+  check_no_duplicate_keys(root, source);
   std::set<std::string> overridden;
   for (const auto& o : overrides) overridden.insert(apply_override(root, o));
   Config config;

@@ -85,6 +85,7 @@ struct RewardSpec {
   double weight = 1.0;
   YAML::Node params;                // validated by the reward's own schema (rewards/)
   int line = 0;                     // where it was declared, for error messages
+  std::string source;               // the file it was declared in ("" = unknown)
 };
 
 struct CheckpointSection {

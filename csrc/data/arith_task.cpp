@@ -124,13 +124,23 @@ nlohmann::ordered_json make_arith_example(uint64_t seed, int64_t index, const Ar
 
 void write_arith_jsonl(const std::string& path, int64_t n, uint64_t seed, const ArithOptions& o) {
   validate(o);
-  if (n < 1) throw UserError("--n must be >= 1 (got " + std::to_string(n) + ")");
-  std::string content;
-  for (int64_t i = 0; i < n; ++i) {
-    content += make_arith_example(seed, i, o).dump();
-    content += '\n';
+  constexpr int64_t kMaxExamples = int64_t{1} << 30;
+  if (n < 1 || n > kMaxExamples) {
+    throw UserError("--n must be in [1, " + std::to_string(kMaxExamples) + "] (got " + std::to_string(n) + ")");
   }
-  fs::atomic_write(path, content);
+  // Streamed in blocks: memory stays flat whatever n is, and the file appears only when complete.
+  fs::AtomicFileWriter out(path);
+  std::string block;
+  for (int64_t i = 0; i < n; ++i) {
+    block += make_arith_example(seed, i, o).dump();
+    block += '\n';
+    if (block.size() > (1u << 20)) {
+      out.write(block);
+      block.clear();
+    }
+  }
+  out.write(block);
+  out.commit();
 }
 
 }  // namespace scorch::data

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -45,7 +46,9 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& v, const char* key
     } catch (const Malformed& e) {
       throw Malformed(where + ": " + e.what());
     }
-    if (msg.role.empty()) throw Malformed(where + ": \"role\" is empty");
+    if (msg.role != "system" && msg.role != "user" && msg.role != "assistant" && msg.role != "tool") {
+      throw Malformed(where + ": \"role\" '" + shorten(msg.role) + "' is unknown (use system, user, assistant or tool)");
+    }
     if (auto t = m.find("train"); t != m.end()) {
       if (!t->is_boolean()) throw Malformed(where + ": \"train\" must be true or false");
       msg.train = t->get<bool>();
@@ -105,12 +108,17 @@ Dataset<Record> read_jsonl(const std::string& path, const DatasetOptions& option
     try {
       nlohmann::json obj;
       try {
-        obj = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        throw Malformed(std::string("not valid JSON (") + e.what() + ")");
+        obj = nlohmann::json::parse(line);  // a number beyond a double's range is an out_of_range error
+      } catch (const nlohmann::json::exception& e) {
+        throw Malformed("not valid JSON (" + shorten(e.what(), 200) + ")");
       }
       if (!obj.is_object()) throw Malformed(std::string("a line must be a JSON object, got ") + obj.type_name());
-      Record r = parse(obj);
+      Record r;
+      try {
+        r = parse(obj);
+      } catch (const nlohmann::json::exception& e) {
+        throw Malformed("a field has the wrong type or range (" + shorten(e.what(), 200) + ")");
+      }
       r.line = line_no;
       out.records.push_back(std::move(r));
     } catch (const Malformed& e) {

@@ -158,8 +158,9 @@ Transformer load_hf_model(const std::string& dir, const LoadOptions& options) {
   return model;
 }
 
-void export_hf_model(const Transformer& model, const std::string& out_dir, const ExportOptions& options) {
-  fs::make_directories(out_dir);
+namespace {
+// The files of an export, written into `out_dir` (a fresh staging directory).
+void write_model_directory(const Transformer& model, const std::string& out_dir, const ExportOptions& options) {
   std::map<std::string, at::Tensor> named = hf_fuse_for_export(model.config(), model.named_parameters());
   ModelConfig config = model.config();
   config.dtype = model_dtype_name(model.dtype());
@@ -197,15 +198,6 @@ void export_hf_model(const Transformer& model, const std::string& out_dir, const
     fs::atomic_write(join(out_dir, kIndex), index.dump(2) + "\n");
     written.insert(kIndex);
   }
-  // Remove weight files of an earlier export with the other layout: transformers would prefer them.
-  for (const auto& entry : stdfs::directory_iterator(out_dir)) {
-    const std::string name = entry.path().filename().string();
-    const bool ours = name == kWeights || name == kIndex ||
-                      (name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
-                       name.size() > 12 && name.substr(name.size() - 12) == ".safetensors");
-    if (ours && !written.count(name)) stdfs::remove(entry.path());
-  }
-
   fs::atomic_write(join(out_dir, "config.json"), model_config_to_json(config).dump(2) + "\n");
 
   const std::string gen_src = options.generation_config_source.empty()
@@ -243,6 +235,36 @@ void export_hf_model(const Transformer& model, const std::string& out_dir, const
       throw UserError("tokenizer path '" + src + "' does not exist");
     }
   }
+}
+
+}  // namespace
+
+std::string first_non_finite_weight(const Transformer& model) {
+  for (const auto& [name, t] : model.named_parameters()) {
+    if (!at::isfinite(t).all().item<bool>()) return name;
+  }
+  return "";
+}
+
+void check_finite_weights(const Transformer& model, const std::string& what) {
+  const std::string bad = first_non_finite_weight(model);
+  if (!bad.empty()) {
+    throw UserError("refusing to " + what + ": weight '" + bad +
+                    "' holds NaN or infinite values, so the model is broken; use an earlier checkpoint, or "
+                    "train again with a lower learning rate / gradient clipping");
+  }
+}
+
+void export_hf_model(const Transformer& model, const std::string& out_dir, const ExportOptions& options) {
+  // Inputs first: nothing is written unless every source is usable.
+  if (!options.tokenizer_source.empty() && !fs::exists(options.tokenizer_source)) {
+    throw UserError("tokenizer path '" + options.tokenizer_source + "' does not exist; pass an existing tokenizer "
+                    "directory or file");
+  }
+  check_finite_weights(model, "export to '" + out_dir + "'");
+  fs::StagedDirectory staged(out_dir);
+  write_model_directory(model, staged.path(), options);
+  staged.commit();
 }
 
 }  // namespace scorch

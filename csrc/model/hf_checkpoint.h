@@ -40,9 +40,15 @@ struct ExportOptions {
   std::string generation_config_source;
 };
 
-// Writes a directory transformers loads with from_pretrained (each file written atomically; weight
-// files of a previous export in `out_dir` that this layout does not use are removed).
+// Writes a directory transformers loads with from_pretrained. The directory is built beside
+// `out_dir` and swapped in whole (fs::StagedDirectory): a failing export leaves `out_dir` as it
+// was, and a successful one replaces it entirely. Non-finite weights are a UserError (nothing written).
+// Whether an existing non-empty `out_dir` may be replaced is the caller's decision (CLI: --force).
 void export_hf_model(const Transformer& model, const std::string& out_dir, const ExportOptions& options = {});
+// The HF name of the first weight holding NaN/Inf, "" when all are finite.
+std::string first_non_finite_weight(const Transformer& model);
+// UserError naming the first weight that holds NaN/Inf ("refusing to <what>: ...").
+void check_finite_weights(const Transformer& model, const std::string& what);
 
 // "float32" | "bfloat16" | "float16" <-> ScalarType (UserError for anything else).
 at::ScalarType parse_model_dtype(const std::string& name);

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "model/model_config.h"
 
 namespace scorch {
@@ -14,6 +15,12 @@ KvCache::KvCache(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t ma
   if (num_layers < 1 || batch < 1 || kv_heads < 1 || max_len < 1 || head_dim < 1) {
     throw UserError("KvCache needs positive sizes (layers " + std::to_string(num_layers) + ", batch " +
                     std::to_string(batch) + ", max_len " + std::to_string(max_len) + ")");
+  }
+  if (device.is_cpu()) {
+    const double bytes = 2.0 * num_layers * batch * kv_heads * max_len * head_dim * c10::elementSize(dtype);
+    check_host_memory(bytes, "the KV cache for " + std::to_string(batch) + " rows of " + std::to_string(max_len) + " tokens",
+                      "generate fewer sequences at once (--n, --batch-size, or prompts per step × num_generations) "
+                      "or fewer tokens (max_new_tokens / max_completion_length)");
   }
   const auto opts = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t l = 0; l < num_layers; ++l) {

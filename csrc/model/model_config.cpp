@@ -25,7 +25,10 @@ struct Reader {
     throw UserError(source + ": field `" + key + "` " + why);
   }
   bool has(const std::string& key) const { return j.contains(key) && !j[key].is_null(); }
-  int64_t integer(const std::string& key, std::optional<int64_t> fallback, int64_t min_value) const {
+  // Sizes above kMaxSize are typos or hostile files (the largest real vocabularies are ~260k).
+  static constexpr int64_t kMaxSize = int64_t{1} << 24;
+  int64_t integer(const std::string& key, std::optional<int64_t> fallback, int64_t min_value,
+                  int64_t max_value = kMaxSize) const {
     if (!has(key)) {
       if (!fallback) fail(key, "is missing (a HuggingFace config.json for this model type needs it)");
       return *fallback;
@@ -34,6 +37,7 @@ struct Reader {
     if (!v.is_number_integer() && !v.is_number_unsigned()) fail(key, "must be an integer, got " + v.dump());
     const int64_t x = v.get<int64_t>();
     if (x < min_value) fail(key, "must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
+    if (x > max_value) fail(key, "must be <= " + std::to_string(max_value) + ", got " + std::to_string(x));
     return x;
   }
   double number(const nlohmann::json& obj, const std::string& key, std::optional<double> fallback,
@@ -265,7 +269,7 @@ void parse_family(const Reader& r, ModelConfig& c) {
   }
 }
 
-std::vector<int64_t> token_ids(const Reader& r, const std::string& key) {
+std::vector<int64_t> token_id_list(const Reader& r, const std::string& key) {
   std::vector<int64_t> out;
   if (!r.has(key)) return out;
   const auto& v = r.j[key];
@@ -278,6 +282,20 @@ std::vector<int64_t> token_ids(const Reader& r, const std::string& key) {
     }
   } else {
     r.fail(key, "must be an integer or a list of integers, got " + v.dump());
+  }
+  return out;
+}
+
+// A token id (or list of ids) from config.json; each must lie in [0, vocab_size). A negative
+// pad_token_id (old Llama exports write -1) means "none".
+std::vector<int64_t> token_ids(const Reader& r, const std::string& key, int64_t vocab_size) {
+  std::vector<int64_t> out = token_id_list(r, key);
+  if (key == "pad_token_id" && out.size() == 1 && out[0] < 0) return {};
+  for (int64_t id : out) {
+    if (id < 0 || id >= vocab_size) {
+      r.fail(key, "holds token id " + std::to_string(id) + ", outside the vocabulary [0, " + std::to_string(vocab_size) +
+                      "): fix the id or vocab_size");
+    }
   }
   return out;
 }
@@ -322,10 +340,10 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& s
   parse_family(r, c);
   c.initializer_range = r.number(j, "initializer_range", 0.02, "initializer_range");
   if (!(c.initializer_range > 0)) r.fail("initializer_range", "must be positive");
-  const auto bos = token_ids(r, "bos_token_id");
+  const auto bos = token_ids(r, "bos_token_id", c.vocab_size);
   c.bos_token_id = bos.empty() ? -1 : bos.front();
-  c.eos_token_ids = token_ids(r, "eos_token_id");
-  const auto pad = token_ids(r, "pad_token_id");
+  c.eos_token_ids = token_ids(r, "eos_token_id", c.vocab_size);
+  const auto pad = token_ids(r, "pad_token_id", c.vocab_size);
   c.pad_token_id = pad.empty() ? -1 : pad.front();
 
   if (r.boolean("mlp_bias", false)) r.fail("mlp_bias", "true is not supported (Llama-family MLPs have no bias)");

@@ -92,7 +92,8 @@ bool valid_utf8(const unsigned char* s, size_t n) {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO put in a weights file's place must fail below, not wait forever.
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) throw UserError("cannot open safetensors file '" + path + "': " + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -202,13 +203,19 @@ Parsed parse(const MappedFile& file, const std::string& path, Metadata* metadata
     const std::string dt = v["dtype"].get<std::string>();
     e.dtype = find_dtype(dt);
     if (!e.dtype) corrupt(path, where + " has unknown dtype '" + dt + "' (known: " + known_dtypes() + ")");
-    // numel × element size with overflow checks: a hostile shape must not wrap around.
+    // numel × element size with overflow checks: a hostile shape must not wrap around. `extent`
+    // (the product of the non-zero dimensions) bounds every stride, so a zero-size tensor such as
+    // [0, 2^62, 2^62] cannot overflow a stride either.
     uint64_t bytes = e.dtype->bytes;
+    uint64_t extent = 1;
+    constexpr uint64_t kMaxIndex = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     for (const auto& d : v["shape"]) {
       const uint64_t dim = as_u64(d, path, where + " shape entry");
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) corrupt(path, where + " dimension too large");
+      if (dim > kMaxIndex) corrupt(path, where + " dimension too large");
       if (dim != 0 && bytes > std::numeric_limits<uint64_t>::max() / dim) corrupt(path, where + " shape overflows");
+      if (dim != 0 && extent > kMaxIndex / dim) corrupt(path, where + " shape overflows");
       bytes *= dim;
+      if (dim != 0) extent *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
     }
     e.begin = as_u64(v["data_offsets"][0], path, where + " data_offsets[0]");

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "common/rng.h"
 #include "kernels/ops.h"
 #include "model/hf_adapter.h"
@@ -414,6 +415,17 @@ at::Tensor grouped_decode_attention(const at::Tensor& q, const at::Tensor& k, co
 
 Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device device) : config_(std::move(config)) {
   const ModelConfig& c = config_;
+  if (device.is_cpu()) {  // doubles: an absurd config.json must not overflow the estimate
+    const double H = static_cast<double>(c.hidden_size);
+    const double per_layer = H * (c.q_dim() + 2.0 * c.kv_dim()) + static_cast<double>(c.q_dim()) * H +
+                             3.0 * H * static_cast<double>(c.intermediate_size) + 2 * H;
+    const double params = static_cast<double>(c.vocab_size) * H * (c.tie_word_embeddings ? 1 : 2) +
+                          static_cast<double>(c.num_hidden_layers) * per_layer + H;
+    check_host_memory(params * c10::elementSize(dtype),
+                      "the model's weights (" + std::to_string(c.num_hidden_layers) + " layers, hidden " +
+                          std::to_string(c.hidden_size) + ", vocabulary " + std::to_string(c.vocab_size) + ")",
+                      "check the sizes in config.json, or use a smaller model or dtype");
+  }
   const auto o = at::TensorOptions().dtype(dtype).device(device);
   embed_tokens_ = at::empty({c.vocab_size, c.hidden_size}, o);
   layers_.resize(c.num_hidden_layers);

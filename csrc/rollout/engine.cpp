@@ -65,6 +65,18 @@ const char* finish_reason_name(FinishReason reason) {
 
 GenerationEngine::GenerationEngine(const Transformer& model, const Tokenizer* tokenizer, EngineOptions options)
     : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
+  // The same checks for `generate`/`eval` flags and a config's generation.* keys: an option that
+  // cannot take effect is an error, never silently dropped.
+  if (options_.decode_steps == DecodeSteps::kCudaGraph && !model.device().is_cuda()) {
+    throw UserError("decode steps `cuda_graph` need a CUDA device, and the model is on the CPU: use `auto`, "
+                    "`dynamic` or `static`");
+  }
+  if (options_.fused_decode_attention && !static_decode_steps()) {
+    throw UserError(std::string("fused decode attention runs inside static decode steps, and decode steps `") +
+                    decode_steps_name(options_.decode_steps) + "` are dynamic" +
+                    (options_.decode_steps == DecodeSteps::kAuto ? " on the CPU" : "") +
+                    ": use decode steps `static` (or `cuda_graph` on CUDA), or turn fused decode attention off");
+  }
   std::set<int64_t> eos(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
   if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.insert(tokenizer_->eos_id());
   eos.insert(options_.extra_eos_ids.begin(), options_.extra_eos_ids.end());

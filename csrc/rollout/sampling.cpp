@@ -23,9 +23,11 @@
 namespace scorch {
 
 void validate_sampling_params(const SamplingParams& p) {
-  if (p.n < 1) throw UserError("sampling: n (samples per prompt) must be >= 1, got " + std::to_string(p.n));
-  if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    throw UserError("sampling: temperature must be >= 0 (0 = greedy), got " + std::to_string(p.temperature));
+  if (p.n < 1 || p.n > (1 << 20)) {
+    throw UserError("sampling: n (samples per prompt) must be in [1, 1048576], got " + std::to_string(p.n));
+  }
+  if (!std::isfinite(p.temperature) || p.temperature < 0 || p.temperature > 100) {
+    throw UserError("sampling: temperature must be in [0, 100] (0 = greedy), got " + std::to_string(p.temperature));
   }
   if (!(p.top_p > 0.0 && p.top_p <= 1.0)) {
     throw UserError("sampling: top_p must be in (0, 1] (1 = off), got " + std::to_string(p.top_p));

@@ -122,6 +122,10 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     log::info("resumed from checkpoint at step ", step, " of ", total);
   }
 
+  // Training from NaN/Inf weights would only skip steps and end in a broken model: refuse it.
+  check_finite_weights(model, resume.empty() ? std::string("train from these weights")
+                                             : "resume from checkpoint '" + resume + "'");
+
   // Long one-sided phases on rank 0 (evaluation, checkpoint, export) get a longer wait than a collective.
   const double root_wait_s = 8 * config.dist.timeout_s;
   if (group) {
@@ -193,6 +197,14 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     }
     if (log_step) metrics.log(s, m);
     if ((config.checkpoint.save_every > 0 && s % config.checkpoint.save_every == 0) || last || task.checkpoint_after(s)) {
+      // No checkpoint (and no export) ever holds NaN/Inf weights; every rank holds the same
+      // weights here, so every rank stops together.
+      const std::string bad = first_non_finite_weight(model);
+      if (!bad.empty()) {
+        throw NonFiniteStop("weight '" + bad + "' became NaN or infinite by step " + std::to_string(s) +
+                            "; no checkpoint was written for it (the last one in " + run_dir.path +
+                            "/checkpoints is intact). Lower optim.learning_rate or set train.max_grad_norm");
+      }
       // With ZeRO-1 every rank takes part in gathering the shards; rank 0 writes one full state.
       auto [opt_tensors, opt_json] = zero1 ? gather_optimizer_state(*group, optimizer)
                                            : std::make_pair(NamedTensors{}, nlohmann::json{});

@@ -75,6 +75,14 @@ TEST(Dataset, MalformedLineIsAUserErrorNamingFileAndLine) {
   EXPECT_NE(error_of([&] { load_sft_dataset(g.path); }).find(g.path + ":3"), std::string::npos);
   TempFile h("{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n");
   EXPECT_NE(error_of([&] { load_sft_dataset(h.path); }).find(":1: "), std::string::npos);
+  TempFile r("{\"prompt\": \"p\", \"completion\": \"c\"}\n"
+             "{\"messages\": [{\"role\": \"usr\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n");
+  TempFile big("{\"prompt\": \"p\", \"completion\": \"c\", \"x\": 1e999}\n");
+  const std::string overflow = error_of([&] { load_sft_dataset(big.path); });
+  EXPECT_NE(overflow.find(big.path + ":1"), std::string::npos) << overflow;
+  const std::string role = error_of([&] { load_sft_dataset(r.path); });
+  EXPECT_NE(role.find(r.path + ":2"), std::string::npos) << role;
+  EXPECT_NE(role.find("'usr' is unknown"), std::string::npos) << role;
 }
 
 TEST(Dataset, SkipMalformedSkipsAndCountsBadLines) {

@@ -8,6 +8,13 @@
 
 using scorch::test::run_scorch;
 
+namespace {
+std::string read_file_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
 TEST(Cli, HelpListsEverySubcommand) {
   auto r = run_scorch("--help");
   EXPECT_EQ(r.exit_code, 0);
@@ -88,4 +95,62 @@ TEST(ShippedConfigs, EveryJobConfigValidates) {
     ++checked;
   }
   EXPECT_GE(checked, 4);
+}
+
+// Flags are checked as strictly as config keys: each bad value is exit 2 with a message naming it,
+// before anything is loaded or written.
+TEST(Cli, BadFlagValuesAreUserErrorsNamingTheFlag) {
+  const std::string dir = scorch::test::temp_dir("cli-flags");
+  const std::string model = std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/model_config.json";
+  ASSERT_EQ(run_scorch("init-model --config " + model + " --out " + dir + "/m --tokenizer " + SCORCH_SOURCE_DIR +
+                       "/configs/quickstart/tokenizer.model").exit_code, 0);
+  std::ofstream(dir + "/s.jsonl") << "{\"prompt\": \"1+1\", \"completion\": \"2\"}\n";
+  std::ofstream(dir + "/r.yaml") << "rewards: [{name: exact_match}]\n";
+  const std::string m = dir + "/m";
+  const std::pair<std::string, std::string> cases[] = {
+      {"eval --model " + m + " --data " + dir + "/s.jsonl --batch-size 0", "--batch-size"},
+      {"eval --model " + m + " --data " + dir + "/s.jsonl --seed -1", "--seed"},
+      {"eval --model " + m + " --data " + dir + "/s.jsonl --temperature 1e30", "--temperature"},
+      {"generate --model " + m + " --prompt hi --temperature 1e30", "temperature must be in [0, 100]"},
+      {"generate --model " + m + " --prompt hi --n 100000000", "must be in [1, 1048576]"},
+      {"generate --model " + m + " --prompt hi --decode-steps cuda_graph", "need a CUDA device"},
+      {"generate --model " + m + " --prompt hi --decode-steps dynamic --fused-decode-attention", "static decode steps"},
+      {"train " + dir + "/job.yaml --run-dir ''", "--run-dir"},
+      {"--bogus", "unknown option '--bogus'"},
+      {"make-data --task arith --n 2000000000 --seed 1 --out " + dir + "/d.jsonl", "--n must be in"},
+      {"make-data --task arith --n 99999999999999999999 --seed 1 --out " + dir + "/d.jsonl", "--n"},
+      {"reward --config " + dir + "/r.yaml --in " + dir + "/s.jsonl --out " + dir + "/s.jsonl", "is the --in file"},
+  };
+  const std::string samples_before = read_file_or_empty(dir + "/s.jsonl");
+  for (const auto& [args, message] : cases) {
+    auto r = run_scorch(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+  }
+  EXPECT_EQ(read_file_or_empty(dir + "/s.jsonl"), samples_before);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/d.jsonl"));
+}
+
+// config.json values that would make a model that cannot work (or cannot be allocated) are refused.
+TEST(Cli, AbsurdOrInconsistentModelConfigsAreUserErrors) {
+  const std::string dir = scorch::test::temp_dir("cli-cfg");
+  const std::string base = R"("model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "rms_norm_eps": 1e-6, "rope_theta": 10000.0)";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"vocab_size": 10000000000000, )" + base + "}", "`vocab_size` must be <="},
+      {R"({"vocab_size": 1000, "eos_token_id": 5000, )" + base + "}", "`eos_token_id` holds token id 5000"},
+      {R"({"vocab_size": 1000, "bos_token_id": -3, )" + base + "}", "`bos_token_id` holds token id -3"},
+      {R"({"vocab_size": 16000000, "hidden_size": 4000000, "intermediate_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "model_type": "llama"})",
+       "of memory is available"},
+  };
+  int i = 0;
+  for (const auto& [json, message] : cases) {
+    const std::string path = dir + "/c" + std::to_string(i++) + ".json";
+    std::ofstream(path) << json;
+    auto r = run_scorch("init-model --config " + path + " --out " + dir + "/out");
+    EXPECT_EQ(r.exit_code, 2) << json << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << json << "\n" << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out"));
 }

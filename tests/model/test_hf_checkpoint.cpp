@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -195,4 +196,52 @@ TEST(ModelCli, BadInputExitsWithCode2) {
   const auto r = run_scorch("export --model " + dir + "/m --out " + dir + "/o");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("corrupt safetensors file"), std::string::npos) << r.output;
+}
+
+// A failing command leaves what exists intact; replacing a non-empty directory needs --force.
+TEST(ModelCli, FailingOrUnforcedWritesLeaveExistingDirectoriesIntact) {
+  const std::string dir = temp_dir("cli");
+  write_text(dir + "/ok.json", scorch::model_config_to_json(tiny_config("llama")).dump());
+  ASSERT_EQ(run_scorch("init-model --config " + dir + "/ok.json --out " + dir + "/trained --seed 1").exit_code, 0);
+  ASSERT_EQ(run_scorch("init-model --config " + dir + "/ok.json --out " + dir + "/e --seed 2").exit_code, 0);
+  const std::string trained = scorch::fs::read_file(dir + "/trained/model.safetensors");
+  const std::string exported = scorch::fs::read_file(dir + "/e/model.safetensors");
+  ASSERT_NE(trained, exported);
+
+  auto r = run_scorch("init-model --config " + dir + "/ok.json --out " + dir + "/trained --seed 9");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
+  r = run_scorch("export --model " + dir + "/trained --out " + dir + "/e --force --tokenizer " + dir + "/missing");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
+  r = run_scorch("export --model " + dir + "/trained --out " + dir + "/e");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(scorch::fs::read_file(dir + "/trained/model.safetensors"), trained);
+  EXPECT_EQ(scorch::fs::read_file(dir + "/e/model.safetensors"), exported);
+
+  // --force replaces the directory whole (a stray file of the old one does not survive).
+  write_text(dir + "/e/stray.txt", "old");
+  r = run_scorch("export --model " + dir + "/trained --out " + dir + "/e --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(scorch::fs::read_file(dir + "/e/model.safetensors"), trained);
+  EXPECT_FALSE(scorch::fs::exists(dir + "/e/stray.txt"));
+  for (const auto& entry : stdfs::directory_iterator(dir)) {  // no staging directory left behind
+    EXPECT_EQ(entry.path().filename().string().find(".staging."), std::string::npos) << entry.path();
+  }
+}
+
+TEST(HfCheckpoint, NonFiniteWeightsAreNeverExported) {
+  Transformer m = random_model(tiny_config("llama"), 4, at::kFloat);
+  const std::string dir = temp_dir("hf");
+  scorch::export_hf_model(m, dir);
+  const std::string before = scorch::fs::read_file(dir + "/model.safetensors");
+  m.layers_[1].down_weight.view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    scorch::export_hf_model(m, dir);
+    ADD_FAILURE() << "exporting NaN weights should fail";
+  } catch (const scorch::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("down_proj"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(scorch::fs::read_file(dir + "/model.safetensors"), before);
 }

@@ -4,11 +4,14 @@
 
 #include <ATen/ATen.h>
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "model/safetensors.h"
 #include "tests/support/run_cli.h"
 
@@ -179,4 +182,26 @@ TEST(Safetensors, MalformedEntriesAreUserErrors) {
 
 TEST(Safetensors, MissingFileIsAUserError) {
   EXPECT_THROW(st::load("/nonexistent/dir/model.safetensors"), scorch::UserError);
+}
+
+TEST(Safetensors, ZeroSizeTensorWhoseStridesWouldOverflowIsAUserError) {
+  const std::string dir = scorch::test::temp_dir("st");
+  const std::string big = std::to_string(uint64_t{1} << 62);
+  expect_user_error(make_file(dir, R"({"a":{"dtype":"F32","shape":[0,)" + big + "," + big + R"(],"data_offsets":[0,0]}})", 0),
+                    "shape overflows");
+  // The largest legal zero-size shape still loads.
+  const std::string ok = make_file(dir, R"({"a":{"dtype":"F32","shape":[0,)" + big + R"(],"data_offsets":[0,0]}})", 0);
+  EXPECT_EQ(st::load(ok).at("a").size(1), int64_t{1} << 62);
+}
+
+TEST(Safetensors, AFifoInPlaceOfTheFileIsAUserErrorNotAHang) {
+  const std::string path = scorch::test::temp_dir("st") + "/model.safetensors";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0644), 0);
+  try {
+    st::load(path);
+    FAIL() << "a FIFO must be refused";
+  } catch (const scorch::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(scorch::fs::read_file(path, "config"), scorch::UserError);
 }

@@ -181,5 +181,13 @@ TEST(RewardRegistry, ListsEveryBuiltinWithItsParamsSchema) {
   EXPECT_FALSE(reg.at("math_answer").needs_judge);
 }
 
+TEST(RewardSet, ParamErrorsFromAJobConfigNameItsFileAndLine) {
+  const scorch::Config c = scorch::parse_config(
+      "trainer: grpo\nmodel: {path: m}\ndata: {train: t.jsonl}\nrewards:\n  - name: math_answer\n    params: {rel_tol: 2}\n",
+      "jobs/grpo.yaml");
+  expect_user_error([&] { scorch::rewards::validate_reward_specs(c.rewards); },
+                    {"jobs/grpo.yaml:6", "rewards[0].params.rel_tol"});
+}
+
 }  // namespace
 }  // namespace scorch::rewards

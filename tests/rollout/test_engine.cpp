@@ -279,7 +279,12 @@ TEST(Engine, StaticDecodeStepsEqualTheNaiveLoopAndDynamicSteps) {
   GenerationEngine dynamic(model);
   const auto reference = dynamic.generate(kPrompts, p);
   EXPECT_EQ(dynamic.last_stats().static_steps, 0);
-  for (DecodeSteps mode : {DecodeSteps::kStatic, DecodeSteps::kCudaGraph}) {
+  {
+    EngineOptions graphs;
+    graphs.decode_steps = DecodeSteps::kCudaGraph;
+    EXPECT_THROW(GenerationEngine(model, nullptr, graphs), UserError) << "CUDA graphs asked for on the CPU";
+  }
+  for (DecodeSteps mode : {DecodeSteps::kStatic}) {
     for (bool compact : {true, false}) {
       EngineOptions opts;
       opts.decode_steps = mode;
@@ -398,6 +403,12 @@ TEST(Engine, DecodeStepNamesParseAndBadNamesAreUserErrors) {
   EXPECT_THROW(parse_decode_steps("graph"), UserError);
   const Transformer model = tiny_model();
   EXPECT_FALSE(GenerationEngine(model).static_decode_steps()) << "auto = dynamic steps on the CPU";
+  for (DecodeSteps s : {DecodeSteps::kAuto, DecodeSteps::kDynamic}) {  // the fused kernel would be ignored
+    EngineOptions o;
+    o.decode_steps = s;
+    o.fused_decode_attention = true;
+    EXPECT_THROW(GenerationEngine(model, nullptr, o), UserError) << decode_steps_name(s);
+  }
 }
 
 // The step profile times the parts of each decode step without changing what is generated: the

@@ -15,6 +15,7 @@
 #include "tests/support/run_cli.h"
 #include "tests/support/jobs.h"
 #include <ATen/ATen.h>
+#include <limits>
 
 #include "model/safetensors.h"
 
@@ -205,4 +206,28 @@ TEST(SftRun, LoraRunResumesExactlyAndItsAdapterMergesIntoTheBase) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("qkv_proj"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("gate_proj"), std::string::npos) << r.output;
+}
+
+// A checkpoint whose weights hold NaN is refused on resume (exit 2), and nothing is exported from it.
+TEST(SftRun, ResumingFromNonFiniteWeightsIsRefused) {
+  Fixture f = make_job("sft-nan", 2, 1);
+  const std::string cmd = "train " + f.config + " --run-dir " + f.dir + "/run";
+  auto r = run_scorch(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string weights = f.dir + "/run/checkpoints/step-000002/model.safetensors";
+  scorch::safetensors::Metadata meta;
+  auto tensors = scorch::safetensors::load(weights, &meta);
+  at::Tensor w = tensors.at("model.layers.0.mlp.up_proj.weight").clone();
+  w.view(-1)[5] = std::numeric_limits<float>::quiet_NaN();
+  tensors["model.layers.0.mlp.up_proj.weight"] = w;
+  scorch::safetensors::save(weights, tensors, meta);
+  std::ifstream in(f.dir + "/run/export/model.safetensors", std::ios::binary);
+  const std::string exported((std::istreambuf_iterator<char>(in)), {});
+
+  r = run_scorch(cmd);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
+  std::ifstream again(f.dir + "/run/export/model.safetensors", std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), {}), exported);
 }

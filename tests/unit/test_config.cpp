@@ -83,7 +83,7 @@ TEST(Config, SetOverridesApplyWithTheSameChecks) {
 TEST(Config, ErrorsNameKeyLineAndFix) {
   std::string e = error_of(std::string(kMinimal) + "train:\n  micro_batch_size: 0\n");
   EXPECT_NE(e.find("job.yaml:7"), std::string::npos) << e;
-  EXPECT_NE(e.find("`train.micro_batch_size` must be >= 1, got 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("`train.micro_batch_size` must be in [1, 65536], got 0"), std::string::npos) << e;
   e = error_of(std::string(kMinimal) + "grpo:\n  loss_type: dapoo\n");
   EXPECT_NE(e.find("did you mean `dapo`"), std::string::npos) << e;
   e = error_of(std::string(kMinimal) + "optimizer:\n  learning_rate: 1e-5\n");
@@ -132,4 +132,33 @@ TEST(Config, LoraSectionHasPeftNamesAndDefaultsAndRefusesWhatIsNotImplemented) {
   EXPECT_NE(e.find("did you mean `lora.lora_alpha`"), std::string::npos) << e;
   EXPECT_NE(error_of(std::string(kMinimal) + "lora:\n  use_dora: true\n").find("unknown key"), std::string::npos);
   EXPECT_NE(error_of(std::string(kMinimal) + "lora:\n  r: 0\n").find("`lora.r` must be >= 1"), std::string::npos);
+}
+
+TEST(Config, DuplicateKeysAreErrorsNamingBothLines) {
+  std::string e = error_of(std::string(kMinimal) + "optim:\n  learning_rate: 1.0e-4\n  learning_rate: 2.0e-4\n");
+  EXPECT_NE(e.find("job.yaml:8"), std::string::npos) << e;
+  EXPECT_NE(e.find("duplicate key `optim.learning_rate`"), std::string::npos) << e;
+  EXPECT_NE(e.find("first at line 7"), std::string::npos) << e;
+  // A whole section twice, and a key twice inside a reward's params.
+  e = error_of(std::string(kMinimal) + "log: {every: 2}\nseed: 1\nlog: {every: 3}\n");
+  EXPECT_NE(e.find("duplicate key `log`"), std::string::npos) << e;
+  EXPECT_NE(e.find("job.yaml:8"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "rewards:\n  - name: math_answer\n    params: {tol: 0.1, tol: 0.2}\n");
+  EXPECT_NE(e.find("duplicate key `rewards[0].params.tol`"), std::string::npos) << e;
+}
+
+TEST(Config, AScalarIsNotCoercedToAList) {
+  const std::string e = error_of(std::string(kMinimal) + "generation:\n  stop: \"x\"\n");
+  EXPECT_NE(e.find("`generation.stop` must be a list of strings"), std::string::npos) << e;
+  EXPECT_NE(e.find("[x]"), std::string::npos) << e;
+  EXPECT_NE(error_of(kMinimal, {"generation.stop=x"}).find("must be a list"), std::string::npos);
+  EXPECT_EQ(parse_config(kMinimal, "job.yaml", {"generation.stop=[x]"}).generation.stop, std::vector<std::string>{"x"});
+}
+
+TEST(Config, HugeBadValuesAreShortenedInMessages) {
+  const std::string huge(2'000'000, '9');
+  const std::string e = error_of(std::string(kMinimal) + "optim:\n  learning_rate: x" + huge + "\n");
+  EXPECT_NE(e.find("`optim.learning_rate` must be a finite number"), std::string::npos) << e.substr(0, 300);
+  EXPECT_NE(e.find("(2000001 bytes)"), std::string::npos) << e.substr(0, 300);
+  EXPECT_LT(e.size(), 400u);
 }
