@@ -38,7 +38,13 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string decode(const std::vector<int64_t>& ids) const override {
     std::vector<int> narrow;
     narrow.reserve(ids.size());
-    for (int64_t id : ids) narrow.push_back(checked(id));
+    for (int64_t id : ids) {
+      // A model's embedding often has more rows than its tokenizer has pieces (Qwen2.5: 151,936 vs
+      // 151,665, padded for speed); a sampled id beyond the pieces decodes to nothing, as in
+      // transformers, instead of stopping a rollout.
+      if (id >= sp_.GetPieceSize()) continue;
+      narrow.push_back(checked(id));
+    }
     std::string text;
     const auto status = sp_.Decode(narrow, &text);
     if (!status.ok()) throw std::runtime_error("sentencepiece decode failed: " + status.ToString());

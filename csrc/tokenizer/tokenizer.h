@@ -16,7 +16,8 @@ class Tokenizer {
   // declares user-defined (e.g. "<|im_start|>" in the quickstart model) are matched in the text;
   // control pieces (<s>, </s>, <pad>) never are — use their ids.
   virtual std::vector<int64_t> encode(const std::string& text, bool add_bos = false) const = 0;
-  // Inverse of encode; control tokens (bos/eos/pad) decode to nothing.
+  // Inverse of encode; control tokens (bos/eos/pad) and ids at or above vocab_size() (a model's
+  // padded embedding rows) decode to nothing; a negative id throws.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t bos_id() const = 0;  // -1 if the model has none
