@@ -129,10 +129,18 @@ Transformer merge_lora(const Transformer& model) {
 void save_peft_adapter(const Transformer& model, const LoraSection& lora, const std::string& dir,
                        const std::string& base_model_path) {
   if (!model.has_lora()) throw std::logic_error("save_peft_adapter: the model has no adapter");
-  fs::make_directories(dir);
   safetensors::TensorMap tensors;
-  for (const auto& [name, t] : model.lora_parameters()) tensors[name] = t.detach();
-  safetensors::save(join_path(dir, kAdapterWeights), tensors, {{"format", "pt"}});
+  for (const auto& [name, t] : model.lora_parameters()) {
+    if (!at::isfinite(t).all().item<bool>()) {
+      throw UserError("refusing to export the adapter to '" + dir + "': '" + name +
+                      "' holds NaN or infinite values; use an earlier checkpoint or train again with a lower "
+                      "learning rate / gradient clipping");
+    }
+    tensors[name] = t.detach();
+  }
+  // Built beside `dir` and swapped in whole, like export_hf_model: a failure leaves `dir` as it was.
+  fs::StagedDirectory staged(dir);
+  safetensors::save(join_path(staged.path(), kAdapterWeights), tensors, {{"format", "pt"}});
   nlohmann::json modules = nlohmann::json::array();
   for (Projection p : lora_targets(lora.target_modules)) modules.push_back(projection_module_name(p));
   nlohmann::json config = {
@@ -152,7 +160,8 @@ void save_peft_adapter(const Transformer& model, const LoraSection& lora, const 
   };
   if (lora.init_lora_weights == "gaussian") config["init_lora_weights"] = "gaussian";
   else config["init_lora_weights"] = true;
-  fs::atomic_write(join_path(dir, kAdapterConfig), config.dump(2) + "\n");
+  fs::atomic_write(join_path(staged.path(), kAdapterConfig), config.dump(2) + "\n");
+  staged.commit();
 }
 
 bool is_peft_adapter_dir(const std::string& dir) { return fs::exists(join_path(dir, kAdapterConfig)); }

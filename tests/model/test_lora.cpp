@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/config.h"
@@ -342,4 +344,23 @@ TEST(Lora, TrainingUpdatesOnlyTheAdapterAndKeepsTheBaseBytes) {
   EXPECT_TRUE(scorch::fs::exists(dir + "/export/adapter_config.json"));
   EXPECT_FALSE(scorch::fs::exists(dir + "/export/model.safetensors"));
   scorch::fs::remove_all(dir);
+}
+
+// An adapter export is staged like a model export: NaN adapter weights are refused and the adapter
+// already in the directory stays byte-identical.
+TEST(Lora, NonFiniteAdapterIsNeverExportedAndTheOldAdapterSurvives) {
+  const std::string dir = (std::filesystem::temp_directory_path() / ("scorch-lora-nan-" + std::to_string(::getpid()))).string();
+  Transformer m = random_model(tiny_config("llama"), 52);
+  const LoraSection l = lora_all(2, 4);
+  scorch::add_lora(m, l, 1);
+  randomise_b(m, 4);
+  scorch::save_peft_adapter(m, l, dir, "/models/base");
+  const std::string before = scorch::fs::read_file(dir + "/adapter_model.safetensors");
+  at::Tensor b = m.lora_parameters().begin()->second;
+  {
+    c10::NoGradGuard no_grad;
+    b.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  EXPECT_THROW(scorch::save_peft_adapter(m, l, dir, "/models/base"), scorch::UserError);
+  EXPECT_EQ(scorch::fs::read_file(dir + "/adapter_model.safetensors"), before);
 }
