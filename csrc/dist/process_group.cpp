@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -163,6 +164,9 @@ void Group::wait_for_root(const std::string& tag, double timeout_s) {
 
 std::unique_ptr<Group> init_process_group(const LaunchEnv& env, const std::string& backend_choice, double timeout_s) {
   if (!env.launched) return nullptr;
+  // A peer that dies closes its sockets; the next write to them must fail as an error (EPIPE,
+  // reported as a failed collective) rather than kill this rank with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   if (backend_choice != "auto" && backend_choice != "gloo" && backend_choice != "nccl") {
     throw UserError("dist.backend = '" + backend_choice + "' is not one of auto | nccl | gloo");
   }
