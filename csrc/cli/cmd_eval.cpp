@@ -85,7 +85,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--model", a->model, "HF model directory")->check(non_empty_path)->required();
   cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->check(non_empty_path)->required();
   cmd->add_option("--out", a->out, "Write the report as JSON here")->check(non_empty_path);
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: <model>/tokenizer.model)")->check(non_empty_path);
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
   cmd->add_option("--chat-template", a->chat_template, "chatml | llama-2 | plain | none")->capture_default_str();
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str()->check(CLI::Range(1, 2));

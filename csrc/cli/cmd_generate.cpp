@@ -115,10 +115,12 @@ void run_generate(GenerateArgs a) {
   validate_sampling_params(a.sampling);
   if (!fs::is_directory(a.model)) throw UserError("--model: '" + a.model + "' is not a model directory");
 
-  // Tokenizer: --tokenizer, else the model directory's tokenizer.model when present.
+  // Tokenizer: --tokenizer, else the model directory's tokenizer.json / tokenizer.model when present.
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tok_path = !a.tokenizer.empty() ? a.tokenizer : a.model;
-  if (!a.tokenizer.empty() || fs::exists(a.model + "/tokenizer.model")) tokenizer = load_tokenizer(tok_path);
+  if (!a.tokenizer.empty() || fs::exists(a.model + "/tokenizer.json") || fs::exists(a.model + "/tokenizer.model")) {
+    tokenizer = load_tokenizer(tok_path);
+  }
   std::unique_ptr<ChatRenderer> chat;
   if (tokenizer) chat = std::make_unique<ChatRenderer>(*tokenizer, a.chat_template);
   if (!chat && !a.stop.empty()) throw UserError("--stop needs a tokenizer (pass --tokenizer PATH)");
@@ -198,7 +200,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--prompts", args->prompts_file, "JSONL: {\"prompt\"} | {\"messages\"} | {\"prompt_ids\"} per line")->check(non_empty_path);
   cmd->add_option("--out", args->out, "Output JSONL (one line per sample)")->check(non_empty_path);
   cmd->add_option("--prompt", args->prompt, "One prompt text: print its samples to stdout");
-  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.model or its directory (default: the model directory)")->check(non_empty_path);
+  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
   cmd->add_option("--chat-template", args->chat_template, "chatml | llama-2 | plain | none (text through the tokenizer alone)")
       ->capture_default_str();
   cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str();

@@ -94,6 +94,7 @@ void visit(Config& c, V& v) {
     auto& s = c.tokenizer;
     v.field("path", s.path, Spec{});
     v.field("chat_template", s.chat_template, one_of({"chatml", "llama-2", "plain", "none"}));
+    v.field("parse_special", s.parse_special, Spec{});
   });
   v.section("data", [&] {
     auto& s = c.data;

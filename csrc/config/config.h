@@ -19,7 +19,8 @@ struct ModelSection {
 };
 
 struct TokenizerSection {
-  std::string path;                 // tokenizer.model; empty = <model.path>/tokenizer.model
+  std::string path;                 // tokenizer.json / tokenizer.model / their directory; empty = model.path
+  bool parse_special = false;       // special-token text in data becomes control ids (tokenizer.json only)
   std::string chat_template = "plain";  // chatml | llama-2 | plain | none
 };
 

@@ -21,7 +21,7 @@ namespace stdfs = std::filesystem;
 const char* kWeights = "model.safetensors";
 const char* kIndex = "model.safetensors.index.json";
 const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                 "special_tokens_map.json", "added_tokens.json"};
+                                 "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"};
 
 std::string join(const std::string& dir, const std::string& name) { return (stdfs::path(dir) / name).string(); }
 
@@ -231,6 +231,15 @@ void write_model_directory(const Transformer& model, const std::string& out_dir,
       for (const char* f : kTokenizerFiles) known = known || base == f;
       // A SentencePiece model under another name becomes tokenizer.model, the name HF looks for.
       copy_file_atomic(src, join(out_dir, known ? base : std::string("tokenizer.model")));
+      // A tokenizer.json needs its side files (special tokens, chat template) to load the same way.
+      if (base == "tokenizer.json") {
+        const std::string dir = stdfs::path(src).parent_path().string();
+        for (const char* f : kTokenizerFiles) {
+          if (std::string(f) != base && std::string(f) != "tokenizer.model" && fs::exists(join(dir, f))) {
+            copy_file_atomic(join(dir, f), join(out_dir, f));
+          }
+        }
+      }
     } else {
       throw UserError("tokenizer path '" + src + "' does not exist");
     }

@@ -39,8 +39,15 @@ ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& templa
 
 std::vector<int64_t> ChatRenderer::stop_ids() const {
   std::vector<int64_t> ids{end_of_turn_};
-  if (tokenizer_.eos_id() >= 0 && tokenizer_.eos_id() != end_of_turn_) ids.push_back(tokenizer_.eos_id());
+  for (int64_t id : tokenizer_.eos_ids()) {
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
   return ids;
+}
+
+void ChatRenderer::append_markup(const std::string& text, std::vector<int64_t>& ids) const {
+  const std::vector<int64_t> part = tokenizer_.encode_special(text);
+  ids.insert(ids.end(), part.begin(), part.end());
 }
 
 void ChatRenderer::append_text(const std::string& text, std::vector<int64_t>& ids) const {
@@ -52,7 +59,7 @@ void ChatRenderer::append_text(const std::string& text, std::vector<int64_t>& id
 std::vector<int64_t> ChatRenderer::assistant_header() const {
   std::vector<int64_t> ids;
   switch (kind_) {
-    case Kind::ChatML: append_text("<|im_start|>assistant\n", ids); break;
+    case Kind::ChatML: append_markup("<|im_start|>assistant\n", ids); break;
     case Kind::Plain: append_text("Assistant: ", ids); break;
     case Kind::Llama2:  // "[/INST]" closed the user turn
     case Kind::None: break;
@@ -102,7 +109,8 @@ void ChatRenderer::append(const std::vector<ChatMessage>& messages, std::string 
     } else {
       switch (kind_) {
         case Kind::ChatML:
-          append_text("<|im_start|>" + m.role + "\n" + m.content, ids);
+          append_markup("<|im_start|>" + m.role + "\n", ids);
+          append_text(m.content, ids);
           ids.push_back(end_of_turn_);
           append_text("\n", ids);
           break;

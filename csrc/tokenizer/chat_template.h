@@ -73,7 +73,7 @@ class ChatRenderer {
   std::vector<int64_t> render_continuation(const std::vector<ChatMessage>& new_messages) const;
 
   int64_t end_of_turn_id() const { return end_of_turn_; }
-  // Token ids that end generation: end-of-turn and EOS (deduplicated).
+  // Token ids that end generation: end-of-turn and the tokenizer's eos_ids() (deduplicated).
   std::vector<int64_t> stop_ids() const;
   const std::string& name() const { return name_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
@@ -82,7 +82,8 @@ class ChatRenderer {
   enum class Kind { ChatML, Llama2, Plain, None };
   // Appends `messages` to `out`, given the role of the message before them ("" at the start).
   void append(const std::vector<ChatMessage>& messages, std::string prev_role, RenderedChat& out) const;
-  void append_text(const std::string& text, std::vector<int64_t>& ids) const;
+  void append_text(const std::string& text, std::vector<int64_t>& ids) const;    // user data
+  void append_markup(const std::string& text, std::vector<int64_t>& ids) const;  // template text: specials parsed
   std::vector<int64_t> assistant_header() const;
   std::vector<int64_t> assistant_separator() const;
 

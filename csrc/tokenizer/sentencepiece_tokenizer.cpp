@@ -3,7 +3,6 @@
 // (int <-> int64_t) and turns load failures into UserErrors.
 #include <sentencepiece_processor.h>
 
-#include <filesystem>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -15,7 +14,7 @@ namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::string& file) {
+  explicit SentencePieceTokenizer(const std::string& file) : file_(file) {
     const auto status = sp_.Load(file);
     if (!status.ok()) {
       throw UserError("cannot load tokenizer model '" + file + "': " + status.ToString() +
@@ -56,6 +55,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   int64_t eos_id() const override { return sp_.eos_id(); }
   int64_t pad_id() const override { return sp_.pad_id(); }
   int64_t unk_id() const override { return sp_.unk_id(); }
+  std::string source() const override { return file_; }
 
   int64_t piece_to_id(const std::string& piece) const override {
     const int id = sp_.PieceToId(piece);
@@ -75,24 +75,17 @@ class SentencePieceTokenizer final : public Tokenizer {
     return static_cast<int>(id);
   }
 
+  std::string file_;
   sentencepiece::SentencePieceProcessor sp_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  if (path.empty()) throw UserError("no tokenizer given: set tokenizer.path to a tokenizer.model file or its directory");
-  std::string file = path;
-  if (fs::is_directory(path)) {
-    file = (std::filesystem::path(path) / "tokenizer.model").string();
-    if (!fs::exists(file)) {
-      const bool has_json = fs::exists((std::filesystem::path(path) / "tokenizer.json").string());
-      throw UserError("directory '" + path + "' has no tokenizer.model" +
-                      (has_json ? " (it has a tokenizer.json: only SentencePiece tokenizer.model files are supported)" : "") +
-                      ". Fix: point tokenizer.path at a SentencePiece tokenizer.model");
-    }
-  } else if (!fs::exists(path)) {
-    throw UserError("tokenizer model '" + path + "' does not exist. Fix: point tokenizer.path at a SentencePiece tokenizer.model");
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file, const TokenizerOptions& options) {
+  if (options.parse_special) {
+    throw UserError("tokenizer.parse_special: true needs a tokenizer.json; SentencePiece '" + file +
+                    "' always matches its user-defined pieces and never its control pieces. Fix: remove "
+                    "tokenizer.parse_special or use the model's tokenizer.json");
   }
   return std::make_unique<SentencePieceTokenizer>(file);
 }

@@ -1,6 +1,11 @@
-// The Tokenizer interface (text <-> token ids, special-token ids) and its loader. The only
-// implementation is SentencePiece (tokenizer.model, byte fallback); its headers stay in
-// sentencepiece_tokenizer.cpp so including this file costs nothing.
+// The Tokenizer interface (text <-> token ids, special-token ids) and its loader. Two
+// implementations, picked from the model directory by load_tokenizer():
+//   tokenizer.json   HuggingFace `tokenizers` format, model BPE (byte-level as GPT-2/Qwen2/Llama-3,
+//                    or SentencePiece-style with byte fallback as Llama-2/Mistral/Phi-3);
+//                    hf_tokenizer.cpp, with special tokens from tokenizer_config.json,
+//                    special_tokens_map.json and generation_config.json beside it.
+//   tokenizer.model  SentencePiece (libsentencepiece); sentencepiece_tokenizer.cpp.
+// Their headers stay in the .cpp files so including this file costs nothing.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,26 +17,48 @@ namespace scorch {
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
-  // Plain encoding of `text` (no special tokens unless add_bos). Special pieces that the model
-  // declares user-defined (e.g. "<|im_start|>" in the quickstart model) are matched in the text;
-  // control pieces (<s>, </s>, <pad>) never are — use their ids.
+  // Plain encoding of `text`. add_bos adds what the tokenizer adds around one sequence (BOS for
+  // SentencePiece and Llama-style tokenizer.json post-processors; nothing for Qwen2). Special
+  // tokens written literally in `text` ("<|im_end|>") stay text unless the tokenizer was loaded
+  // with parse_special; non-special added tokens and SentencePiece user-defined pieces are matched.
   virtual std::vector<int64_t> encode(const std::string& text, bool add_bos = false) const = 0;
-  // Inverse of encode; control tokens (bos/eos/pad) and ids at or above vocab_size() (a model's
-  // padded embedding rows) decode to nothing; a negative id throws.
+  // Like encode(text) but special-token text always becomes its control id: for template markup
+  // written by scorch (chat templates), never for user data.
+  virtual std::vector<int64_t> encode_special(const std::string& text) const { return encode(text); }
+  // Inverse of encode; control tokens (bos/eos/pad, special added tokens) and ids at or above
+  // vocab_size() (a model's padded embedding rows) decode to nothing; a negative id throws.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t bos_id() const = 0;  // -1 if the model has none
   virtual int64_t eos_id() const = 0;  // -1 if the model has none
   virtual int64_t pad_id() const = 0;  // -1 if the model has none (callers then pad with eos_id)
   virtual int64_t unk_id() const = 0;
+  // Every id that ends generation: eos_id and generation_config.json's eos_token_id list.
+  virtual std::vector<int64_t> eos_ids() const {
+    return eos_id() >= 0 ? std::vector<int64_t>{eos_id()} : std::vector<int64_t>{};
+  }
   // Id of a vocabulary piece ("<|im_end|>", "</s>", "▁the"), or -1 if absent.
   virtual int64_t piece_to_id(const std::string& piece) const = 0;
   // The vocabulary piece of an id ("<0x0A>" for a byte-fallback newline). Throws on a bad id.
   virtual std::string id_to_piece(int64_t id) const = 0;
+  // The file it was loaded from.
+  virtual std::string source() const { return ""; }
 };
 
-// Loads `path` = a tokenizer.model file or a directory containing one. A missing or corrupt
-// file is a UserError naming the path.
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+struct TokenizerOptions {
+  // Turn special-token text inside encode()'s input into control ids (HF's default). Off by
+  // default so user data cannot inject "<|im_end|>" or "<|endoftext|>" control tokens.
+  bool parse_special = false;
+};
+
+// Loads `path` = a tokenizer.json, tokenizer.model, or a directory holding one (tokenizer.json is
+// preferred). A missing, corrupt or unsupported file is a UserError naming the path and the fix.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options = {});
+
+// tokenizer.json (hf_tokenizer.cpp); the tokenizer_config.json, special_tokens_map.json and
+// generation_config.json beside it give the special tokens and stop ids.
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file, const TokenizerOptions& options);
+// tokenizer.model (sentencepiece_tokenizer.cpp).
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file, const TokenizerOptions& options);
 
 }  // namespace scorch

@@ -49,12 +49,12 @@ c10::ScalarType resolve_dtype(const std::string& dtype, c10::Device device) {
 }
 
 std::string resolve_tokenizer_path(const Config& config) {
-  return config.tokenizer.path.empty() ? config.model.path + "/tokenizer.model" : config.tokenizer.path;
+  return config.tokenizer.path.empty() ? config.model.path : config.tokenizer.path;
 }
 
 ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
                                 const std::string& chat_template, const std::string& device,
-                                const std::string& dtype) {
+                                const std::string& dtype, const TokenizerOptions& tokenizer_options) {
   // A LoRA adapter directory (a LoRA run's export/) stands for its base model plus the adapter.
   std::string base_dir = model_dir;
   const bool adapter = is_peft_adapter_dir(model_dir);
@@ -69,8 +69,8 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
   ModelSession s;
   s.device = resolve_device(device);
   s.dtype = resolve_dtype(dtype, s.device);
-  s.tokenizer_path = tokenizer_path.empty() ? base_dir + "/tokenizer.model" : tokenizer_path;
-  s.tokenizer = load_tokenizer(s.tokenizer_path);
+  s.tokenizer = load_tokenizer(tokenizer_path.empty() ? base_dir : tokenizer_path, tokenizer_options);
+  s.tokenizer_path = s.tokenizer->source();
   s.renderer = std::make_unique<ChatRenderer>(*s.tokenizer, chat_template);
   LoadOptions load;
   load.dtype = s.dtype;
@@ -90,6 +90,12 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
   return s;
 }
 
+ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
+                                const std::string& chat_template, const std::string& device,
+                                const std::string& dtype) {
+  return open_model_session(model_dir, tokenizer_path, chat_template, device, dtype, TokenizerOptions{});
+}
+
 ModelSession open_model_session(const Config& config) {
   if (config.train.threads > 0) at::set_num_threads(static_cast<int>(config.train.threads));
   if (is_peft_adapter_dir(config.model.path)) {
@@ -98,7 +104,8 @@ ModelSession open_model_session(const Config& config) {
                     "and set model.path to DIR");
   }
   ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
-                                      config.tokenizer.chat_template, config.model.device, config.model.dtype);
+                                      config.tokenizer.chat_template, config.model.device, config.model.dtype,
+                                      TokenizerOptions{config.tokenizer.parse_special});
   if (config.lora.enabled) {
     add_lora(*s.model, config.lora, config.seed);
     int64_t adapter = 0;

@@ -14,6 +14,7 @@ namespace scorch {
 struct Config;
 class Transformer;
 class Tokenizer;
+struct TokenizerOptions;
 class ChatRenderer;
 
 // "auto" -> cuda when available, else cpu. "cuda" without a GPU is a UserError.
@@ -21,7 +22,8 @@ c10::Device resolve_device(const std::string& device);
 // "auto" -> bfloat16 on CUDA, float32 on CPU (CPU runs are fp32: bf16 matmuls there are slow and
 // make exact-resume tests meaningless).
 c10::ScalarType resolve_dtype(const std::string& dtype, c10::Device device);
-// The tokenizer file: tokenizer.path if set, else <model.path>/tokenizer.model.
+// The tokenizer path: tokenizer.path if set, else model.path (load_tokenizer picks tokenizer.json,
+// else tokenizer.model, from a directory).
 std::string resolve_tokenizer_path(const Config& config);
 
 struct ModelSession {
@@ -30,7 +32,7 @@ struct ModelSession {
   std::unique_ptr<ChatRenderer> renderer;
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
-  std::string tokenizer_path;
+  std::string tokenizer_path;  // the file loaded (tokenizer.json or tokenizer.model)
   // The token that pads batches: the tokenizer's pad id, else its EOS, else 0 (padding is always
   // masked out of losses; this only needs to be a valid id).
   int64_t pad_id() const;
@@ -49,5 +51,8 @@ ModelSession open_model_session(const Config& config);
 ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
                                 const std::string& chat_template, const std::string& device = "auto",
                                 const std::string& dtype = "auto");
+ModelSession open_model_session(const std::string& model_dir, const std::string& tokenizer_path,
+                                const std::string& chat_template, const std::string& device,
+                                const std::string& dtype, const TokenizerOptions& tokenizer_options);
 
 }  // namespace scorch

