@@ -4,10 +4,12 @@
 tools/setup runs this. It downloads the pinned llama-cpp-python source distribution (MIT; its
 vendor/llama.cpp/models/ggml-vocab-*.gguf are the vocabularies of GPT-2, Qwen2, Llama-3, DeepSeek,
 Phi-3, Llama-2, StarCoder and Falcon, with llama.cpp's expected ids in *.gguf.inp/.out), checks its
-sha256, and rebuilds a HuggingFace tokenizer.json + tokenizer_config.json for each with
+sha256, extracts llama.cpp's C++ Jinja engine (common/jinja; cmake/Jinja.cmake builds it) and its
+templates, and rebuilds a HuggingFace tokenizer.json + tokenizer_config.json for each with
 transformers' GGUF loader (needs the `gguf` package). Then it writes `sample.jsonl` per vocabulary:
 a fixed set of strings with the ids of the reference `tokenizers` library, which the C++ unit test
-compares against. Nothing here is committed; the cache is ~/.cache/scorch/vocab by default.
+compares against, and chat-template fixtures (CHAT_FIXTURES) with transformers' apply_chat_template
+ids. Nothing here is committed; the cache is ~/.cache/scorch/vocab by default.
 
 Usage: tokenizer_vocabs.py CACHE_DIR   (idempotent: a complete cache is left alone)
 """
@@ -26,7 +28,7 @@ SDIST_SPEC = "llama-cpp-python==0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 VOCABS = ["gpt-2", "qwen2", "llama-bpe", "deepseek-llm", "deepseek-coder", "phi-3", "llama-spm",
           "starcoder", "falcon"]
-STAMP_VERSION = "4"  # bump when the cache layout or the sample changes
+STAMP_VERSION = "6"  # bump when the cache layout or the sample changes
 
 # Pieces the fixed sample (and the python parity test's random strings) are built from: ASCII words,
 # code, digit runs, whitespace runs, several scripts, emoji with ZWJ, compatibility characters
@@ -70,10 +72,12 @@ def fetch_sdist(cache):
 
 
 def extract(sdist, cache):
-    """models/ggml-vocab-*, models/templates/*.jinja, common/jinja/* and the license -> CACHE/llama.cpp."""
+    """The vocabularies, models/templates/*.jinja, the Jinja engine (common/jinja, json, unicode) and
+    the MIT license -> CACHE/llama.cpp."""
     dest = os.path.join(cache, "llama.cpp")
     prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
-    wanted = ("models/ggml-vocab-", "models/templates/", "common/jinja/", "LICENSE")
+    wanted = ("models/ggml-vocab-", "models/templates/", "common/jinja/", "common/json.h", "common/json.cpp",
+              "common/unicode.h", "common/unicode.cpp", "LICENSE")
     with tarfile.open(sdist) as tar:
         for m in tar.getmembers():
             if not m.isfile() or not m.name.startswith(prefix):
@@ -113,6 +117,51 @@ def build_vocab(models_dir, name, out_dir):
     os.rename(tmp, out_dir)
 
 
+# Chat-template fixtures: (fixture, vocabulary, template in llama.cpp's models/templates, variables).
+# date_string pins the Llama-3 templates' date line (they call strftime_now otherwise).
+CHAT_FIXTURES = [
+    ("qwen2.5", "qwen2", "Qwen-Qwen2.5-7B-Instruct.jinja", {}),
+    ("llama-3.1", "llama-bpe", "meta-llama-Llama-3.1-8B-Instruct.jinja", {"date_string": "26 Jul 2024"}),
+    ("llama-3.2", "llama-bpe", "meta-llama-Llama-3.2-3B-Instruct.jinja", {"date_string": "26 Jul 2024"}),
+    ("phi-3.5", "phi-3", "microsoft-Phi-3.5-mini-instruct.jinja", {}),
+    ("qwen3", "qwen2", "Qwen-Qwen3-0.6B.jinja", {"enable_thinking": False}),
+]
+CONVERSATIONS = [
+    ([{"role": "user", "content": "What is 2+3?"}], True),
+    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}], False),
+    ([{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a prime."},
+      {"role": "assistant", "content": "7"}, {"role": "user", "content": "Another one, in 日本語?"}], True),
+    ([{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "  two\n\nlines  "},
+      {"role": "assistant", "content": "{\"a\": 1}"}, {"role": "user", "content": "🙂 again"},
+      {"role": "assistant", "content": "{\"a\": 2}"}], False),
+]
+
+
+def build_chat_fixture(cache, llama, fixture, vocab, template, kwargs):
+    """CACHE/chat/FIXTURE: the vocabulary's tokenizer files, the template as chat_template.jinja, and
+    chat_sample.jsonl with transformers' apply_chat_template ids for CONVERSATIONS."""
+    from transformers import AutoTokenizer
+    out_dir = os.path.join(cache, "chat", fixture)
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    src = os.path.join(cache, vocab)
+    shutil.copy(os.path.join(src, "tokenizer.json"), tmp)
+    cfg = json.load(open(os.path.join(src, "tokenizer_config.json")))
+    cfg.pop("chat_template", None)
+    json.dump(cfg, open(os.path.join(tmp, "tokenizer_config.json"), "w"), indent=2)
+    shutil.copy(os.path.join(llama, "models", "templates", template), os.path.join(tmp, "chat_template.jinja"))
+    tok = AutoTokenizer.from_pretrained(tmp)
+    with open(os.path.join(tmp, "chat_sample.jsonl"), "w", encoding="utf-8") as f:
+        for messages, gen in CONVERSATIONS:
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen, **kwargs)
+            ids = tok.apply_chat_template(messages, tokenize=True, return_dict=False, add_generation_prompt=gen, **kwargs)
+            f.write(json.dumps({"messages": messages, "add_generation_prompt": gen, "kwargs": kwargs, "text": text,
+                                "ids": ids}, ensure_ascii=False) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.rename(tmp, out_dir)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -126,6 +175,9 @@ def main():
     for name in VOCABS:
         build_vocab(os.path.join(llama, "models"), name, os.path.join(cache, name))
         print(f"[setup] tokenizer vocabulary {name}: {os.path.join(cache, name)}")
+    for fixture, vocab, template, kwargs in CHAT_FIXTURES:
+        build_chat_fixture(cache, llama, fixture, vocab, template, kwargs)
+        print(f"[setup] chat template fixture {fixture}: {os.path.join(cache, 'chat', fixture)}")
     with open(stamp, "w") as f:
         f.write(want + "\n")
 

@@ -18,7 +18,7 @@
 namespace scorch::cli {
 namespace {
 struct EvalArgs {
-  std::string model, data, out, tokenizer, chat_template = "plain", device = "auto", decode_steps = "auto";
+  std::string model, data, out, tokenizer, chat_template = "auto", device = "auto", decode_steps = "auto";
   int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64, samples = 1;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -86,7 +86,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->check(non_empty_path)->required();
   cmd->add_option("--out", a->out, "Write the report as JSON here")->check(non_empty_path);
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
-  cmd->add_option("--chat-template", a->chat_template, "chatml | llama-2 | plain | none")->capture_default_str();
+  cmd->add_option("--chat-template", a->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none")->capture_default_str();
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str()->check(CLI::Range(1, 2));
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));

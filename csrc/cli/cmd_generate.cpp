@@ -28,7 +28,7 @@ namespace scorch::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, prompts_file, out, prompt, tokenizer, chat_template = "plain", device = "auto", dtype;
+  std::string model, prompts_file, out, prompt, tokenizer, chat_template = "auto", device = "auto", dtype;
   std::string decode_steps = "auto";
   bool fused_decode_attention = false, no_lookahead = false;
   std::vector<std::string> stop;
@@ -201,7 +201,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output JSONL (one line per sample)")->check(non_empty_path);
   cmd->add_option("--prompt", args->prompt, "One prompt text: print its samples to stdout");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
-  cmd->add_option("--chat-template", args->chat_template, "chatml | llama-2 | plain | none (text through the tokenizer alone)")
+  cmd->add_option("--chat-template", args->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none (text through the tokenizer alone)")
       ->capture_default_str();
   cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str();
   cmd->add_option("--temperature", args->sampling.temperature, "0 = greedy")->capture_default_str();

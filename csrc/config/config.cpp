@@ -93,8 +93,9 @@ void visit(Config& c, V& v) {
   v.section("tokenizer", [&] {
     auto& s = c.tokenizer;
     v.field("path", s.path, Spec{});
-    v.field("chat_template", s.chat_template, one_of({"chatml", "llama-2", "plain", "none"}));
+    v.field("chat_template", s.chat_template, one_of({"auto", "chatml", "llama-2", "plain", "none"}));
     v.field("parse_special", s.parse_special, Spec{});
+    v.field("chat_template_kwargs", s.chat_template_kwargs, Spec{});
   });
   v.section("data", [&] {
     auto& s = c.data;
@@ -372,6 +373,13 @@ class Reader {
       out.push_back(item.Scalar());
     }
   }
+  // A mapping kept as YAML (tokenizer.chat_template_kwargs); its values are checked by its user.
+  void field(const char* key, YAML::Node& out, const Spec&) {
+    YAML::Node n = take(key);
+    if (!n) return;
+    if (!n.IsNull() && !n.IsMap()) fail(n, path(key), "`" + path(key) + "` must be a mapping, got " + describe(n));
+    out = YAML::Clone(n);
+  }
   void field(const char* key, std::vector<double>& out, const Spec& spec) {
     YAML::Node n = take(key);
     if (!n) return;
@@ -527,6 +535,9 @@ class Writer {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& s : v) out_ << YAML::DoubleQuoted << s;
     out_ << YAML::EndSeq;
+  }
+  void field(const char* key, const YAML::Node& v, const Spec&) {
+    if (v.IsDefined() && v.IsMap() && v.size() > 0) out_ << YAML::Key << key << YAML::Value << v;
   }
   void field(const char* key, const std::vector<double>& v, const Spec&) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;

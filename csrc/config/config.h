@@ -21,7 +21,10 @@ struct ModelSection {
 struct TokenizerSection {
   std::string path;                 // tokenizer.json / tokenizer.model / their directory; empty = model.path
   bool parse_special = false;       // special-token text in data becomes control ids (tokenizer.json only)
-  std::string chat_template = "plain";  // chatml | llama-2 | plain | none
+  // auto = the model's own Jinja template (tokenizer_config.json / chat_template.jinja beside the
+  // tokenizer) when it has one, else plain; or a built-in: chatml | llama-2 | plain | none.
+  std::string chat_template = "auto";
+  YAML::Node chat_template_kwargs;  // extra template variables (e.g. enable_thinking: false); auto only
 };
 
 struct DataSection {

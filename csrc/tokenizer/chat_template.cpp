@@ -5,18 +5,97 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/strings.h"
+#include "tokenizer/jinja_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch {
 
-std::vector<std::string> chat_template_names() { return {"chatml", "llama-2", "plain", "none"}; }
+std::vector<std::string> chat_template_names() { return {"auto", "chatml", "llama-2", "plain", "none"}; }
 
-ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& template_name)
+std::pair<std::string, std::string> find_chat_template(const std::string& tokenizer_file) {
+  if (tokenizer_file.empty()) return {"", ""};
+  const std::filesystem::path dir = std::filesystem::path(tokenizer_file).parent_path();
+  const std::string cfg = (dir / "tokenizer_config.json").string();
+  if (fs::exists(cfg)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(fs::read_file(cfg, "tokenizer config"));
+    } catch (const nlohmann::json::parse_error& e) {
+      throw UserError("'" + cfg + "' is not valid JSON: " + e.what() + ". Fix: re-save the tokenizer with transformers");
+    }
+    if (j.is_object() && j.contains("chat_template")) {
+      const nlohmann::json& t = j["chat_template"];
+      if (t.is_string()) return {t.get<std::string>(), cfg};
+      if (t.is_array()) {
+        for (const auto& entry : t) {
+          if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+              entry["template"].is_string()) {
+            return {entry["template"].get<std::string>(), cfg + " (\"default\")"};
+          }
+        }
+      }
+    }
+  }
+  const std::string jinja = (dir / "chat_template.jinja").string();
+  if (fs::exists(jinja)) return {fs::read_file(jinja, "chat template"), jinja};
+  return {"", ""};
+}
+
+ChatRenderer::~ChatRenderer() = default;
+
+ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& template_name, const std::string& kwargs_json)
     : tokenizer_(tokenizer), name_(template_name) {
-  if (template_name == "chatml") kind_ = Kind::ChatML;
+  std::pair<std::string, std::string> found;
+  if (template_name == "auto") found = find_chat_template(tokenizer.source());
+  if (template_name != "auto" && kwargs_json != "{}" && !kwargs_json.empty()) {
+    throw UserError("tokenizer.chat_template_kwargs applies to the model's own template only (chat_template: auto), "
+                    "not the built-in '" + template_name + "'. Fix: remove tokenizer.chat_template_kwargs");
+  }
+  if (template_name == "auto" && !found.first.empty()) {
+    kind_ = Kind::Jinja;
+    name_ = "auto (" + found.second + ")";
+    jinja_ = std::make_shared<JinjaTemplate>(found.first, found.second);
+    nlohmann::json vars = nlohmann::json::object();
+    try {
+      const nlohmann::json kwargs = nlohmann::json::parse(kwargs_json.empty() ? "{}" : kwargs_json);
+      if (kwargs.is_object()) vars = kwargs;
+    } catch (const nlohmann::json::parse_error&) {
+      throw UserError("tokenizer.chat_template_kwargs is not a mapping of names to values");
+    }
+    const auto piece = [&](int64_t id) { return id >= 0 ? tokenizer.id_to_piece(id) : std::string(); };
+    vars["bos_token"] = piece(tokenizer.bos_id());
+    vars["eos_token"] = piece(tokenizer.eos_id());
+    vars_json_ = vars.dump();
+    // The end-of-turn token: what the template writes right after an assistant's content.
+    end_of_turn_ = tokenizer.eos_id();
+    const std::vector<ChatMessage> probe = {{"user", "Hi", true}, {"assistant", "Hello", true}};
+    const Text prompt = render_text({probe[0]}, true), full = render_text(probe, false);
+    if (full.text.compare(0, prompt.text.size(), prompt.text) == 0) {
+      const std::vector<int64_t> header = tokens(prompt, 0, prompt.text.size(), {});
+      completion_continues_ = !header.empty() && !tokenizer.decode({header.back()}).empty();
+      const std::vector<int64_t> body = tokens(full, prompt.text.size(), full.text.size(), header);
+      const std::vector<int64_t> content = tokenizer.encode_template("Hello", {{0, 5}}, completion_continues_);
+      if (body.size() > content.size() && std::equal(content.begin(), content.end(), body.begin()) &&
+          tokenizer.decode({body[content.size()]}).empty()) {
+        end_of_turn_ = body[content.size()];
+      }
+    }
+    if (end_of_turn_ < 0) {
+      throw UserError("chat template " + found.second + ": cannot tell which token ends an assistant turn (no special "
+                      "token follows the content and the tokenizer has no EOS). Fix: set tokenizer.chat_template to a built-in");
+    }
+    return;
+  }
+  if (template_name == "auto") {
+    kind_ = Kind::Plain;
+    name_ = "plain";
+  } else if (template_name == "chatml") kind_ = Kind::ChatML;
   else if (template_name == "llama-2") kind_ = Kind::Llama2;
   else if (template_name == "plain") kind_ = Kind::Plain;
   else if (template_name == "none") kind_ = Kind::None;
@@ -62,7 +141,8 @@ std::vector<int64_t> ChatRenderer::assistant_header() const {
     case Kind::ChatML: append_markup("<|im_start|>assistant\n", ids); break;
     case Kind::Plain: append_text("Assistant: ", ids); break;
     case Kind::Llama2:  // "[/INST]" closed the user turn
-    case Kind::None: break;
+    case Kind::None:
+    case Kind::Jinja: break;  // rendered by jinja_append
   }
   return ids;
 }
@@ -74,7 +154,9 @@ std::vector<int64_t> ChatRenderer::assistant_separator() const {
 }
 
 std::vector<int64_t> ChatRenderer::render_completion(const std::string& text) const {
-  std::vector<int64_t> ids = tokenizer_.encode(text);
+  // After a Jinja template's header the content continues its text, as in the full rendering.
+  std::vector<int64_t> ids = kind_ == Kind::Jinja ? tokenizer_.encode_template(text, {{0, text.size()}}, completion_continues_)
+                                                  : tokenizer_.encode(text);
   ids.push_back(end_of_turn_);
   return ids;
 }
@@ -129,6 +211,7 @@ void ChatRenderer::append(const std::vector<ChatMessage>& messages, std::string 
           append_text(capitalised(m.role) + ": " + m.content + "\n", ids);
           break;
         case Kind::None:
+        case Kind::Jinja:  // rendered by jinja_append
           append_text(m.content, ids);
           break;
       }
@@ -140,8 +223,113 @@ void ChatRenderer::append(const std::vector<ChatMessage>& messages, std::string 
   }
 }
 
+ChatRenderer::Text ChatRenderer::render_text(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  nlohmann::json msgs = nlohmann::json::array();
+  for (const ChatMessage& m : messages) {
+    if (m.role.empty()) throw UserError("a chat message has an empty role");
+    msgs.push_back({{"role", m.role}, {"content", m.content}});
+  }
+  // Invalid UTF-8 in messages becomes U+FFFD here, as it would in the tokenizer.
+  const std::string data = nlohmann::json{{"messages", msgs}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string vars = vars_json_;
+  vars.insert(vars.size() - 1, std::string(vars.size() > 2 ? "," : "") + "\"add_generation_prompt\":" +
+                                   (add_generation_prompt ? "true" : "false"));
+  Text out;
+  for (const TemplatePart& p : jinja_->render(data, vars)) {
+    if (p.data) out.data.emplace_back(out.text.size(), out.text.size() + p.text.size());
+    out.text += p.text;
+  }
+  return out;
+}
+
+std::vector<int64_t> ChatRenderer::tokens(const Text& t, size_t from, size_t to, const std::vector<int64_t>& after) const {
+  if (from >= to) return {};
+  std::vector<std::pair<size_t, size_t>> data;
+  for (const auto& [b, e] : t.data) {
+    const size_t lo = std::max(b, from), hi = std::min(e, to);
+    if (lo < hi) data.emplace_back(lo - from, hi - from);
+  }
+  const bool continuation = !after.empty() && !tokenizer_.decode({after.back()}).empty();
+  return tokenizer_.encode_template(t.text.substr(from, to - from), data, continuation);
+}
+
+void ChatRenderer::not_append_only(size_t message) const {
+  throw UserError("chat template " + jinja_->origin() + " is not append-only: rendering the conversation up to message " +
+                  std::to_string(message) + " changes the text of the messages before it (e.g. Qwen3 drops earlier "
+                  "<think> blocks), so training on the rendering would use tokens the model never sees at inference. "
+                  "Fix: use single-turn data with this template, or set tokenizer.chat_template to a built-in (chatml)");
+}
+
+// How much of `prev` the rendering `next` keeps: all of it, or all but a trailing EOS text that
+// closes a finished conversation (Phi-3's template ends with eos_token unless a generation prompt
+// follows); npos when `next` rewrites `prev`.
+size_t ChatRenderer::kept_prefix(const std::string& prev, const std::string& next) const {
+  if (next.compare(0, prev.size(), prev) == 0) return prev.size();
+  const std::string eos = tokenizer_.eos_id() >= 0 ? tokenizer_.id_to_piece(tokenizer_.eos_id()) : "";
+  if (!eos.empty() && prev.size() >= eos.size() && prev.compare(prev.size() - eos.size(), eos.size(), eos) == 0 &&
+      next.compare(0, prev.size() - eos.size(), prev, 0, prev.size() - eos.size()) == 0) {
+    return prev.size() - eos.size();
+  }
+  return std::string::npos;
+}
+
+// Each message's tokens = the text its rendering adds to the previous prefix's rendering.
+// `following`: the text rendered after the last message (the generation prompt), or null.
+void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const std::string* following,
+                                RenderedChat& out, size_t* last_end) const {
+  const size_t n = messages.size();
+  std::vector<Text> texts(n);
+  for (size_t k = 0; k < n; ++k) {
+    texts[k] = render_text(std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k) + 1), false);
+  }
+  size_t start = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const Text& cur = texts[k];
+    const std::string* next = k + 1 < n ? &texts[k + 1].text : following;
+    const size_t end = next ? kept_prefix(cur.text, *next) : cur.text.size();
+    if (end == std::string::npos) not_append_only(k + 1);
+    TurnSpan span;
+    span.role = messages[k].role;
+    span.begin = static_cast<int64_t>(out.ids.size());
+    if (messages[k].role == "assistant") {
+      const Text gen = render_text(std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k)), true);
+      const std::string kept = k > 0 ? texts[k - 1].text.substr(0, start) : std::string();
+      if (gen.text.compare(0, kept.size(), kept) != 0 || cur.text.compare(0, gen.text.size(), gen.text) != 0 ||
+          gen.text.size() > end) {
+        not_append_only(k);
+      }
+      const std::vector<int64_t> header = tokens(gen, start, gen.text.size(), out.ids);
+      out.ids.insert(out.ids.end(), header.begin(), header.end());
+      const std::vector<int64_t> body = tokens(cur, gen.text.size(), end, out.ids);
+      const auto eot = std::find(body.begin(), body.end(), end_of_turn_);
+      if (eot == body.end()) {
+        throw UserError("chat template " + jinja_->origin() + ": assistant message " + std::to_string(k) +
+                        " is not followed by the end-of-turn token '" + tokenizer_.id_to_piece(end_of_turn_) +
+                        "'. Fix: set tokenizer.chat_template to a built-in");
+      }
+      span.target_begin = static_cast<int64_t>(out.ids.size());
+      out.ids.insert(out.ids.end(), body.begin(), eot + 1);
+      span.target_end = static_cast<int64_t>(out.ids.size());
+      span.trainable = messages[k].train;
+      out.ids.insert(out.ids.end(), eot + 1, body.end());
+    } else {
+      const std::vector<int64_t> ids = tokens(cur, start, end, out.ids);
+      out.ids.insert(out.ids.end(), ids.begin(), ids.end());
+      span.target_begin = span.target_end = static_cast<int64_t>(out.ids.size());
+    }
+    span.end = static_cast<int64_t>(out.ids.size());
+    out.turns.push_back(span);
+    start = end;
+  }
+  if (last_end) *last_end = start;
+}
+
 RenderedChat ChatRenderer::render(const std::vector<ChatMessage>& messages) const {
   RenderedChat out;
+  if (kind_ == Kind::Jinja) {
+    jinja_append(messages, nullptr, out, nullptr);
+    return out;
+  }
   // Llama-2 puts <s> inside each user turn instead.
   if ((kind_ == Kind::Plain || kind_ == Kind::None) && tokenizer_.bos_id() >= 0) {
     out.ids.push_back(tokenizer_.bos_id());
@@ -151,6 +339,15 @@ RenderedChat ChatRenderer::render(const std::vector<ChatMessage>& messages) cons
 }
 
 std::vector<int64_t> ChatRenderer::render_prompt(const std::vector<ChatMessage>& messages) const {
+  if (kind_ == Kind::Jinja) {
+    RenderedChat out;
+    const Text gen = render_text(messages, true);
+    size_t kept = 0;
+    jinja_append(messages, &gen.text, out, &kept);
+    const std::vector<int64_t> header = tokens(gen, kept, gen.text.size(), out.ids);
+    out.ids.insert(out.ids.end(), header.begin(), header.end());
+    return out.ids;
+  }
   std::vector<int64_t> ids = render(messages).ids;
   if (kind_ == Kind::Llama2 && !messages.empty() && messages.back().role == "system") append_text(" [/INST]", ids);
   const std::vector<int64_t> header = assistant_header();
@@ -159,6 +356,20 @@ std::vector<int64_t> ChatRenderer::render_prompt(const std::vector<ChatMessage>&
 }
 
 std::vector<int64_t> ChatRenderer::render_continuation(const std::vector<ChatMessage>& new_messages) const {
+  if (kind_ == Kind::Jinja) {
+    // What follows a finished completion in a probe conversation [user, assistant] + new_messages.
+    std::vector<ChatMessage> conv = {{"user", "Hi", true}, {"assistant", "Hello", true}};
+    const std::vector<int64_t> base = render_prompt({conv[0]});
+    conv.insert(conv.end(), new_messages.begin(), new_messages.end());
+    const std::vector<int64_t> all = render_prompt(conv);
+    const std::vector<int64_t> completion = render_completion("Hello");
+    const size_t cut = base.size() + completion.size();
+    if (all.size() < cut || !std::equal(base.begin(), base.end(), all.begin()) ||
+        !std::equal(completion.begin(), completion.end(), all.begin() + static_cast<std::ptrdiff_t>(base.size()))) {
+      not_append_only(1);
+    }
+    return std::vector<int64_t>(all.begin() + static_cast<std::ptrdiff_t>(cut), all.end());
+  }
   RenderedChat out;
   out.ids = assistant_separator();
   append(new_messages, "assistant", out);

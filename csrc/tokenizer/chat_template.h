@@ -25,14 +25,29 @@
 // BOS is emitted only when the tokenizer has one. Because each part is encoded separately, a
 // tokenizer that adds a SentencePiece dummy prefix (Llama-2's) shows one extra leading space per
 // part when decoded; the quickstart tokenizer has none, so the renderings above are exact there.
+//
+// `auto` renders the model's own Jinja template (tokenizer_config.json "chat_template" or
+// chat_template.jinja beside the tokenizer file; jinja_template.h) and keeps the same token-level
+// contract: each message's text is the difference between renderings of the conversation's
+// prefixes, tokenized on its own (template text with special tokens parsed, message text per
+// tokenizer.parse_special). The assistant completion is its tokens up to and including the
+// end-of-turn token the template writes after the content (detected once from a probe
+// conversation). A template whose rendering of a prefix is not a prefix of the next rendering
+// (Qwen3 drops earlier <think> blocks) is refused with an error naming it, since training on it
+// would use tokens the model never sees at inference. A trailing EOS that closes a finished
+// conversation (Phi-3) is not a rewrite: it belongs to the last turn only. Without a template,
+// `auto` is `plain`.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace scorch {
 
 class Tokenizer;
+class JinjaTemplate;
 
 struct ChatMessage {
   std::string role;     // "system" | "user" | "assistant" | any other role (rendered like user)
@@ -58,7 +73,9 @@ class ChatRenderer {
  public:
   // Throws UserError for an unknown template name (listing the valid ones) or a tokenizer that
   // lacks a token the template needs (EOS). Keeps a reference to `tokenizer`.
-  ChatRenderer(const Tokenizer& tokenizer, const std::string& template_name);
+  // `kwargs_json`: a JSON object of extra template variables (auto templates only).
+  ChatRenderer(const Tokenizer& tokenizer, const std::string& template_name, const std::string& kwargs_json = "{}");
+  ~ChatRenderer();
 
   // The whole conversation (BOS, then each message; an assistant message includes its separator).
   RenderedChat render(const std::vector<ChatMessage>& messages) const;
@@ -75,11 +92,23 @@ class ChatRenderer {
   int64_t end_of_turn_id() const { return end_of_turn_; }
   // Token ids that end generation: end-of-turn and the tokenizer's eos_ids() (deduplicated).
   std::vector<int64_t> stop_ids() const;
+  // The built-in's name, or "auto (<template file>)".
   const std::string& name() const { return name_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
 
  private:
-  enum class Kind { ChatML, Llama2, Plain, None };
+  enum class Kind { ChatML, Llama2, Plain, None, Jinja };
+  struct Text {  // a rendering of the Jinja template, with the byte ranges that came from messages
+    std::string text;
+    std::vector<std::pair<size_t, size_t>> data;
+  };
+  Text render_text(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  // t.text[from, to); `after`: the ids already rendered before `from` (decides `continuation`).
+  std::vector<int64_t> tokens(const Text& t, size_t from, size_t to, const std::vector<int64_t>& after) const;
+  size_t kept_prefix(const std::string& prev, const std::string& next) const;
+  void jinja_append(const std::vector<ChatMessage>& messages, const std::string* following, RenderedChat& out,
+                    size_t* last_end) const;
+  [[noreturn]] void not_append_only(size_t message) const;
   // Appends `messages` to `out`, given the role of the message before them ("" at the start).
   void append(const std::vector<ChatMessage>& messages, std::string prev_role, RenderedChat& out) const;
   void append_text(const std::string& text, std::vector<int64_t>& ids) const;    // user data
@@ -91,9 +120,16 @@ class ChatRenderer {
   std::string name_;
   Kind kind_;
   int64_t end_of_turn_ = -1;
+  std::shared_ptr<JinjaTemplate> jinja_;
+  std::string vars_json_;  // add_generation_prompt is set per call
+  bool completion_continues_ = false;  // the assistant header ends in ordinary text (no special token)
 };
 
-// Names of the built-in templates: chatml, llama-2, plain, none.
+// The model's own chat template beside a tokenizer file (tokenizer_config.json "chat_template",
+// its "default" entry when it is a list, else chat_template.jinja): {source, file}, or {"", ""}.
+std::pair<std::string, std::string> find_chat_template(const std::string& tokenizer_file);
+
+// Names of the templates: auto, chatml, llama-2, plain, none.
 std::vector<std::string> chat_template_names();
 
 }  // namespace scorch

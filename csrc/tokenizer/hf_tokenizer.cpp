@@ -382,10 +382,11 @@ class Normalizer {
 
   bool empty() const { return steps_.empty(); }
 
-  std::string apply(std::string s) const {
+  // `continuation`: `s` continues earlier text, so Prepend adds nothing.
+  std::string apply(std::string s, bool continuation = false) const {
     for (const Step& st : steps_) {
       if (st.type == "Prepend") {
-        if (!s.empty()) s = st.a + s;
+        if (!s.empty() && !continuation) s = st.a + s;
       } else if (st.type == "Replace") {
         const auto matches = st.pattern->find_all(s);
         std::string out;
@@ -475,8 +476,9 @@ class PreTokenizer {
 
   bool byte_level() const { return byte_level_; }
 
-  // `first`: this text starts the input (Metaspace's prepend_scheme "first").
-  void apply(const std::string& s, bool first, std::vector<std::string>& out) const {
+  // `first`: this text starts the input (Metaspace's prepend_scheme "first"); `continuation`: it
+  // continues earlier text, so Metaspace prepends nothing to its first piece.
+  void apply(const std::string& s, bool first, bool continuation, std::vector<std::string>& out) const {
     std::vector<std::string> pieces{s}, next;
     for (const auto& st : steps_) {
       next.clear();
@@ -502,7 +504,8 @@ class PreTokenizer {
           }
         } else {  // Metaspace
           std::string q = replace_all(p, " ", st->replacement);
-          const bool prepend = st->scheme == "always" || (st->scheme == "first" && first && i == 0);
+          const bool prepend = !(continuation && i == 0) &&
+                               (st->scheme == "always" || (st->scheme == "first" && first && i == 0));
           if (prepend && q.compare(0, st->replacement.size(), st->replacement) != 0) q = st->replacement + q;
           if (st->split) {
             std::vector<std::pair<size_t, size_t>> m;
@@ -673,13 +676,19 @@ class AddedMatcher {
     size_t b, e;
     const AddedToken* token;  // null = text
   };
-  std::vector<Segment> split(const std::string& s) const {
+  // `data`: byte ranges where special tokens are not matched (message text in a rendered template).
+  std::vector<Segment> split(const std::string& s, const std::vector<std::pair<size_t, size_t>>* data = nullptr) const {
     std::vector<Segment> out;
     size_t text_begin = 0, i = 0;
     while (i < s.size()) {
       const AddedToken* hit = nullptr;
       for (const AddedToken* t : by_first_[static_cast<unsigned char>(s[i])]) {
         if (s.compare(i, t->content.size(), t->content) != 0) continue;
+        if (t->special && data && std::any_of(data->begin(), data->end(), [&](const auto& r) {
+              return i < r.second && i + t->content.size() > r.first;
+            })) {
+          continue;
+        }
         if (t->single_word) {
           const size_t e = i + t->content.size();
           bool bad = false;
@@ -775,6 +784,13 @@ class HfTokenizer final : public Tokenizer {
   std::vector<int64_t> encode_special(const std::string& text) const override {
     std::vector<int64_t> out;
     encode_into(text, true, out);
+    return out;
+  }
+
+  std::vector<int64_t> encode_template(const std::string& text, const std::vector<std::pair<size_t, size_t>>& data,
+                                       bool continuation) const override {
+    std::vector<int64_t> out;
+    encode_into(text, true, out, options_.parse_special ? nullptr : &data, continuation);
     return out;
   }
 
@@ -1013,24 +1029,29 @@ class HfTokenizer final : public Tokenizer {
 
   static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b); }
 
-  void encode_into(const std::string& input, bool parse_special, std::vector<int64_t>& out) const {
-    const std::string text = is_valid_utf8(input) ? input : utf8_lossy(input);
+  // `continuation`: text at offset 0 continues earlier text (no Prepend / Metaspace prefix there).
+  void encode_into(const std::string& input, bool parse_special, std::vector<int64_t>& out,
+                   const std::vector<std::pair<size_t, size_t>>* data = nullptr, bool continuation = false) const {
+    const bool valid = is_valid_utf8(input);
+    const std::string text = valid ? input : utf8_lossy(input);
+    if (!valid) data = nullptr;  // offsets moved; template text from scorch is always valid UTF-8
     const int k = parse_special ? 1 : 0;
     bool first = true;
-    for (const auto& seg : raw_[k].split(text)) {
+    for (const auto& seg : raw_[k].split(text, data)) {
       if (seg.token) {
         out.push_back(seg.token->id);
         first = false;
         continue;
       }
-      const std::string normalized = normalizer_.apply(text.substr(seg.b, seg.e - seg.b));
+      const bool continues = continuation && seg.b == 0;
+      const std::string normalized = normalizer_.apply(text.substr(seg.b, seg.e - seg.b), continues);
       for (const auto& inner : normalized_[k].split(normalized)) {
         if (inner.token) {
           out.push_back(inner.token->id);
         } else {
           std::vector<std::string> pieces;
           pre_tokenizer_.apply(normalized.substr(inner.b, inner.e - inner.b), first && seg.b == 0 && inner.b == 0,
-                               pieces);
+                               continues && inner.b == 0, pieces);
           for (const std::string& p : pieces) bpe(p, out);
         }
         first = false;

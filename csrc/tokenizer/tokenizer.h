@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace scorch {
@@ -25,6 +26,17 @@ class Tokenizer {
   // Like encode(text) but special-token text always becomes its control id: for template markup
   // written by scorch (chat templates), never for user data.
   virtual std::vector<int64_t> encode_special(const std::string& text) const { return encode(text); }
+  // A rendered chat template: special-token text is matched except inside the `data` byte ranges
+  // [begin, end) (message text), where it is matched only with parse_special. `continuation`: the
+  // text continues text already encoded (no special token in between), so a SentencePiece-style
+  // dummy prefix ("▁") is not added at its start, as when the whole rendering is encoded at once.
+  virtual std::vector<int64_t> encode_template(const std::string& text,
+                                               const std::vector<std::pair<size_t, size_t>>& data,
+                                               bool continuation = false) const {
+    (void)data;
+    (void)continuation;
+    return encode_special(text);
+  }
   // Inverse of encode; control tokens (bos/eos/pad, special added tokens) and ids at or above
   // vocab_size() (a model's padded embedding rows) decode to nothing; a negative id throws.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
@@ -49,6 +61,8 @@ struct TokenizerOptions {
   // Turn special-token text inside encode()'s input into control ids (HF's default). Off by
   // default so user data cannot inject "<|im_end|>" or "<|endoftext|>" control tokens.
   bool parse_special = false;
+  // Extra variables for the model's own chat template (tokenizer.chat_template_kwargs), a JSON object.
+  std::string chat_template_kwargs = "{}";
 };
 
 // Loads `path` = a tokenizer.json, tokenizer.model, or a directory holding one (tokenizer.json is

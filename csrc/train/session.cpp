@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
@@ -48,6 +51,37 @@ c10::ScalarType resolve_dtype(const std::string& dtype, c10::Device device) {
   throw UserError("unknown dtype '" + dtype + "': use auto, float32 or bfloat16");
 }
 
+namespace {
+// tokenizer.chat_template_kwargs (YAML) -> the JSON the template sees: true/false, null, integers
+// and numbers keep their types, everything else is a string.
+nlohmann::json yaml_to_json(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return nlohmann::json::object();
+  if (n.IsMap()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& kv : n) j[kv.first.Scalar()] = kv.second.IsNull() ? nlohmann::json() : yaml_to_json(kv.second);
+    return j;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& item : n) j.push_back(yaml_to_json(item));
+    return j;
+  }
+  const std::string s = n.Scalar();
+  if (s == "true" || s == "True") return true;
+  if (s == "false" || s == "False") return false;
+  if (s == "null" || s == "~") return nullptr;
+  try {
+    size_t used = 0;
+    const long long i = std::stoll(s, &used);
+    if (used == s.size()) return i;
+    const double d = std::stod(s, &used);
+    if (used == s.size()) return d;
+  } catch (const std::exception&) {
+  }
+  return s;
+}
+}  // namespace
+
 std::string resolve_tokenizer_path(const Config& config) {
   return config.tokenizer.path.empty() ? config.model.path : config.tokenizer.path;
 }
@@ -71,7 +105,7 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
   s.dtype = resolve_dtype(dtype, s.device);
   s.tokenizer = load_tokenizer(tokenizer_path.empty() ? base_dir : tokenizer_path, tokenizer_options);
   s.tokenizer_path = s.tokenizer->source();
-  s.renderer = std::make_unique<ChatRenderer>(*s.tokenizer, chat_template);
+  s.renderer = std::make_unique<ChatRenderer>(*s.tokenizer, chat_template, tokenizer_options.chat_template_kwargs);
   LoadOptions load;
   load.dtype = s.dtype;
   load.device = s.device;
@@ -86,7 +120,7 @@ ModelSession open_model_session(const std::string& model_dir, const std::string&
                     std::to_string(s.model->config().vocab_size) + ": use the model's own tokenizer");
   }
   log::info("model ", model_dir, ": ", s.model->num_parameters(), " parameters on ", s.device.str(), " (",
-            c10::toString(s.dtype), "), tokenizer ", s.tokenizer_path, ", chat template ", chat_template);
+            c10::toString(s.dtype), "), tokenizer ", s.tokenizer_path, ", chat template ", s.renderer->name());
   return s;
 }
 
@@ -105,7 +139,7 @@ ModelSession open_model_session(const Config& config) {
   }
   ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
                                       config.tokenizer.chat_template, config.model.device, config.model.dtype,
-                                      TokenizerOptions{config.tokenizer.parse_special});
+                                      TokenizerOptions{config.tokenizer.parse_special, yaml_to_json(config.tokenizer.chat_template_kwargs).dump()});
   if (config.lora.enabled) {
     add_lora(*s.model, config.lora, config.seed);
     int64_t adapter = 0;

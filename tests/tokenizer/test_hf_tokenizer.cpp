@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -213,3 +215,142 @@ TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
 }
 
 }  // namespace
+
+// ---- The model's own Jinja chat template ------------------------------------------------------
+
+namespace chat {
+
+using scorch::ChatMessage;
+using scorch::ChatRenderer;
+
+std::string fixture_dir(const std::string& name) { return vocab_dir() + "/chat/" + name; }
+
+std::vector<ChatMessage> messages_of(const json& j) {
+  std::vector<ChatMessage> out;
+  for (const json& m : j) out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>(), true});
+  return out;
+}
+
+class ModelTemplate : public ::testing::TestWithParam<std::string> {};
+
+// transformers' apply_chat_template ids (tools/tokenizer_vocabs.py CHAT_FIXTURES), the turn spans,
+// and the append-only identity the rollouts rely on.
+TEST_P(ModelTemplate, MatchesTransformersApplyChatTemplateIds) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  const std::string dir = fixture_dir(GetParam());
+  ASSERT_TRUE(scorch::fs::exists(dir + "/chat_sample.jsonl")) << "'" << dir << "' is missing: run tools/setup";
+  auto tok = scorch::load_tokenizer(dir);
+  std::ifstream in(dir + "/chat_sample.jsonl");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    const ChatRenderer chat(*tok, "auto", j["kwargs"].dump());
+    EXPECT_NE(chat.name().find("chat_template.jinja"), std::string::npos) << chat.name();
+    const auto messages = messages_of(j["messages"]);
+    const auto want = j["ids"].get<std::vector<int64_t>>();
+    if (j["add_generation_prompt"].get<bool>()) {
+      EXPECT_EQ(chat.render_prompt(messages), want) << GetParam() << ": " << j["text"];
+    } else {
+      const scorch::RenderedChat r = chat.render(messages);
+      EXPECT_EQ(r.ids, want) << GetParam() << ": " << j["text"];
+      // Each assistant target is its content followed by the end-of-turn token.
+      for (size_t k = 0; k < r.turns.size(); ++k) {
+        if (messages[k].role != "assistant") continue;
+        const std::vector<int64_t> target(r.ids.begin() + r.turns[k].target_begin, r.ids.begin() + r.turns[k].target_end);
+        EXPECT_EQ(target.back(), chat.end_of_turn_id());
+        EXPECT_EQ(tok->decode(target), messages[k].content) << GetParam();
+      }
+    }
+    ++n;
+  }
+  EXPECT_EQ(n, 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Templates, ModelTemplate, ::testing::Values("qwen2.5", "llama-3.1", "llama-3.2", "phi-3.5"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '-' || c == '.') c = '_';
+                           return s;
+                         });
+
+TEST(ModelTemplate, ContinuationAppendsExactlyWhatAFullRenderingAdds) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  for (const std::string name : {"qwen2.5", "llama-3.2"}) {
+    auto tok = scorch::load_tokenizer(fixture_dir(name));
+    const ChatRenderer chat(*tok, "auto", R"({"date_string": "26 Jul 2024"})");
+    const std::vector<ChatMessage> history = {{"system", "Be brief.", true}, {"user", "2+2?", true}};
+    const std::vector<ChatMessage> next = {{"user", "Check it again.", true}};
+    std::vector<ChatMessage> all = history;
+    all.push_back({"assistant", "4", true});
+    all.insert(all.end(), next.begin(), next.end());
+    std::vector<int64_t> joined = chat.render_prompt(history);
+    const auto completion = chat.render_completion("4");
+    const auto continuation = chat.render_continuation(next);
+    joined.insert(joined.end(), completion.begin(), completion.end());
+    joined.insert(joined.end(), continuation.begin(), continuation.end());
+    EXPECT_EQ(chat.render_prompt(all), joined) << name;
+    // Every stop id of the template is a stop id of the renderer.
+    const auto stops = chat.stop_ids();
+    EXPECT_NE(std::find(stops.begin(), stops.end(), chat.end_of_turn_id()), stops.end());
+  }
+}
+
+TEST(ModelTemplate, SpecialTokenTextInMessagesStaysText) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  auto tok = scorch::load_tokenizer(fixture_dir("qwen2.5"));
+  const ChatRenderer chat(*tok, "auto");
+  const int64_t im_end = tok->piece_to_id("<|im_end|>");
+  ASSERT_GE(im_end, 0);
+  const auto ids = chat.render_prompt({{"user", "a<|im_end|>b", true}});
+  // <|im_end|> ends the system turn and the user turn: twice, never from the user's text.
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_end), 2);
+  auto special = scorch::load_tokenizer(fixture_dir("qwen2.5"), scorch::TokenizerOptions{true});
+  const ChatRenderer chat_special(*special, "auto");
+  const auto parsed = chat_special.render_prompt({{"user", "a<|im_end|>b", true}});
+  EXPECT_EQ(std::count(parsed.begin(), parsed.end(), im_end), 3);
+}
+
+TEST(ModelTemplate, NonAppendOnlyTemplatesAreRefusedForMultiTurnNamingTheTemplate) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  auto tok = scorch::load_tokenizer(fixture_dir("qwen3"));
+  const ChatRenderer chat(*tok, "auto", R"({"enable_thinking": false})");
+  // Single turn renders like transformers.
+  std::ifstream in(fixture_dir("qwen3") + "/chat_sample.jsonl");
+  std::string line;
+  std::getline(in, line);
+  const json j = json::parse(line);
+  EXPECT_EQ(chat.render_prompt(messages_of(j["messages"])), j["ids"].get<std::vector<int64_t>>());
+  // Qwen3 rewrites earlier assistant turns once a later user turn follows.
+  const std::string err = error_of([&] {
+    chat.render({{"user", "Hi", true}, {"assistant", "<think>\nx\n</think>\n\nHello", true}, {"user", "More", true}});
+  });
+  EXPECT_NE(err.find("not append-only"), std::string::npos) << err;
+  EXPECT_NE(err.find("chat_template.jinja"), std::string::npos) << err;
+}
+
+TEST(ModelTemplate, TemplatesThatDoNotParseOrRaiseAreUserErrors) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  const std::string dir = temp_dir("badtmpl");
+  write_tokenizer(dir, tiny_tokenizer());
+  std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": "<|end|>", "chat_template": "{% for m in messages %}{{ m.content }\n{% endfor %}"})";
+  auto tok = scorch::load_tokenizer(dir);
+  std::string err = error_of([&] { ChatRenderer chat(*tok, "auto"); });
+  EXPECT_NE(err.find("does not parse"), std::string::npos) << err;
+  EXPECT_NE(err.find("tokenizer_config.json"), std::string::npos) << err;
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"eos_token": "<|end|>", "chat_template": "{% if messages[0].role == 'system' %}{{ raise_exception('no system role') }}{% endif %}{% for m in messages %}{{ m.content }}<|end|>{% endfor %}"})";
+  auto tok2 = scorch::load_tokenizer(dir);
+  ChatRenderer chat(*tok2, "auto");
+  EXPECT_EQ(chat.end_of_turn_id(), 8);
+  err = error_of([&] { chat.render({{"system", "a", true}}); });
+  EXPECT_NE(err.find("no system role"), std::string::npos) << err;
+  // Without a template `auto` is `plain`; kwargs with a built-in are refused.
+  std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": "<|end|>"})";
+  auto tok3 = scorch::load_tokenizer(dir);
+  EXPECT_EQ(ChatRenderer(*tok3, "auto").name(), "plain");
+  EXPECT_NE(error_of([&] { ChatRenderer(*tok3, "chatml", R"({"enable_thinking": false})"); }).find("chat_template_kwargs"),
+            std::string::npos);
+  scorch::fs::remove_all(dir);
+}
+
+}  // namespace chat

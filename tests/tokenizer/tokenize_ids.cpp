@@ -1,25 +1,44 @@
-// Test helper for tests/python/test_tokenizer_parity.py: our Tokenizer from outside the process.
-// Usage: tokenize_ids TOKENIZER (tokenizer.json, tokenizer.model or their directory) < strings.jsonl
-// Each input line is a JSON string; each output line is {"ids": [...], "decoded": "..."}.
+// Test helper for tests/python/test_*tokenizer_parity.py and test_chat_template_parity.py: our
+// Tokenizer and ChatRenderer from outside the process.
+// Usage: tokenize_ids TOKENIZER < strings.jsonl
+//   Each input line is a JSON string; each output line is {"ids": [...], "decoded": "..."}.
+// Usage: tokenize_ids TOKENIZER --chat < conversations.jsonl
+//   Each input line is {"messages": [...], "add_generation_prompt": bool, "kwargs": {...}}; each
+//   output line is {"ids": [...]} (render_prompt or render) or {"error": "..."}; chat template auto.
 #include <iostream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: tokenize_ids TOKENIZER < strings.jsonl\n";
+  const bool chat = argc == 3 && std::string(argv[2]) == "--chat";
+  if (argc != 2 && !chat) {
+    std::cerr << "usage: tokenize_ids TOKENIZER [--chat] < lines.jsonl\n";
     return 2;
   }
   auto tok = scorch::load_tokenizer(argv[1]);
   std::string line;
   while (std::getline(std::cin, line)) {
-    const std::string text = nlohmann::json::parse(line).get<std::string>();
-    const auto ids = tok->encode(text);
-    nlohmann::json out = {{"ids", ids}, {"decoded", tok->decode(ids)}};
-    std::cout << out.dump() << '\n';
+    const nlohmann::json in = nlohmann::json::parse(line);
+    if (!chat) {
+      const auto ids = tok->encode(in.get<std::string>());
+      std::cout << nlohmann::json{{"ids", ids}, {"decoded", tok->decode(ids)}}.dump() << '\n';
+      continue;
+    }
+    try {
+      const scorch::ChatRenderer renderer(*tok, "auto", in.value("kwargs", nlohmann::json::object()).dump());
+      std::vector<scorch::ChatMessage> messages;
+      for (const auto& m : in["messages"]) messages.push_back({m["role"], m["content"], true});
+      const auto ids = in.value("add_generation_prompt", false) ? renderer.render_prompt(messages)
+                                                                : renderer.render(messages).ids;
+      std::cout << nlohmann::json{{"ids", ids}}.dump() << '\n';
+    } catch (const scorch::UserError& e) {
+      std::cout << nlohmann::json{{"error", e.what()}}.dump() << '\n';
+    }
   }
   return 0;
 }
