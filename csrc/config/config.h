@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/node/impl.h>  // YAML::Node members are default-constructed inline
 #include <yaml-cpp/node/node.h>
 
 namespace scorch {
