@@ -537,7 +537,9 @@ class Writer {
     out_ << YAML::EndSeq;
   }
   void field(const char* key, const YAML::Node& v, const Spec&) {
-    if (v.IsDefined() && v.IsMap() && v.size() > 0) out_ << YAML::Key << key << YAML::Value << v;
+    out_ << YAML::Key << key << YAML::Value;
+    if (v.IsDefined() && v.IsMap() && v.size() > 0) out_ << v;
+    else out_ << YAML::Flow << YAML::BeginMap << YAML::EndMap;
   }
   void field(const char* key, const std::vector<double>& v, const Spec&) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
