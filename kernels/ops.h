@@ -30,6 +30,24 @@ namespace scorch {
 std::tuple<at::Tensor, at::Tensor> token_logprobs(const at::Tensor& logits, const at::Tensor& targets,
                                                   double temperature = 1.0, bool with_entropy = false);
 
+// The same log-probabilities (and entropy) straight from the final hidden states and the LM head,
+// never holding the [N, V] logits: lm_head_logprobs(hidden, weight, targets) equals
+// token_logprobs(hidden @ weight^T, targets) up to floating-point reassociation. The tokens are
+// taken `chunk` rows at a time (0 = automatic: about 2^25 logits per chunk); each chunk's logits are
+// one GEMM, reduced by token_logprobs' kernels and dropped; the backward recomputes them chunk by
+// chunk and returns grad_hidden and grad_weight (the latter summed over chunks in fp32). Memory:
+// two chunks of logits instead of several [N, V] tensors. Any device ATen runs GEMMs on.
+//   hidden  [N, H] bf16 | fp16 | fp32
+//   weight  [V, H] the LM head (the embedding when tied), hidden's dtype and device
+//   targets [N] int64; < 0 = ignored (logp 0), as token_logprobs
+//   logit_softcap c > 0: the logits are c tanh(z / c) (before the temperature); 0 = none
+// Returns logp [N] fp32 and entropy [N] fp32 (empty unless with_entropy), as token_logprobs.
+// Differentiable once, with respect to hidden and weight.
+std::tuple<at::Tensor, at::Tensor> lm_head_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
+                                                    const at::Tensor& targets, double temperature = 1.0,
+                                                    bool with_entropy = false, int64_t chunk = 0,
+                                                    double logit_softcap = 0.0);
+
 // Group-relative advantages (ALGORITHMS.md §4) for rewards laid out group by group:
 //   rewards [B * G] fp32, group_size G (the G completions of one prompt are adjacent).
 // mode

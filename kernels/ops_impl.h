@@ -23,6 +23,27 @@ at::Tensor token_logprobs_backward_cpu(const at::Tensor& grad_logp, const at::Te
                                        const at::Tensor& lse, const at::Tensor& entropy, double temperature);
 
 
+// --- lm_head_logprobs (lm_head_logprobs.cpp; device-generic ATen over the token_logprobs kernels) ---
+void check_lm_head_logprobs_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                   double temperature, int64_t chunk, double softcap);
+// Rows of hidden per chunk: `chunk` when > 0, else about 2^25 logits per chunk.
+int64_t lm_head_chunk_rows(int64_t chunk, int64_t vocab);
+// Forward: (logp [N] fp32, entropy [N] fp32 or empty [0], lse [N] fp32 of the (capped) logits / T).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at::Tensor& hidden,
+                                                                        const at::Tensor& weight,
+                                                                        const at::Tensor& targets, double temperature,
+                                                                        bool with_entropy, int64_t chunk,
+                                                                        double softcap);
+// Backward: (grad_hidden [N, H], grad_weight [V, H]) in the inputs' dtype, each undefined unless
+// asked for; grad_logp / grad_entropy may be undefined (that output did not reach the loss).
+std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backward(const at::Tensor& grad_logp,
+                                                             const at::Tensor& grad_entropy,
+                                                             const at::Tensor& hidden, const at::Tensor& weight,
+                                                             const at::Tensor& targets, const at::Tensor& lse,
+                                                             const at::Tensor& entropy, double temperature,
+                                                             int64_t chunk, double softcap, bool need_hidden,
+                                                             bool need_weight);
+
 // --- group_advantages ------------------------------------------------------------------------
 enum class AdvantageMode { kGrpo, kDrGrpo, kRloo, kReinforcePP };
 enum class RewardScale { kGroup, kBatch, kNone };

@@ -1,6 +1,8 @@
 // Registers scorch's ops with the PyTorch dispatcher (TORCH_LIBRARY(scorch, ...)) for CPU, CUDA
 // and Autograd, and defines the C++ entry points of kernels/ops.h on top of the dispatcher, so C++
 // and Python (torch.ops.scorch.*) reach exactly the same kernels.
+// lm_head_logprobs is one op over token_logprobs' kernels (lm_head_logprobs.cpp), its Autograd
+// kernel recomputing the logits chunk by chunk in the backward.
 // token_logprobs is three ops: the public one (differentiable through the Autograd kernel below)
 // and the internal forward (which also returns the per-row log-sum-exp the backward needs) and
 // backward, each with a CPU and a CUDA kernel.
@@ -339,6 +341,53 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs_autograd(const at::Tensor& log
   return {out[0], out[1]};
 }
 
+// Saves hidden and weight (references), the targets, the [N] lse and the [N] entropy; the backward
+// recomputes the logits chunk by chunk.
+class LmHeadLogprobsFunction : public torch::autograd::Function<LmHeadLogprobsFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                               const at::Tensor& targets, double temperature, bool with_entropy, int64_t chunk,
+                               double softcap) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [logp, entropy, lse] =
+        lm_head_logprobs_forward(hidden, weight, targets, temperature, with_entropy, chunk, softcap);
+    ctx->save_for_backward({hidden, weight, targets, lse, entropy});
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["softcap"] = softcap;
+    ctx->set_materialize_grads(false);
+    return {logp, entropy};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    at::Tensor grad_logp = grads[0];
+    at::Tensor grad_entropy = grads.size() > 1 && grads[1].defined() && grads[1].numel() > 0 ? grads[1] : at::Tensor();
+    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
+    auto [grad_hidden, grad_weight] = lm_head_logprobs_backward(
+        grad_logp, grad_entropy, saved[0], saved[1], saved[2], saved[3], saved[4],
+        ctx->saved_data["temperature"].toDouble(), ctx->saved_data["chunk"].toInt(),
+        ctx->saved_data["softcap"].toDouble(), need_hidden, need_weight);
+    return {grad_hidden, grad_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_autograd(const at::Tensor& hidden, const at::Tensor& weight,
+                                                             const at::Tensor& targets, double temperature,
+                                                             bool with_entropy, int64_t chunk, double softcap) {
+  auto out = LmHeadLogprobsFunction::apply(hidden, weight, targets, temperature, with_entropy, chunk, softcap);
+  return {out[0], out[1]};
+}
+
+// The backend kernel (CPU and CUDA alike: the op is ATen over the token_logprobs kernels).
+std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backend(const at::Tensor& hidden, const at::Tensor& weight,
+                                                            const at::Tensor& targets, double temperature,
+                                                            bool with_entropy, int64_t chunk, double softcap) {
+  auto [logp, entropy, lse] =
+      lm_head_logprobs_forward(hidden, weight, targets, temperature, with_entropy, chunk, softcap);
+  return {logp, entropy};
+}
+
 // --- decode-step ops: inference only ----------------------------------------------------------
 
 template <typename Signature>
@@ -427,6 +476,15 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs(const at::Tensor& logits, cons
   return op.call(logits, targets, temperature, with_entropy);
 }
 
+std::tuple<at::Tensor, at::Tensor> lm_head_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
+                                                    const at::Tensor& targets, double temperature, bool with_entropy,
+                                                    int64_t chunk, double logit_softcap) {
+  using Signature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                                       bool, int64_t, double);
+  static const auto op = kernels::typed_op<Signature>("scorch::lm_head_logprobs");
+  return op.call(hidden, weight, targets, temperature, with_entropy, chunk, logit_softcap);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(const at::Tensor& rewards,
                                                                             int64_t group_size,
                                                                             const std::string& mode, double eps,
@@ -487,6 +545,8 @@ TORCH_LIBRARY(scorch, m) {
         "-> (Tensor logp, Tensor entropy, Tensor lse)");
   m.def("token_logprobs_backward(Tensor? grad_logp, Tensor? grad_entropy, Tensor logits, Tensor targets, "
         "Tensor lse, Tensor entropy, float temperature) -> Tensor");
+  m.def("lm_head_logprobs(Tensor hidden, Tensor weight, Tensor targets, float temperature=1.0, "
+        "bool with_entropy=False, int chunk=0, float logit_softcap=0.0) -> (Tensor logp, Tensor entropy)");
   m.def("group_advantages(Tensor rewards, int group_size, str mode='grpo', float eps=1e-4, str scale='group') "
         "-> (Tensor advantages, Tensor group_mean, Tensor group_std, Tensor zero_std)");
   // Inference-only decode-step ops (ops.h).
@@ -505,6 +565,7 @@ TORCH_LIBRARY_IMPL(scorch, CPU, m) {
   m.impl("token_logprobs", &scorch::kernels::token_logprobs_cpu);
   m.impl("token_logprobs_forward", &scorch::kernels::token_logprobs_forward_cpu);
   m.impl("token_logprobs_backward", &scorch::kernels::token_logprobs_backward_cpu_op);
+  m.impl("lm_head_logprobs", &scorch::kernels::lm_head_logprobs_backend);
   m.impl("group_advantages", &scorch::kernels::group_advantages_cpu_op);
   m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_cpu);
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cpu);
@@ -520,6 +581,7 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
   m.impl("token_logprobs", &scorch::kernels::token_logprobs_cuda);
   m.impl("token_logprobs_forward", &scorch::kernels::token_logprobs_forward_cuda);
   m.impl("token_logprobs_backward", &scorch::kernels::token_logprobs_backward_cuda_op);
+  m.impl("lm_head_logprobs", &scorch::kernels::lm_head_logprobs_backend);
   m.impl("group_advantages", &scorch::kernels::group_advantages_cuda_op);
   m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_cuda);
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cuda);
@@ -533,6 +595,7 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
 
 TORCH_LIBRARY_IMPL(scorch, Autograd, m) {
   m.impl("token_logprobs", &scorch::kernels::token_logprobs_autograd);
+  m.impl("lm_head_logprobs", &scorch::kernels::lm_head_logprobs_autograd);
   m.impl("fused_rms_norm", &scorch::kernels::fused_rms_norm_autograd);
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_autograd);
   m.impl("fused_rope", &scorch::kernels::fused_rope_autograd);

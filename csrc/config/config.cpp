@@ -118,7 +118,6 @@ void visit(Config& c, V& v) {
     v.field("eval_every", s.eval_every, at_least(0));
     v.field("eval_samples", s.eval_samples, range(0, 1024));
     v.field("max_nonfinite_steps", s.max_nonfinite_steps, at_least(1));
-    v.field("precision", s.precision, one_of({"auto", "fp32", "bf16"}));
     v.field("threads", s.threads, range(0, 1024));
   });
   v.section("optim", [&] {
@@ -433,6 +432,13 @@ class Reader {
     for (const auto& kv : map()) {
       const std::string k = kv.first.Scalar();
       if (std::find(declared_.begin(), declared_.end(), k) != declared_.end()) continue;
+      if (prefix_ + k == "train.precision") {
+        fail(kv.first, "train.precision",
+             "`train.precision` is not a setting (it was never read): the training precision is `model.dtype` — "
+             "`bfloat16` trains bf16 weights and activations with fp32 AdamW moments and fp32 master weights, "
+             "`float32` trains in fp32, `auto` picks bfloat16 on CUDA and float32 on the CPU; remove "
+             "`train.precision` and set `model.dtype`");
+      }
       const std::string hint = nearest(k, declared_);
       std::string msg = "unknown key `" + prefix_ + shorten(k) + "`";
       if (!hint.empty()) msg += " — did you mean `" + prefix_ + hint + "`?";

@@ -16,7 +16,7 @@ struct ModelSection {
   std::string path;                 // HF model directory (config.json + safetensors)
   std::string dtype = "auto";       // auto | float32 | bfloat16 (auto: bf16 on CUDA, fp32 on CPU)
   std::string device = "auto";      // auto | cpu | cuda
-  bool gradient_checkpointing = false;
+  bool gradient_checkpointing = false;  // recompute each decoder layer in the backward (Transformer)
 };
 
 struct TokenizerSection {
@@ -49,7 +49,6 @@ struct TrainSection {
   int64_t eval_samples = 0;         // K >= 2: evaluations also log mean@K / pass@K / maj@K of K samples
                                     // per problem at generation.temperature (fixed seed); 0 = greedy only
   int64_t max_nonfinite_steps = 3;  // consecutive skipped steps before exit 3
-  std::string precision = "auto";   // auto | fp32 | bf16
   int64_t threads = 0;              // CPU intra-op threads; 0 = torch default
 };
 

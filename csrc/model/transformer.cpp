@@ -9,12 +9,17 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <initializer_list>
 #include <limits>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -87,6 +92,19 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   }
   if (q.is_cuda() && T == 1 && KV != H && !causal) return grouped_decode_attention(q, k, v, mask, scale);
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, /*enable_gqa=*/KV != H);
+}
+
+// Whether any of the model's parameters or LoRA adapters requires grad.
+bool any_requires_grad(const std::vector<at::Tensor>& tensors, const std::vector<TransformerLayer>& layers) {
+  for (const at::Tensor& t : tensors) {
+    if (t.requires_grad()) return true;
+  }
+  for (const TransformerLayer& L : layers) {
+    for (const LoraWeights& w : L.lora) {
+      if (w.defined() && (w.a.requires_grad() || w.b.requires_grad())) return true;
+    }
+  }
+  return false;
 }
 
 // Whether a forward must differentiate with respect to any of these (defined) tensors.
@@ -239,7 +257,7 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 template <class KvFn, class QkvAttnFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c,
                       const Transformer::LoraScale& lora, at::Tensor h, const Rope& rope, const LayerMasks& masks,
-                      KvFn&& kv, QkvAttnFn&& qkv_attn) {
+                      KvFn&& kv, QkvAttnFn&& qkv_attn, size_t first_layer = 0) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
   const double scale = c.attention_scale();
@@ -247,7 +265,7 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
   at::Tensor x = c.pre_norms ? norm(h, layers[0].input_norm, c) : h;  // the attention input
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
-    const bool sliding = c.is_sliding_layer(i);
+    const bool sliding = c.is_sliding_layer(first_layer + i);
     const std::optional<at::Tensor>& mask = sliding ? masks.window : masks.full;
     const bool causal = !sliding && masks.causal;
     const at::Tensor& cos = rope.cos_of(sliding);
@@ -262,12 +280,12 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
         proj = at::cat({qp, kp, proj.narrow(-1, (H + KV) * D, KV * D)}, -1);
       }
       const at::Tensor qkv = proj.view({B, T, H + 2 * KV, D}).transpose(1, 2);
-      if (auto fused = qkv_attn(static_cast<int64_t>(i), qkv, mask, cos, sin)) {
+      if (auto fused = qkv_attn(static_cast<int64_t>(first_layer + i), qkv, mask, cos, sin)) {
         attn = *fused;
       } else {
         const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
         q = qk.narrow(1, 0, H);
-        std::tie(k, v) = kv(static_cast<int64_t>(i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
+        std::tie(k, v) = kv(static_cast<int64_t>(first_layer + i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
       }
     } else {
       at::Tensor qp = project(x, L, {Projection::q}, lora), kp = project(x, L, {Projection::k}, lora);
@@ -275,7 +293,7 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
       q = apply_rope(qp.view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
       k = apply_rope(kp.view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
       v = project(x, L, {Projection::v}, lora).view({B, T, KV, D}).transpose(1, 2);
-      std::tie(k, v) = kv(static_cast<int64_t>(i), k, v);
+      std::tie(k, v) = kv(static_cast<int64_t>(first_layer + i), k, v);
     }
     if (!attn.defined()) {
       attn = attend(q, k, v, mask, causal, scale, c.attn_logit_softcapping).transpose(1, 2).reshape({B, T, H * D});
@@ -309,6 +327,104 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
   }
   return h;
 }
+
+// Decoder layer `index` over h [B, T, hidden] without a cache: the input norm, the layer, the
+// residual sum (run_layers on this layer alone, the same ops as inside the full loop, with the
+// layer's own mask and RoPE tables).
+at::Tensor run_one_layer(const TransformerLayer& layer, size_t index, const ModelConfig& c,
+                         const Transformer::LoraScale& lora, const at::Tensor& h, const Rope& rope,
+                         const LayerMasks& masks) {
+  const std::vector<TransformerLayer> one{layer};  // shares the layer's tensors
+  return run_layers(
+      one, c, lora, h, rope, masks,
+      [](int64_t, const at::Tensor& k, const at::Tensor& v) { return std::make_pair(k, v); },
+      [](int64_t, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&) {
+        return std::optional<at::Tensor>();
+      },
+      index);
+}
+
+// What a checkpointed layer needs again in its backward, kept by the autograd node.
+// The RoPE tables and masks take no gradient, so they travel here rather than as autograd inputs.
+struct CheckpointedLayerState : torch::CustomClassHolder {
+  TransformerLayer layer;
+  size_t index = 0;
+  ModelConfig config;
+  Transformer::LoraScale lora;
+  std::shared_ptr<const Rope> rope;
+  std::shared_ptr<const LayerMasks> masks;
+};
+
+// The layer's parameters as autograd inputs (each defined tensor once, in a fixed order).
+std::vector<at::Tensor> layer_parameters(const TransformerLayer& L) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor* t : {&L.input_norm, &L.q_weight, &L.k_weight, &L.v_weight, &L.q_bias, &L.k_bias, &L.v_bias,
+                              &L.o_weight, &L.o_bias, &L.q_norm, &L.k_norm, &L.post_attention_norm,
+                              &L.pre_feedforward_norm, &L.post_feedforward_norm, &L.gate_weight, &L.up_weight,
+                              &L.down_weight}) {
+    if (t->defined()) out.push_back(*t);
+  }
+  for (const LoraWeights& w : L.lora) {
+    if (w.defined()) {
+      out.push_back(w.a);
+      out.push_back(w.b);
+    }
+  }
+  return out;
+}
+
+// Activation checkpointing of one decoder layer: the forward keeps only the layer's input (the
+// output is computed with the training path's ops and the layer's activations are dropped at
+// once); the backward runs the layer again under grad and differentiates that. The layer has no
+// randomness (no dropout), so the recomputation is the forward exactly.
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h,
+                                                at::TensorList params,
+                                                c10::intrusive_ptr<CheckpointedLayerState> state) {
+    at::Tensor out;
+    {
+      // The training path's ops (not the no-grad fused kernels), so the recomputation in the
+      // backward reproduces this output bit for bit; the graph built here dies with this scope.
+      at::AutoGradMode grad(true);
+      const at::Tensor x = h.detach().requires_grad_(true);
+      out = run_one_layer(state->layer, state->index, state->config, state->lora, x, *state->rope, *state->masks)
+                .detach();
+    }
+    ctx->save_for_backward({h});
+    ctx->saved_data["state"] = c10::IValue::make_capsule(state);
+    ctx->saved_data["params"] = static_cast<int64_t>(params.size());
+    return {out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto state = c10::static_intrusive_pointer_cast<CheckpointedLayerState>(ctx->saved_data["state"].toCapsule());
+    const size_t n_params = static_cast<size_t>(ctx->saved_data["params"].toInt());
+    at::AutoGradMode grad(true);
+    const at::Tensor x = saved[0].detach().requires_grad_(true);
+    const at::Tensor out =
+        run_one_layer(state->layer, state->index, state->config, state->lora, x, *state->rope, *state->masks);
+    // Differentiate with respect to the input and the parameters that train (frozen ones get none).
+    const std::vector<at::Tensor> params = layer_parameters(state->layer);
+    std::vector<at::Tensor> wrt{x};
+    std::vector<size_t> slot;  // wrt[k + 1] is params[slot[k]]
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (params[i].requires_grad()) {
+        wrt.push_back(params[i]);
+        slot.push_back(i);
+      }
+    }
+    const auto g = torch::autograd::grad({out}, wrt, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                         /*allow_unused=*/true);
+    // One gradient per forward argument: h, each parameter, state.
+    torch::autograd::variable_list result(1 + n_params + 1);
+    result[0] = g[0];
+    for (size_t k = 0; k < slot.size(); ++k) result[1 + slot[k]] = g[k + 1];
+    return result;
+  }
+};
 
 // Concatenates the row blocks `parts` into one new tensor and makes each part its slice, keeping
 // each part's requires_grad. Returns the fused tensor.
@@ -526,12 +642,34 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
     window = restrict_to_window(base, pos, pos, c.sliding_window);
   }
   const LayerMasks masks{additive_mask(mask, h.scalar_type()), causal, additive_mask(window, h.scalar_type())};
-  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, rope, masks,
-                                    [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
-                                      return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
-                                    },
-                                    [](int64_t, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
-                                       const at::Tensor&) { return std::optional<at::Tensor>(); });
+  at::Tensor out;
+  if (gradient_checkpointing_ && !cache && at::GradMode::is_enabled() && any_requires_grad(parameters(), layers_)) {
+    if (lora_scale_.dropout > 0) {
+      throw UserError("model.gradient_checkpointing with lora.lora_dropout > 0 is not supported (the recomputed "
+                      "layer would draw other dropout masks): set lora.lora_dropout to 0 or turn checkpointing off");
+    }
+    const auto shared_rope = std::make_shared<const Rope>(rope);
+    const auto shared_masks = std::make_shared<const LayerMasks>(masks);
+    out = h;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      auto state = c10::make_intrusive<CheckpointedLayerState>();
+      state->layer = layers_[i];
+      state->index = i;
+      state->config = c;
+      state->lora = lora_scale_;
+      state->rope = shared_rope;
+      state->masks = shared_masks;
+      const std::vector<at::Tensor> params = layer_parameters(layers_[i]);
+      out = CheckpointedLayer::apply(out, at::TensorList(params), std::move(state))[0];
+    }
+  } else {
+    out = run_layers(layers_, c, lora_scale_, h, rope, masks,
+                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
+                       return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
+                     },
+                     [](int64_t, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
+                        const at::Tensor&) { return std::optional<at::Tensor>(); });
+  }
   if (cache) cache->end_step();
   return norm(out, norm_, c);
 }
@@ -595,6 +733,28 @@ at::Tensor Transformer::cap_logits(const at::Tensor& logits) const {
   const double cap = config_.final_logit_softcapping;
   if (cap <= 0) return logits;
   return at::tanh(logits / cap) * cap;
+}
+
+std::pair<at::Tensor, at::Tensor> Transformer::token_logprobs(const at::Tensor& hidden, const at::Tensor& targets,
+                                                              double temperature, bool with_entropy) const {
+  static const bool unfused = [] {
+    const char* v = std::getenv("SCORCH_LM_HEAD");
+    return v != nullptr && std::string(v) == "unfused";
+  }();
+  const int64_t H = hidden.size(-1);
+  if (targets.sizes() != hidden.sizes().slice(0, hidden.dim() - 1)) {
+    throw std::invalid_argument("Transformer::token_logprobs: targets must have hidden's leading shape");
+  }
+  const at::Tensor t = targets.reshape({-1});
+  at::Tensor logp, entropy;
+  if (unfused) {
+    const at::Tensor z = logits(hidden);
+    std::tie(logp, entropy) = scorch::token_logprobs(z.reshape({-1, z.size(-1)}), t, temperature, with_entropy);
+  } else {
+    std::tie(logp, entropy) = lm_head_logprobs(hidden.reshape({-1, H}), lm_head_weight(), t, temperature, with_entropy,
+                                               /*chunk=*/0, config_.final_logit_softcapping);
+  }
+  return {logp.view(targets.sizes()), with_entropy ? entropy.view(targets.sizes()) : entropy};
 }
 
 std::map<std::string, at::Tensor> Transformer::named_parameters() const {

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -101,6 +102,20 @@ class Transformer {
   at::Tensor cap_logits(const at::Tensor& logits) const;
   // Token embeddings [..., hidden] (scaled by sqrt(hidden) where the config says so).
   at::Tensor embed(const at::Tensor& input_ids) const;
+  // Per-token log-probabilities of `targets` (and the entropy when with_entropy) under
+  // softmax(logits(hidden) / temperature): hidden [..., hidden], targets [...] int64 (< 0 = ignored,
+  // logp 0) -> (logp [...] fp32, entropy [...] fp32 or an empty tensor). Every trainer's training and
+  // reference log-probs go through here. It runs kernels' lm_head_logprobs, which never holds the
+  // [tokens, vocab] logits (chunked GEMMs, recomputed in the backward), with the config's final
+  // logit soft cap; the environment variable SCORCH_LM_HEAD=unfused (a debugging switch for
+  // comparisons, not a setting) takes logits() then token_logprobs instead.
+  std::pair<at::Tensor, at::Tensor> token_logprobs(const at::Tensor& hidden, const at::Tensor& targets,
+                                                   double temperature = 1.0, bool with_entropy = false) const;
+  // Activation checkpointing (model.gradient_checkpointing): when on, a forward that differentiates
+  // with respect to the weights and has no cache keeps only each decoder layer's input and
+  // recomputes the layer in the backward (the same ops, so the same loss and gradients).
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.
   const at::Tensor& lm_head_weight() const { return config_.tie_word_embeddings ? embed_tokens_ : lm_head_; }
 
@@ -156,6 +171,7 @@ class Transformer {
   LoraScale lora_scale_;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
   at::Tensor local_inv_freq_;  // the sliding-window layers' (ModelConfig::local_rope_theta); else undefined
+  bool gradient_checkpointing_ = false;
 };
 
 // Decode attention with grouped-query heads: q [B, H, 1, D], k / v [B, KV, S, D], mask

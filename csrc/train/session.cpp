@@ -149,6 +149,7 @@ ModelSession open_model_session(const Config& config) {
     log::info("LoRA r=", config.lora.r, " alpha=", config.lora.lora_alpha, " on ", modules, ": ", adapter,
               " trainable parameters (base frozen)");
   }
+  s.model->set_gradient_checkpointing(config.model.gradient_checkpointing);
   return s;
 }
 

@@ -4,6 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/autograd/function.h>
 
 #include "model_test_util.h"
 
@@ -294,5 +300,123 @@ TEST(Transformer, FusedProjectionsAliasTheWeightsAndGiveTheSeparateGemmsValues) 
     m.fuse_projections();
     ASSERT_TRUE(all_fused(m));
     EXPECT_LT(max_abs_diff(m.forward(ids, pos), before), 1e-5);
+  }
+}
+
+namespace {
+
+// Autograd nodes reachable from `root`, by name.
+std::map<std::string, int> graph_nodes(const at::Tensor& root) {
+  std::map<std::string, int> count;
+  std::set<const torch::autograd::Node*> seen;
+  std::vector<torch::autograd::Node*> todo{root.grad_fn().get()};
+  while (!todo.empty()) {
+    torch::autograd::Node* n = todo.back();
+    todo.pop_back();
+    if (n == nullptr || !seen.insert(n).second) continue;
+    ++count[n->name()];
+    for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
+  }
+  return count;
+}
+
+// A packed two-sample batch (block-diagonal mask) and its loss: -sum log p of the next tokens.
+struct PackedLoss {
+  at::Tensor ids, pos, mask, targets;
+  explicit PackedLoss(int64_t vocab) {
+    ids = at::randint(vocab, {2, 9}, at::kLong);
+    pos = at::cat({arange_positions(2, 4), arange_positions(2, 5)}, 1);
+    mask = at::zeros({2, 1, 9, 9}, at::kBool);
+    mask.index({at::indexing::Slice(), 0, at::indexing::Slice(0, 4), at::indexing::Slice(0, 4)})
+        .copy_(at::ones({4, 4}, at::kBool).tril());
+    mask.index({at::indexing::Slice(), 0, at::indexing::Slice(4, 9), at::indexing::Slice(4, 9)})
+        .copy_(at::ones({5, 5}, at::kBool).tril());
+    targets = at::randint(vocab, {2, 9}, at::kLong);
+    targets.index_put_({0, 3}, -100);
+  }
+  at::Tensor operator()(const Transformer& m) const {
+    auto [logp, entropy] = m.token_logprobs(m.forward(ids, pos, mask), targets, 0.9, true);
+    return -logp.sum() + 0.1 * entropy.sum();
+  }
+};
+
+}  // namespace
+
+// model.gradient_checkpointing: the same loss bit for bit and the same gradients to fp32 round-off,
+// with a frozen weight (no gradient for it); and the graph really holds one node per layer instead
+// of the layer's ops (the activations inside a layer are not kept).
+TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
+  for (const bool tied : {false, true}) {
+    Transformer m = random_model(tiny_config(tied ? "llama" : "qwen2", tied), 21);
+    m.set_requires_grad(true);
+    m.layers_[0].up_weight.requires_grad_(false);
+    at::manual_seed(22);
+    const PackedLoss loss_of(m.config().vocab_size);
+
+    const at::Tensor plain = loss_of(m);
+    const auto plain_nodes = graph_nodes(plain);
+    plain.backward();
+    std::map<std::string, at::Tensor> plain_grads;
+    for (auto& [name, t] : m.named_parameters()) {
+      if (t.grad().defined()) plain_grads[name] = t.grad().clone();
+      t.mutable_grad() = at::Tensor();
+    }
+
+    m.set_gradient_checkpointing(true);
+    const at::Tensor ckpt = loss_of(m);
+    const auto ckpt_nodes = graph_nodes(ckpt);
+    ckpt.backward();
+    EXPECT_EQ(ckpt.item<float>(), plain.item<float>()) << "tied=" << tied;
+    int compared = 0;
+    for (auto& [name, t] : m.named_parameters()) {
+      if (name == "model.layers.0.mlp.up_proj.weight") {
+        EXPECT_FALSE(t.grad().defined());
+        continue;
+      }
+      ASSERT_TRUE(t.grad().defined()) << name;
+      const at::Tensor& ref = plain_grads.at(name);
+      const double rel = (t.grad() - ref).norm().item<double>() / ref.norm().item<double>();
+      EXPECT_LT(rel, 1e-6) << name << " tied=" << tied;
+      EXPECT_GT(ref.abs().max().item<double>(), 0) << name;
+      ++compared;
+    }
+    EXPECT_EQ(compared, static_cast<int>(plain_grads.size()));
+    int checkpointed = 0;
+    for (const auto& [name, n] : ckpt_nodes) {
+      if (name.find("CheckpointedLayer") != std::string::npos) checkpointed += n;
+    }
+    EXPECT_EQ(checkpointed, m.config().num_hidden_layers);
+    int plain_total = 0, ckpt_total = 0;
+    for (const auto& [name, n] : plain_nodes) plain_total += n;
+    for (const auto& [name, n] : ckpt_nodes) ckpt_total += n;
+    EXPECT_LT(ckpt_total * 2, plain_total) << "the layers' own ops should not be in the graph";
+  }
+}
+
+// Transformer::token_logprobs (the fused LM head) against float64 log_softmax of the full logits,
+// values and gradients, tied and untied.
+TEST(Transformer, TokenLogprobsEqualsFloat64LogSoftmaxOfTheLogits) {
+  for (const bool tied : {false, true}) {
+    Transformer m = random_model(tiny_config("llama", tied), 23);
+    m.set_requires_grad(true);
+    const at::Tensor ids = at::randint(53, {3, 7}, at::kLong);
+    at::Tensor targets = at::randint(53, {3, 7}, at::kLong);
+    targets.index_put_({1, 2}, -100);
+    const at::Tensor hidden = m.forward(ids, arange_positions(3, 7)).detach().requires_grad_(true);
+    auto [logp, entropy] = m.token_logprobs(hidden, targets, 1.2, true);
+    ASSERT_EQ(logp.sizes(), targets.sizes());
+    (logp.sum() + entropy.sum()).backward();
+
+    const at::Tensor h64 = d(hidden).requires_grad_(true), w64 = d(m.lm_head_weight()).requires_grad_(true);
+    const at::Tensor log_p = at::log_softmax(at::matmul(h64, w64.t()) / 1.2, -1);
+    const at::Tensor ref = log_p.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * targets.ge(0);
+    const at::Tensor ref_entropy = -(log_p.exp() * log_p).sum(-1);
+    (ref.sum() + ref_entropy.sum()).backward();
+    auto rel = [](const at::Tensor& a, const at::Tensor& b) { return (d(a) - b).norm().item<double>() / b.norm().item<double>(); };
+    EXPECT_LT(rel(logp, ref.detach()), 1e-6);
+    EXPECT_LT(rel(entropy, ref_entropy.detach()), 1e-6);
+    EXPECT_LT(rel(hidden.grad(), h64.grad()), 1e-5);
+    // Tied: the embedding's gradient here is the LM head's alone (hidden was detached).
+    EXPECT_LT(rel(m.lm_head_weight().grad(), w64.grad()), 1e-5) << "tied=" << tied;
   }
 }

@@ -50,6 +50,132 @@ def test_token_logprobs_rejects_a_non_contiguous_last_dimension():
         ops.token_logprobs(torch.randn(50, 4).t(), torch.zeros(4, dtype=torch.long), 1.0, False)
 
 
+
+def _lm_head_reference(hidden, weight, targets, temperature, softcap):
+    """float64 log_softmax of the full product: (logp [N], entropy [N]) with graph for autograd."""
+    z = hidden @ weight.t()
+    if softcap > 0:
+        z = softcap * torch.tanh(z / softcap)
+    log_p = torch.log_softmax(z / temperature, -1)
+    logp = log_p.gather(1, targets.clamp_min(0)[:, None]).squeeze(1) * (targets >= 0)
+    return logp, -(log_p.exp() * log_p).sum(-1)
+
+
+# V not a multiple of the chunk, N = 1, a chunk larger than N, temperature != 1, soft cap.
+@pytest.mark.parametrize("n,h,v,chunk", [(1, 8, 11, 4), (37, 16, 1000, 8), (20, 12, 257, 0), (9, 8, 50, 64)])
+@pytest.mark.parametrize("temperature,softcap", [(1.0, 0.0), (0.7, 0.0), (1.3, 5.0)])
+def test_lm_head_logprobs_forward_and_backward_match_float64_log_softmax(n, h, v, chunk, temperature, softcap):
+    torch.manual_seed(3)
+    hidden = torch.randn(n, h)
+    weight = torch.randn(v, h) * 0.7
+    targets = torch.randint(0, v, (n,))
+    targets[1::4] = -100
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+    logp, entropy = ops.lm_head_logprobs(x, w, targets, temperature, True, chunk, softcap)
+    assert logp.dtype == torch.float32 and entropy.dtype == torch.float32
+    gl, ge = torch.randn(n), torch.randn(n)
+    ((logp * gl).sum() + (entropy * ge).sum()).backward()
+    x64 = hidden.double().requires_grad_()
+    w64 = weight.double().requires_grad_()
+    ref_logp, ref_entropy = _lm_head_reference(x64, w64, targets, temperature, softcap)
+    ((ref_logp * gl.double()).sum() + (ref_entropy * ge.double()).sum()).backward()
+    torch.testing.assert_close(logp.double(), ref_logp.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), ref_entropy.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-4, atol=1e-5)
+    # Only log-probs reach the loss: the entropy term must be absent, not zero-filled wrongly.
+    x.grad = None
+    w.grad = None
+    logp2, _ = ops.lm_head_logprobs(x, w, targets, temperature, False, chunk, softcap)
+    logp2.sum().backward()
+    x64.grad = None
+    w64.grad = None
+    _lm_head_reference(x64, w64, targets, temperature, softcap)[0].sum().backward()
+    torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_lm_head_logprobs_tied_weights_sum_both_gradients():
+    # Tied embeddings: the LM head is the embedding table, so the weight gets the embedding's and the
+    # head's gradients together.
+    torch.manual_seed(4)
+    emb = torch.randn(23, 8)
+    ids = torch.randint(0, 23, (2, 6))
+    targets = torch.randint(0, 23, (12,))
+    e = emb.clone().requires_grad_()
+    hidden = torch.tanh(e[ids].reshape(12, 8) * 1.5)
+    logp, _ = ops.lm_head_logprobs(hidden, e, targets, 1.0, False, 5, 0.0)
+    logp.sum().backward()
+    e64 = emb.double().requires_grad_()
+    ref, _ = _lm_head_reference(torch.tanh(e64[ids].reshape(12, 8) * 1.5), e64, targets, 1.0, 0.0)
+    ref.sum().backward()
+    torch.testing.assert_close(logp.double(), ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(e.grad.double(), e64.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_lm_head_logprobs_bf16_matches_float64_of_the_rounded_inputs():
+    torch.manual_seed(5)
+    hidden = torch.randn(40, 64).bfloat16()
+    weight = (torch.randn(3001, 64) * 0.2).bfloat16()
+    targets = torch.randint(0, 3001, (40,))
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+    logp, entropy = ops.lm_head_logprobs(x, w, targets, 0.9, True, 16, 0.0)
+    (logp.sum() + 0.1 * entropy.sum()).backward()
+    assert x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.bfloat16
+    x64 = hidden.double().requires_grad_()
+    w64 = weight.double().requires_grad_()
+    ref_logp, ref_entropy = _lm_head_reference(x64, w64, targets, 0.9, 0.0)
+    (ref_logp.sum() + 0.1 * ref_entropy.sum()).backward()
+    # The logits are rounded to bf16 (as model.logits() then token_logprobs): ~2^-8 relative per logit.
+    rel = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    assert rel(logp, ref_logp.detach()) < 1e-2
+    assert rel(x.grad, x64.grad) < 2e-2
+    assert rel(w.grad, w64.grad) < 2e-2
+    # And exactly the unfused bf16 path's values: the same bf16 logits reduced by the same kernel.
+    unfused, _ = ops.token_logprobs(hidden @ weight.t(), targets, 0.9, False)
+    torch.testing.assert_close(logp, unfused, rtol=0, atol=0)
+
+
+def test_lm_head_logprobs_gradient_by_finite_differences():
+    torch.manual_seed(6)
+    hidden = torch.randn(3, 4)
+    weight = torch.randn(9, 4)
+    targets = torch.tensor([2, -100, 8])
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+
+    def loss(hh, ww):
+        lp, ent = ops.lm_head_logprobs(hh, ww, targets, 0.8, True, 2, 3.0)
+        return (lp * torch.tensor([1.0, 2.0, -0.5])).sum() + 0.3 * ent.sum()
+
+    loss(x, w).backward()
+    eps = 1e-2
+    for t, grad in ((hidden, x.grad), (weight, w.grad)):
+        for i in range(t.numel()):
+            plus, minus = t.clone(), t.clone()
+            plus.view(-1)[i] += eps
+            minus.view(-1)[i] -= eps
+            args_p = (plus, weight) if t is hidden else (hidden, plus)
+            args_m = (minus, weight) if t is hidden else (hidden, minus)
+            fd = (loss(*args_p).item() - loss(*args_m).item()) / (2 * eps)
+            assert abs(fd - grad.view(-1)[i].item()) < 2e-3 * max(1.0, abs(fd)), (i, fd, grad.view(-1)[i].item())
+
+
+def test_lm_head_logprobs_rejects_bad_inputs():
+    h, w, t = torch.randn(4, 8), torch.randn(10, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(RuntimeError, match="does not match hidden"):
+        ops.lm_head_logprobs(h, torch.randn(10, 7), t)
+    with pytest.raises(RuntimeError, match="one dtype"):
+        ops.lm_head_logprobs(h, w.bfloat16(), t)
+    with pytest.raises(RuntimeError, match="targets must be"):
+        ops.lm_head_logprobs(h, w, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="chunk must be"):
+        ops.lm_head_logprobs(h, w, t, 1.0, False, -1)
+    with pytest.raises(RuntimeError, match="out of range"):
+        ops.lm_head_logprobs(h, w, torch.full((4,), 10, dtype=torch.long))
+
+
 def test_group_advantages_grpo_matches_trl_formula():
     torch.manual_seed(2)
     rewards = torch.randn(6 * 8)

@@ -1,5 +1,10 @@
 // config/: strict YAML binding, defaults, --set overrides, and the resolved-config round trip.
 #include <gtest/gtest.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <yaml-cpp/yaml.h>
 
 #include "common/error.h"
@@ -63,6 +68,41 @@ TEST(Config, EveryKeyAppearsInTheResolvedYaml) {
     EXPECT_NE(text.find(leaf + ":"), std::string::npos) << key;
   }
   EXPECT_GT(config_keys().size(), 80u);
+}
+
+// No key may be accepted and then ignored: each key's field (the key's last component, the member
+// name in config.h) must be read somewhere outside csrc/config as `.name` or `->name` (not a call
+// such as `.precision(4)`). A key no code reads fails here. Member names shared by several sections
+// (`beta`, `path`) pass if any is read: this catches a key nothing reads, not every wiring mistake.
+TEST(Config, EveryKeyIsReadByCodeOutsideTheConfigLayer) {
+  namespace fs = std::filesystem;
+  std::string sources;
+  for (const char* dir : {"csrc", "trainers", "rewards", "kernels"}) {
+    for (const auto& e : fs::recursive_directory_iterator(std::string(SCORCH_SOURCE_DIR) + "/" + dir)) {
+      const std::string p = e.path().string();
+      if (!e.is_regular_file() || p.find("/csrc/config/") != std::string::npos) continue;
+      const std::string ext = e.path().extension().string();
+      if (ext != ".cpp" && ext != ".h" && ext != ".cu") continue;
+      std::ifstream in(p);
+      sources.append(std::istreambuf_iterator<char>(in), {});
+      sources += '\n';
+    }
+  }
+  ASSERT_GT(sources.size(), 100000u);
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    bool read = false;
+    for (size_t at = sources.find(leaf); !read && at != std::string::npos; at = sources.find(leaf, at + 1)) {
+      const bool member = at >= 1 && (sources[at - 1] == '.' || (at >= 2 && sources.compare(at - 2, 2, "->") == 0));
+      size_t end = at + leaf.size();
+      if (!member || (end < sources.size() && (std::isalnum(static_cast<unsigned char>(sources[end])) || sources[end] == '_'))) {
+        continue;
+      }
+      while (end < sources.size() && std::isspace(static_cast<unsigned char>(sources[end]))) ++end;
+      read = end >= sources.size() || sources[end] != '(';
+    }
+    EXPECT_TRUE(read) << "config key `" << key << "` is accepted but no code reads `." << leaf << "`";
+  }
 }
 
 TEST(Config, SetOverridesApplyWithTheSameChecks) {

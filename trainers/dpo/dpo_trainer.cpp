@@ -73,10 +73,8 @@ at::Tensor pair_sequence_logps(const Transformer& model, const PairBatch& b) {
   // Completion token j of row r is predicted by the hidden state at P_r − 1 + j.
   const at::Tensor where = (b.prompt_lengths.unsqueeze(1) - 1 + at::arange(C, lng).unsqueeze(0)).clamp_max(S - 1);
   const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({R, C, hidden.size(-1)}));  // [R, C, H]
-  const at::Tensor logits = model.logits(h);                                                  // [R, C, V]
-  auto [logp, entropy] = token_logprobs(logits.reshape({R * C, logits.size(-1)}), b.completion_ids.reshape({-1}), 1.0,
-                                        false);                                               // [R*C], 0 at −100
-  return logp.view({R, C}).sum(1);                                                            // [R] fp32
+  auto [logp, entropy] = model.token_logprobs(h, b.completion_ids);                           // [R, C], 0 at −100
+  return logp.sum(1);                                                                         // [R] fp32
 }
 
 std::vector<std::array<float, 2>> compute_reference_logps(const Transformer& model,

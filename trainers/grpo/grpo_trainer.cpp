@@ -94,10 +94,7 @@ std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, 
   const at::Tensor where = (b.prompt_lengths.unsqueeze(1) - 1 + at::arange(C, long_opts).unsqueeze(0))
                                .clamp_max(S - 1);                                       // [B, C]
   const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({B, C, hidden.size(-1)}));  // [B, C, H]
-  const at::Tensor logits = model.logits(h);                                            // [B, C, V]
-  auto [logp, entropy] = token_logprobs(logits.reshape({B * C, logits.size(-1)}), b.completion_ids.reshape({-1}),
-                                        temperature, with_entropy);
-  return {logp.view({B, C}), with_entropy ? entropy.view({B, C}) : entropy};
+  return model.token_logprobs(h, b.completion_ids, temperature, with_entropy);         // [B, C] each
 }
 
 GrpoLossOptions grpo_loss_options(const Config& c) {

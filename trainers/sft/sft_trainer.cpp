@@ -1,7 +1,7 @@
 // The SFT step, top to bottom:
 //   micro-batch (padded, or packed with per-sample positions and a block-diagonal mask)
-//   -> hidden = model(input_ids, positions, mask) -> logits = lm_head(hidden)
-//   -> logp = token_logprobs(logits, targets)  (fused: no fp32 copy of the logits)
+//   -> hidden = model(input_ids, positions, mask)
+//   -> logp = model.token_logprobs(hidden, targets)  (the LM head chunk by chunk: no [tokens, vocab] logits)
 //   -> loss = -Σ mask·logp / (target tokens of the whole step, all micro-batches and ranks)
 #include "trainers/sft/sft_trainer.h"
 #include "trainers/sft/sft_task.h"
@@ -53,10 +53,8 @@ DeviceBatch to_device(const data::Batch& b, bool packed, c10::Device device) {
 // Sum over trained tokens of -log p(target): the micro-batch's undivided loss.
 at::Tensor nll_sum(const Transformer& model, const DeviceBatch& b) {
   at::Tensor hidden = model.forward(b.input_ids, b.positions, b.attention);   // [B, T, H]
-  at::Tensor logits = model.logits(hidden);                                  // [B, T, V]
-  const int64_t vocab = logits.size(-1);
-  at::Tensor targets = b.targets.masked_fill(b.loss_mask.logical_not(), -100).reshape({-1});  // [B*T]
-  auto [logp, entropy] = token_logprobs(logits.reshape({-1, vocab}), targets, 1.0, false);   // [B*T] fp32
+  at::Tensor targets = b.targets.masked_fill(b.loss_mask.logical_not(), -100);  // [B, T]
+  auto [logp, entropy] = model.token_logprobs(hidden, targets);               // [B, T] fp32
   return -logp.sum();
 }
 
