@@ -265,3 +265,19 @@ TEST(SftRun, FusedLmHeadAndCheckpointingGiveTheUnfusedLossesOver20Steps) {
               worst_ckpt);
   EXPECT_LT(fused.back(), fused.front() - 0.5);  // it trains: the comparison is not of constants
 }
+
+// sft.completion_only_loss: false also trains the prompt tokens (more target tokens per step).
+TEST(SftRun, CompletionOnlyLossFalseTrainsThePromptTokensToo) {
+  auto first_step_tokens = [](const std::string& tag, const std::string& value) {
+    Fixture f = make_job(tag, 1, 0);
+    auto r = run_scorch("train " + f.config + " --run-dir " + f.dir + "/run --set checkpoint.export_final=false" +
+                        " --set sft.completion_only_loss=" + value);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const auto metrics = read_jsonl(f.dir + "/run/metrics.jsonl");
+    return metrics.empty() ? 0.0 : metrics[0]["num_tokens"].get<double>();
+  };
+  const double completion_only = first_step_tokens("sft-col-true", "true");
+  const double whole = first_step_tokens("sft-col-false", "false");
+  EXPECT_GT(completion_only, 0);
+  EXPECT_GT(whole, completion_only);
+}

@@ -6,6 +6,8 @@
 #include "trainers/sft/sft_trainer.h"
 #include "trainers/sft/sft_task.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
@@ -139,6 +141,14 @@ void run_sft(const Config& config, const RunDir& run_dir, const RunOptions& opti
   if (!config.data.eval.empty()) {
     eval = data::tokenize_sft_dataset(data::load_sft_dataset(config.data.eval, dataset_options), *session.renderer,
                                       config.data.max_length, truncation);
+  }
+  if (!config.sft.completion_only_loss) {  // TRL's completion_only_loss: false trains the prompt tokens too
+    for (auto* set : {&train, &eval}) {
+      for (data::SftExample& ex : *set) {
+        std::fill(ex.loss_mask.begin(), ex.loss_mask.end(), 1);
+        if (!ex.loss_mask.empty()) ex.loss_mask[0] = 0;  // the first token has nothing to predict it
+      }
+    }
   }
   std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);  // accuracy by generation
   log::info("SFT: ", train.size(), " training samples, ", eval.size(), " eval samples (", eval_prompts.size(),
