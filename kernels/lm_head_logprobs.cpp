@@ -11,7 +11,6 @@
 #include "kernels/ops_impl.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,23 +22,6 @@ namespace {
 // 220 tokens at Qwen2's 151,936-token vocabulary, 261 at Llama 3's 128,256 — enough rows that each
 // GEMM runs at full speed, few enough that a chunk and its gradient stay small next to the weights.
 constexpr int64_t kAutoChunkElements = int64_t{1} << 25;
-
-const auto& token_forward_op() {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("scorch::token_logprobs_forward", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                             double, bool)>();
-  return op;
-}
-
-const auto& token_backward_op() {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("scorch::token_logprobs_backward", "")
-          .typed<at::Tensor(const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
-                            const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>();
-  return op;
-}
 
 std::optional<at::Tensor> slice_or_none(const at::Tensor& t, int64_t r0, int64_t r1) {
   if (!t.defined()) return std::nullopt;
@@ -102,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
     const at::Tensor z = chunk_logits(hidden.slice(0, r0, r1), weight, softcap);
-    auto [lp, ent, chunk_lse] = token_forward_op().call(z, targets.slice(0, r0, r1), temperature, with_entropy);
+    auto [lp, ent, chunk_lse] = token_logprobs_forward_dispatch(z, targets.slice(0, r0, r1), temperature, with_entropy);
     logp.slice(0, r0, r1).copy_(lp);
     lse.slice(0, r0, r1).copy_(chunk_lse);
     if (with_entropy) entropy.slice(0, r0, r1).copy_(ent);
@@ -132,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backward(const at::Tensor& g
     const int64_t r1 = std::min(rows, r0 + step);
     const at::Tensor h = hidden.slice(0, r0, r1);
     const at::Tensor z = chunk_logits(h, weight, softcap);
-    at::Tensor g = token_backward_op().call(slice_or_none(grad_logp, r0, r1), slice_or_none(grad_entropy, r0, r1), z,
+    at::Tensor g = token_logprobs_backward_dispatch(slice_or_none(grad_logp, r0, r1), slice_or_none(grad_entropy, r0, r1), z,
                                             targets.slice(0, r0, r1), lse.slice(0, r0, r1),
                                             entropy.numel() == rows ? entropy.slice(0, r0, r1) : entropy, temperature);
     if (softcap > 0) {  // z is c tanh(x / c) in fp32: d/dx = 1 - (z / c)^2

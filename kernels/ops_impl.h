@@ -23,6 +23,15 @@ at::Tensor token_logprobs_backward_cpu(const at::Tensor& grad_logp, const at::Te
                                        const at::Tensor& lse, const at::Tensor& entropy, double temperature);
 
 
+// token_logprobs' forward and backward through the dispatcher (the inputs' device kernel; register.cpp).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_forward_dispatch(const at::Tensor& logits,
+                                                                               const at::Tensor& targets,
+                                                                               double temperature, bool with_entropy);
+at::Tensor token_logprobs_backward_dispatch(const std::optional<at::Tensor>& grad_logp,
+                                            const std::optional<at::Tensor>& grad_entropy, const at::Tensor& logits,
+                                            const at::Tensor& targets, const at::Tensor& lse,
+                                            const at::Tensor& entropy, double temperature);
+
 // --- lm_head_logprobs (lm_head_logprobs.cpp; device-generic ATen over the token_logprobs kernels) ---
 void check_lm_head_logprobs_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                                    double temperature, int64_t chunk, double softcap);

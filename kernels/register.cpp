@@ -306,6 +306,23 @@ const auto& backward_op() {
   return op;
 }
 
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_forward_dispatch(const at::Tensor& logits,
+                                                                               const at::Tensor& targets,
+                                                                               double temperature, bool with_entropy) {
+  return forward_op().call(logits, targets, temperature, with_entropy);
+}
+
+at::Tensor token_logprobs_backward_dispatch(const std::optional<at::Tensor>& grad_logp,
+                                            const std::optional<at::Tensor>& grad_entropy, const at::Tensor& logits,
+                                            const at::Tensor& targets, const at::Tensor& lse,
+                                            const at::Tensor& entropy, double temperature) {
+  return backward_op().call(grad_logp, grad_entropy, logits, targets, lse, entropy, temperature);
+}
+
+namespace {
+
 // Saves the logits (a reference, not a copy), the targets, the [N] lse and the [N] entropy; the
 // backward recomputes the softmax from them.
 class TokenLogprobsFunction : public torch::autograd::Function<TokenLogprobsFunction> {
