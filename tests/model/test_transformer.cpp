@@ -345,9 +345,26 @@ struct PackedLoss {
 // model.gradient_checkpointing: the same loss bit for bit and the same gradients to fp32 round-off,
 // with a frozen weight (no gradient for it); and the graph really holds one node per layer instead
 // of the layer's ops (the activations inside a layer are not kept).
+// Each family's layer variant (qwen3 q/k norms, olmo2 post-norms, gemma2 sandwich norms with soft
+// caps and a sliding window narrower than the packed samples, so window and full masks differ).
 TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
-  for (const bool tied : {false, true}) {
-    Transformer m = random_model(tiny_config(tied ? "llama" : "qwen2", tied), 21);
+  auto family = [](const std::string& type, nlohmann::json extra) {
+    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
+    j["model_type"] = type;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    return scorch::model_config_from_json(j, "family");
+  };
+  const std::vector<std::pair<std::string, ModelConfig>> configs = {
+      {"llama", tiny_config("llama", false)},
+      {"qwen2 tied", tiny_config("qwen2", true)},
+      {"qwen3", family("qwen3", {{"head_dim", 8}})},
+      {"olmo2", family("olmo2", {})},
+      {"gemma2 window 3", family("gemma2", {{"head_dim", 8}, {"sliding_window", 3}, {"tie_word_embeddings", true}})},
+  };
+  for (const auto& [label, config] : configs) {
+    const bool tied = config.tie_word_embeddings;
+    SCOPED_TRACE(label);
+    Transformer m = random_model(config, 21);
     m.set_requires_grad(true);
     m.layers_[0].up_weight.requires_grad_(false);
     at::manual_seed(22);
