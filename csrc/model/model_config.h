@@ -79,7 +79,6 @@ struct ModelConfig {
   bool hf_fused_projections = false;
   bool qkv_bias = false;            // qwen2: bias on q, k, v only (always true for qwen2)
   double initializer_range = 0.02;  // std of the normal init (init-model)
-  double final_logit_softcapping = 0;  // > 0: logits = c tanh(logits / c) (Gemma 2); 0 = none
   int64_t bos_token_id = -1;        // -1 = none
   std::vector<int64_t> eos_token_ids;
   int64_t pad_token_id = -1;        // -1 = none
