@@ -74,17 +74,30 @@ ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& templa
     vars_json_ = vars.dump();
     // The end-of-turn token: what the template writes right after an assistant's content.
     end_of_turn_ = tokenizer.eos_id();
-    const std::vector<ChatMessage> probe = {{"user", "Hi", true}, {"assistant", "Hello", true}};
-    const Text prompt = render_text({probe[0]}, true), full = render_text(probe, false);
-    if (full.text.compare(0, prompt.text.size(), prompt.text) == 0) {
+    // Some templates (Apertus, Kimi, GLM) close an assistant turn only when another message follows,
+    // so a conversation that goes on after the reply is probed too.
+    const std::vector<ChatMessage> probe = {{"user", "Hi", true}, {"assistant", "Hello", true}, {"user", "Bye", true}};
+    const Text prompt = render_text({probe[0]}, true);
+    for (size_t n : {2, 3}) {
+      const Text full = render_text(std::vector<ChatMessage>(probe.begin(), probe.begin() + static_cast<std::ptrdiff_t>(n)), false);
+      if (full.text.compare(0, prompt.text.size(), prompt.text) != 0) continue;
       const std::vector<int64_t> header = tokens(prompt, 0, prompt.text.size(), {});
       completion_continues_ = !header.empty() && !tokenizer.decode({header.back()}).empty();
       const std::vector<int64_t> body = tokens(full, prompt.text.size(), full.text.size(), header);
-      const std::vector<int64_t> content = tokenizer.encode_template("Hello", {{0, 5}}, completion_continues_);
-      if (body.size() > content.size() && std::equal(content.begin(), content.end(), body.begin()) &&
-          tokenizer.decode({body[content.size()]}).empty()) {
-        end_of_turn_ = body[content.size()];
+      // The reply may follow more template text (Solar's "<|content|>", GLM's "\n<think></think>\n"):
+      // the end-of-turn token is the first special token after the reply's tokens, wherever they are.
+      for (bool continues : {completion_continues_, !completion_continues_}) {
+        const std::vector<int64_t> content = tokenizer.encode_template("Hello", {{0, 5}}, continues);
+        const auto at = std::search(body.begin(), body.end(), content.begin(), content.end());
+        if (content.empty() || at == body.end()) continue;
+        const auto special = std::find_if(at + static_cast<std::ptrdiff_t>(content.size()), body.end(),
+                                          [&](int64_t id) { return tokenizer.decode({id}).empty(); });
+        if (special != body.end()) {
+          end_of_turn_ = *special;
+          break;
+        }
       }
+      if (end_of_turn_ != tokenizer.eos_id()) break;
     }
     if (end_of_turn_ < 0) {
       throw UserError("chat template " + found.second + ": cannot tell which token ends an assistant turn (no special "
@@ -286,7 +299,7 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
   for (size_t k = 0; k < n; ++k) {
     const Text& cur = texts[k];
     const std::string* next = k + 1 < n ? &texts[k + 1].text : following;
-    const size_t end = next ? kept_prefix(cur.text, *next) : cur.text.size();
+    size_t end = next ? kept_prefix(cur.text, *next) : cur.text.size();
     if (end == std::string::npos) not_append_only(k + 1);
     TurnSpan span;
     span.role = messages[k].role;
@@ -294,15 +307,37 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
     if (messages[k].role == "assistant") {
       const Text gen = render_text(std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k)), true);
       const std::string kept = k > 0 ? texts[k - 1].text.substr(0, start) : std::string();
-      if (gen.text.compare(0, kept.size(), kept) != 0 || cur.text.compare(0, gen.text.size(), gen.text) != 0 ||
-          gen.text.size() > end) {
-        not_append_only(k);
+      if (gen.text.compare(0, kept.size(), kept) == 0 && cur.text.compare(0, gen.text.size(), gen.text) != 0) {
+        // DeepSeek-R1's template prompts with "<｜Assistant｜><think>\n" but renders a finished reply without it.
+        const std::string prompt_tail = gen.text.substr(std::min(start, gen.text.size()));
+        throw UserError("chat template " + jinja_->origin() + " is not append-only: its generation prompt ('" +
+                        shorten(prompt_tail, 80) + "') is not how it renders a finished assistant message (message " +
+                        std::to_string(k) + "), so training on the rendering would use tokens the model never sees at "
+                        "inference. Fix: use prompt-only data (GRPO) with this template, or set "
+                        "tokenizer.chat_template to a built-in (chatml)");
       }
+      if (gen.text.compare(0, kept.size(), kept) != 0 || gen.text.size() > end) not_append_only(k);
       const std::vector<int64_t> header = tokens(gen, start, gen.text.size(), out.ids);
       out.ids.insert(out.ids.end(), header.begin(), header.end());
-      const std::vector<int64_t> body = tokens(cur, gen.text.size(), end, out.ids);
+      std::vector<int64_t> body = tokens(cur, gen.text.size(), end, out.ids);
+      if (std::find(body.begin(), body.end(), end_of_turn_) == body.end() && k + 1 < n) {
+        // Templates that close a turn only when another message follows (Apertus, Kimi): the
+        // end-of-turn token opens the next message's text; it belongs to this reply.
+        const std::string eot_text = tokenizer_.id_to_piece(end_of_turn_);
+        if (!eot_text.empty() && next->compare(end, eot_text.size(), eot_text) == 0) {
+          end += eot_text.size();
+          body = tokens(texts[k + 1], gen.text.size(), end, out.ids);
+        }
+      }
       const auto eot = std::find(body.begin(), body.end(), end_of_turn_);
       if (eot == body.end()) {
+        if (k + 1 == n && following == nullptr) {
+          throw UserError("chat template " + jinja_->origin() + " writes no end-of-turn token ('" +
+                          tokenizer_.id_to_piece(end_of_turn_) + "') after a conversation's last assistant message " +
+                          "(it closes a turn only when another message follows), so training on it would never teach "
+                          "the model to stop. Fix: make the template (" + jinja_->origin() + ") close every assistant turn, or "
+                          "set tokenizer.chat_template to a built-in (chatml)");
+        }
         throw UserError("chat template " + jinja_->origin() + ": assistant message " + std::to_string(k) +
                         " is not followed by the end-of-turn token '" + tokenizer_.id_to_piece(end_of_turn_) +
                         "'. Fix: set tokenizer.chat_template to a built-in");

@@ -116,3 +116,24 @@ def test_peft_made_adapter_loads_in_scorch_with_the_same_logits(base, tmp_path):
     ids = batch(1)
     ours = scorch_logits(str(base / "base"), ids, str(tmp_path), str(tmp_path / "adapter"))
     assert (ours - peft_logits(model, ids)).abs().max().item() <= TOL
+
+
+def test_lora_on_a_model_with_fused_projections_is_refused(tmp_path):
+    """phi3 keeps qkv_proj / gate_up_proj fused in its HF files: an adapter on scorch's separate
+    projections would not load in PEFT, so LoRA training is refused up front (exit 2)."""
+    phi3 = dict(MODEL, model_type="phi3", architectures=["Phi3ForCausalLM"])
+    (tmp_path / "model.json").write_text(json.dumps(phi3))
+    run(SCORCH_BIN, "init-model", "--config", tmp_path / "model.json", "--out", tmp_path / "base",
+        "--tokenizer", TOKENIZER)
+    run(SCORCH_BIN, "make-data", "--task", "arith", "--n", "8", "--seed", "3", "--out", tmp_path / "train.jsonl")
+    (tmp_path / "job.yaml").write_text(
+        f"trainer: sft\nmodel: {{path: {tmp_path / 'base'}}}\n"
+        f"tokenizer: {{path: {TOKENIZER}, chat_template: plain}}\n"
+        f"data: {{train: {tmp_path / 'train.jsonl'}, max_length: 64}}\n"
+        "train: {max_steps: 1, micro_batch_size: 2, threads: 1}\n"
+        "lora: {enabled: true, r: 4, target_modules: all-linear}\n")
+    r = subprocess.run([SCORCH_BIN, "train", str(tmp_path / "job.yaml"), "--run-dir", str(tmp_path / "run")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "qkv_proj" in r.stderr and "lora.enabled: false" in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "run" / "export")

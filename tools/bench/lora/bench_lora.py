@@ -4,19 +4,29 @@ size, peak RSS, and the SFT and GRPO step times of `scorch train` (CPU by defaul
 
     tools/bench/lora/bench_lora.py [--build-dir build] [--shape quickstart|qwen2.5-0.5b] [--layers N]
         [--r 16] [--steps 4] [--threads 2] [--sft-batch 4] [--seq 128] [--prompts 2] [--G 4] [--completion 32]
+        [--rollout]
 
 Each side trains the same steps from the same weights and data: full = every weight in AdamW;
 LoRA = r, lora_alpha 2r, on all seven linear modules (all-linear), base frozen. Step times are the
 median of steps 2..N (time/step from metrics.jsonl; GRPO also split into generation / training).
 Sizes are the last checkpoint's files: model.safetensors (full: the weights; LoRA: the adapter)
 and optimizer.safetensors (AdamW moments). --layers N keeps the shape's widths with N layers (for
-a machine without the memory for the whole model; per-layer numbers scale linearly)."""
+a machine without the memory for the whole model; per-layer numbers scale linearly).
+
+--rollout adds the measurement behind the rollout engine's choice of unmerged adapters: the same
+greedy generation (`scorch eval`, --prompts x --G rows, --completion new tokens) from the trained
+LoRA export, once with the adapter unmerged (what GRPO's engine runs: two extra small GEMMs per
+projection per step) and once from the merged model (`scorch export --merge`: what a merge-on-the-fly
+engine would run), each as the time with --completion tokens minus the time with 1 token (model
+loading cancels); plus the cost a merge-on-the-fly engine adds to every optimizer step: merging
+(base + scaled BA for every adapted projection), timed in-process with torch at the same shape."""
 import argparse
 import json
 import os
 import statistics
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import QUICKSTART, QWEN2_5_0_5B, TOKENIZER, peak_rss_mb, run  # noqa: E402
@@ -57,6 +67,49 @@ def measure(scorch, d, trainer, a, lora):
     return out
 
 
+def eval_seconds(scorch, model, data, a, tokens):
+    t0 = time.perf_counter()
+    run([scorch, "eval", "--model", model, "--data", data, "--tokenizer", TOKENIZER, "--chat-template", "plain",
+         "--max-new-tokens", str(tokens), "--temperature", "0", "--batch-size", str(a.prompts * a.G),
+         "--limit", str(a.prompts * a.G), "--device", "cpu", "--decode-steps", "static"],
+        env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
+    return time.perf_counter() - t0
+
+
+def rollout_merge(scorch, d, shape, a):
+    """Greedy generation seconds, unmerged adapter vs merged model, and the per-step merge cost."""
+    import torch
+    name = "grpo-lora-export"
+    cfg = job(d, "grpo", a, True).replace("export_final: false", "export_final: true").replace(
+        f"max_steps: {a.steps}", "max_steps: 1")
+    with open(f"{d}/{name}.yaml", "w") as f:
+        f.write(cfg)
+    run([scorch, "train", f"{d}/{name}.yaml", "--run-dir", f"{d}/{name}"])
+    adapter = f"{d}/{name}/export"
+    run([scorch, "export", "--model", adapter, "--merge", "--out", f"{d}/merged"])
+    out = {}
+    for label, model in (("unmerged", adapter), ("merged", f"{d}/merged")):
+        times = []
+        for _ in range(2):  # the better of two (the machine may be shared)
+            times.append(eval_seconds(scorch, model, f"{d}/train.jsonl", a, a.completion) -
+                         eval_seconds(scorch, model, f"{d}/train.jsonl", a, 1))
+        out[label] = min(times)
+    # Merge cost: W += scale * B @ A over the seven projections of every layer (fp32, in place).
+    torch.set_num_threads(a.threads)
+    H, I, L = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    hd = H // shape["num_attention_heads"]
+    kv = shape["num_key_value_heads"] * hd
+    dims = [(H, H), (kv, H), (kv, H), (H, H), (I, H), (I, H), (H, I)]  # (out, in): q k v o gate up down
+    ws = [torch.randn(o, i) for o, i in dims]
+    ads = [(torch.randn(o, a.r), torch.randn(a.r, i)) for o, i in dims]
+    t0 = time.perf_counter()
+    for _ in range(L):
+        for w, (b, aa) in zip(ws, ads):
+            w.addmm_(b, aa, alpha=2.0)
+    out["merge"] = time.perf_counter() - t0
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -72,6 +125,7 @@ def main():
     ap.add_argument("--G", type=int, default=4)
     ap.add_argument("--completion", type=int, default=32)
     ap.add_argument("--trainers", default="sft,grpo")
+    ap.add_argument("--rollout", action="store_true", help="also unmerged vs merged adapter generation")
     a = ap.parse_args()
     scorch = os.path.join(a.build_dir, "scorch")
     shape = dict(SHAPES[a.shape])
@@ -86,6 +140,7 @@ def main():
         for trainer in a.trainers.split(","):
             for lora in (False, True):
                 results[(trainer, lora)] = measure(scorch, d, trainer, a, lora)
+        rollout = rollout_merge(scorch, d, shape, a) if a.rollout else None
     print(f"full fine-tuning vs LoRA r={a.r} (all-linear), {a.shape} shape with {shape['num_hidden_layers']} layers, "
           f"CPU fp32, {a.threads} threads, median of steps 2..{a.steps}")
     print(f"{'run':<10} {'step s':>8} {'gen s':>7} {'train s':>8} {'weights MB':>11} {'optimizer MB':>13} "
@@ -97,6 +152,15 @@ def main():
         f, l = results[(trainer, False)], results[(trainer, True)]
         print(f"{trainer}: LoRA step {f['step'] / l['step']:.2f}x faster, optimizer state {f['optimizer_mb'] / l['optimizer_mb']:.0f}x "
               f"smaller, checkpoint {f['checkpoint_mb'] / l['checkpoint_mb']:.0f}x smaller")
+    if rollout:
+        rows = a.prompts * a.G
+        print(f"\nrollout engine, greedy generation of {rows} rows x {a.completion} tokens (static decode steps):")
+        print(f"{'adapter':<22} {'generation s':>13} {'tok/s':>8}")
+        for label in ("unmerged", "merged"):
+            print(f"{label:<22} {rollout[label]:>13.3f} {rows * a.completion / rollout[label]:>8.1f}")
+        print(f"{'merge per step (torch)':<22} {rollout['merge']:>13.3f}")
+        print(f"merged + one merge per step = {rollout['merged'] + rollout['merge']:.3f} s vs unmerged "
+              f"{rollout['unmerged']:.3f} s per rollout")
 
 
 if __name__ == "__main__":
