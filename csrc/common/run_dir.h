@@ -1,6 +1,8 @@
 // The run directory of a job (DESIGN.md "Run directory and metrics"). A directory that already
 // holds another job's resolved config is never overwritten: running the same config again resumes
-// it; a different config is refused with the first differing line.
+// it; a different config is refused with the first differing line -- unless the job never wrote
+// anything else (no metrics.jsonl, checkpoints/ or export/: it failed while starting), whose config
+// the new one replaces.
 #pragma once
 #include <string>
 

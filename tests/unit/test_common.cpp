@@ -79,6 +79,7 @@ TEST(RunDir, SameConfigResumesDifferentConfigIsRefused) {
   EXPECT_FALSE(first.resuming);
   RunDir again = prepare_run_dir(path, "trainer: sft\nseed: 1\n");
   EXPECT_TRUE(again.resuming);
+  fs::atomic_write(path + "/metrics.jsonl", "{\"step\": 1}\n");  // the job has started
   try {
     prepare_run_dir(path, "trainer: sft\nseed: 2\n");
     FAIL() << "another job's run directory was accepted";
@@ -88,6 +89,23 @@ TEST(RunDir, SameConfigResumesDifferentConfigIsRefused) {
     EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
   }
   EXPECT_EQ(fs::read_file(path + "/config.yaml"), "trainer: sft\nseed: 1\n") << "the other job's config was damaged";
+}
+
+// A job that failed while starting (only its config.yaml written) does not block the corrected
+// config; as soon as it has written metrics, checkpoints or an export, it does.
+TEST(RunDir, AJobThatNeverStartedTakesTheCorrectedConfig) {
+  const std::string path = test::temp_dir("rundir-unstarted") + "/run";
+  prepare_run_dir(path, "trainer: sft\nlora: {enabled: true}\n");
+  RunDir fixed = prepare_run_dir(path, "trainer: sft\nlora: {enabled: false}\n");
+  EXPECT_FALSE(fixed.resuming);
+  EXPECT_EQ(fs::read_file(path + "/config.yaml"), "trainer: sft\nlora: {enabled: false}\n");
+  for (const char* artifact : {"/checkpoints", "/export"}) {
+    const std::string started = test::temp_dir(std::string("rundir-started") + (artifact + 1)) + "/run";
+    prepare_run_dir(started, "seed: 1\n");
+    fs::make_directories(started + artifact);
+    EXPECT_THROW(prepare_run_dir(started, "seed: 2\n"), UserError) << artifact;
+    EXPECT_EQ(fs::read_file(started + "/config.yaml"), "seed: 1\n") << artifact;
+  }
 }
 
 TEST(Rng, DerivedSeedsAreDeterministicAndDistinctPerTag) {
