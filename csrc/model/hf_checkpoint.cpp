@@ -214,39 +214,40 @@ void write_model_directory(const Transformer& model, const std::string& out_dir,
     fs::atomic_write(join(out_dir, "generation_config.json"), gen.dump(2) + "\n");
   }
 
-  if (!options.tokenizer_source.empty()) {
-    const std::string& src = options.tokenizer_source;
-    if (fs::is_directory(src)) {
-      int copied = 0;
-      for (const char* f : kTokenizerFiles) {
-        if (fs::exists(join(src, f))) {
-          copy_file_atomic(join(src, f), join(out_dir, f));
-          ++copied;
-        }
-      }
-      if (copied == 0) log::warn("no tokenizer files (tokenizer.model, tokenizer.json, ...) in '", src, "'");
-    } else if (fs::exists(src)) {
-      const std::string base = stdfs::path(src).filename().string();
-      bool known = false;
-      for (const char* f : kTokenizerFiles) known = known || base == f;
-      // A SentencePiece model under another name becomes tokenizer.model, the name HF looks for.
-      copy_file_atomic(src, join(out_dir, known ? base : std::string("tokenizer.model")));
-      // A tokenizer.json needs its side files (special tokens, chat template) to load the same way.
-      if (base == "tokenizer.json") {
-        const std::string dir = stdfs::path(src).parent_path().string();
-        for (const char* f : kTokenizerFiles) {
-          if (std::string(f) != base && std::string(f) != "tokenizer.model" && fs::exists(join(dir, f))) {
-            copy_file_atomic(join(dir, f), join(out_dir, f));
-          }
-        }
-      }
-    } else {
-      throw UserError("tokenizer path '" + src + "' does not exist");
-    }
-  }
+  if (!options.tokenizer_source.empty()) copy_tokenizer_files(options.tokenizer_source, out_dir);
 }
 
 }  // namespace
+
+void copy_tokenizer_files(const std::string& src, const std::string& out_dir) {
+  if (fs::is_directory(src)) {
+    int copied = 0;
+    for (const char* f : kTokenizerFiles) {
+      if (fs::exists(join(src, f))) {
+        copy_file_atomic(join(src, f), join(out_dir, f));
+        ++copied;
+      }
+    }
+    if (copied == 0) log::warn("no tokenizer files (tokenizer.model, tokenizer.json, ...) in '", src, "'");
+  } else if (fs::exists(src)) {
+    const std::string base = stdfs::path(src).filename().string();
+    bool known = false;
+    for (const char* f : kTokenizerFiles) known = known || base == f;
+    // A SentencePiece model under another name becomes tokenizer.model, the name HF looks for.
+    copy_file_atomic(src, join(out_dir, known ? base : std::string("tokenizer.model")));
+    // A tokenizer.json needs its side files (special tokens, chat template) to load the same way.
+    if (base == "tokenizer.json") {
+      const std::string dir = stdfs::path(src).parent_path().string();
+      for (const char* f : kTokenizerFiles) {
+        if (std::string(f) != base && std::string(f) != "tokenizer.model" && fs::exists(join(dir, f))) {
+          copy_file_atomic(join(dir, f), join(out_dir, f));
+        }
+      }
+    }
+  } else {
+    throw UserError("tokenizer path '" + src + "' does not exist");
+  }
+}
 
 std::string first_non_finite_weight(const Transformer& model) {
   for (const auto& [name, t] : model.named_parameters()) {

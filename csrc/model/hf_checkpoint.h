@@ -40,6 +40,11 @@ struct ExportOptions {
   std::string generation_config_source;
 };
 
+// Copies the tokenizer files of `src` (a directory: each of tokenizer.model, tokenizer.json,
+// tokenizer_config.json, special_tokens_map.json, ... that exists; or one tokenizer file, with a
+// tokenizer.json's side files beside it) into `out_dir`. UserError if `src` does not exist.
+void copy_tokenizer_files(const std::string& src, const std::string& out_dir);
+
 // Writes a directory transformers loads with from_pretrained. The directory is built beside
 // `out_dir` and swapped in whole (fs::StagedDirectory): a failing export leaves `out_dir` as it
 // was, and a successful one replaces it entirely. Non-finite weights are a UserError (nothing written).

@@ -226,7 +226,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     ExportOptions export_options;
     export_options.tokenizer_source = options.tokenizer_dir;
     if (model.has_lora()) {
-      save_peft_adapter(model, config.lora, result.export_dir, config.model.path);
+      save_peft_adapter(model, config.lora, result.export_dir, config.model.path, options.tokenizer_dir);
       log::info("exported the LoRA adapter (PEFT format) to ", result.export_dir,
                 "; `scorch export --model ", result.export_dir, " --merge --out DIR` writes the merged model");
     } else {

@@ -84,6 +84,9 @@ def test_scorch_trained_adapter_loads_in_peft_with_the_same_logits(base, tmp_pat
     weights = load_file(os.path.join(adapter, "adapter_model.safetensors"))
     assert len(weights) == 2 * 7 * 2
     assert min(w.abs().max().item() for k, w in weights.items() if "lora_B" in k) > 0  # trained
+    # The tokenizer the run used travels with the adapter, as TRL saves it (byte-identical).
+    with open(TOKENIZER, "rb") as want, open(os.path.join(adapter, "tokenizer.model"), "rb") as got:
+        assert got.read() == want.read()
 
     model = peft.PeftModel.from_pretrained(load_base(base / "base"), adapter).eval()
     # Every adapter tensor of the file reached the model (PEFT warns, not fails, on missing keys).
