@@ -13,6 +13,7 @@
 #include "data/sft_example.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tests/support/user_error.h"
 
 namespace {
 
@@ -31,14 +32,7 @@ struct TempFile {
   ~TempFile() { scorch::fs::remove_all(std::filesystem::path(path).parent_path().string()); }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const scorch::UserError& e) {
-    return e.what();
-  }
-  return "(no UserError)";
-}
+using scorch::test::user_error_of;
 
 const scorch::Tokenizer& tok() {
   static auto t = scorch::load_tokenizer(std::string(SCORCH_SOURCE_DIR) + "/configs/quickstart/tokenizer.model");
@@ -68,19 +62,19 @@ TEST(Dataset, ReadsTheThreeSftFormatsAndSkipsBlankLines) {
 
 TEST(Dataset, MalformedLineIsAUserErrorNamingFileAndLine) {
   TempFile f("{\"prompt\": \"p\", \"completion\": \"c\"}\n{\"prompt\": \"p\", \"completion\": 5}\n{not json\n");
-  const std::string msg = error_of([&] { load_sft_dataset(f.path); });
+  const std::string msg = user_error_of([&] { load_sft_dataset(f.path); });
   EXPECT_NE(msg.find(f.path + ":2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("completion"), std::string::npos) << msg;
   TempFile g("{\"prompt\": \"p\", \"completion\": \"c\"}\n\n{not json\n");
-  EXPECT_NE(error_of([&] { load_sft_dataset(g.path); }).find(g.path + ":3"), std::string::npos);
+  EXPECT_NE(user_error_of([&] { load_sft_dataset(g.path); }).find(g.path + ":3"), std::string::npos);
   TempFile h("{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n");
-  EXPECT_NE(error_of([&] { load_sft_dataset(h.path); }).find(":1: "), std::string::npos);
+  EXPECT_NE(user_error_of([&] { load_sft_dataset(h.path); }).find(":1: "), std::string::npos);
   TempFile r("{\"prompt\": \"p\", \"completion\": \"c\"}\n"
              "{\"messages\": [{\"role\": \"usr\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n");
   TempFile big("{\"prompt\": \"p\", \"completion\": \"c\", \"x\": 1e999}\n");
-  const std::string overflow = error_of([&] { load_sft_dataset(big.path); });
+  const std::string overflow = user_error_of([&] { load_sft_dataset(big.path); });
   EXPECT_NE(overflow.find(big.path + ":1"), std::string::npos) << overflow;
-  const std::string role = error_of([&] { load_sft_dataset(r.path); });
+  const std::string role = user_error_of([&] { load_sft_dataset(r.path); });
   EXPECT_NE(role.find(r.path + ":2"), std::string::npos) << role;
   EXPECT_NE(role.find("'usr' is unknown"), std::string::npos) << role;
 }
@@ -97,12 +91,12 @@ TEST(Dataset, SkipMalformedSkipsAndCountsBadLines) {
 
 TEST(Dataset, EmptyOrAllMalformedOrMissingFilesAreUserErrors) {
   TempFile empty("\n\n");
-  EXPECT_NE(error_of([&] { load_sft_dataset(empty.path); }).find("no usable examples"), std::string::npos);
+  EXPECT_NE(user_error_of([&] { load_sft_dataset(empty.path); }).find("no usable examples"), std::string::npos);
   TempFile bad("nope\n");
   DatasetOptions o;
   o.skip_malformed = true;
-  EXPECT_NE(error_of([&] { load_prompt_dataset(bad.path, o); }).find("1 malformed"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_preference_dataset("/nonexistent/prefs.jsonl"); }).find("does not exist"),
+  EXPECT_NE(user_error_of([&] { load_prompt_dataset(bad.path, o); }).find("1 malformed"), std::string::npos);
+  EXPECT_NE(user_error_of([&] { load_preference_dataset("/nonexistent/prefs.jsonl"); }).find("does not exist"),
             std::string::npos);
 }
 
@@ -120,7 +114,7 @@ TEST(Dataset, PreferenceRecordsReadPromptChosenRejectedAndWeight) {
   EXPECT_EQ(ds[1].chosen, "g");
   EXPECT_DOUBLE_EQ(ds[1].weight, 1.0);
   TempFile g("{\"prompt\": \"Q\", \"chosen\": \"good\"}\n");
-  EXPECT_NE(error_of([&] { load_preference_dataset(g.path); }).find("rejected"), std::string::npos);
+  EXPECT_NE(user_error_of([&] { load_preference_dataset(g.path); }).find("rejected"), std::string::npos);
 }
 
 TEST(Dataset, PromptRecordsKeepAnswerAndExtraFields) {
@@ -189,7 +183,7 @@ TEST(SftExample, TruncationRightLeftAndErrorAreCountedAndReported) {
   EXPECT_EQ(left.loss_mask[0], 0);  // the first kept token has no context to be predicted from
   EXPECT_EQ(stats.truncated, 2);
   EXPECT_EQ(stats.tokens_dropped, 10);
-  const std::string msg = error_of([&] { tokenize_sft(rec, r, max_length, Truncation::Error, "f.jsonl"); });
+  const std::string msg = user_error_of([&] { tokenize_sft(rec, r, max_length, Truncation::Error, "f.jsonl"); });
   EXPECT_NE(msg.find("f.jsonl:7"), std::string::npos) << msg;
   EXPECT_NE(msg.find("max_length"), std::string::npos) << msg;
   EXPECT_THROW(parse_truncation("middle"), scorch::UserError);
@@ -243,7 +237,7 @@ TEST(PreferenceExample, PromptPlusChosenIsTheRenderedConversationAndTruncationCu
   const PreferenceExample left = tokenize_preference(rec, r, static_cast<int64_t>(ex.chosen_ids.size()) + 3, Truncation::Left, "p.jsonl");
   EXPECT_EQ(left.prompt_ids, std::vector<int64_t>(ex.prompt_ids.end() - 3, ex.prompt_ids.end()));
   EXPECT_EQ(left.chosen_ids, ex.chosen_ids);
-  EXPECT_NE(error_of([&] { tokenize_preference(rec, r, max_length, Truncation::Error, "p.jsonl"); }).find("p.jsonl:3"),
+  EXPECT_NE(user_error_of([&] { tokenize_preference(rec, r, max_length, Truncation::Error, "p.jsonl"); }).find("p.jsonl:3"),
             std::string::npos);
 }
 

@@ -18,6 +18,8 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/jinja_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tests/support/run_cli.h"
+#include "tests/support/user_error.h"
 
 namespace {
 
@@ -30,20 +32,8 @@ std::string vocab_dir() {
   return std::string(home ? home : "") + "/.cache/scorch/vocab";
 }
 
-std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("scorch_hftok_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const scorch::UserError& e) {
-    return e.what();
-  }
-  return "(no UserError)";
-}
+using scorch::test::temp_dir;
+using scorch::test::user_error_of;
 
 class RealVocabulary : public ::testing::TestWithParam<std::string> {};
 
@@ -151,7 +141,7 @@ TEST(HfTokenizer, SpecialTokensAndAllStopIdsComeFromTheSideFiles) {
   EXPECT_EQ(chat.stop_ids(), (std::vector<int64_t>{8, 9}));
 
   std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": [8, 4000]})";
-  const std::string err = error_of([&] { scorch::load_tokenizer(dir); });
+  const std::string err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("generation_config.json"), std::string::npos) << err;
   EXPECT_NE(err.find("4000"), std::string::npos) << err;
   scorch::fs::remove_all(dir);
@@ -166,12 +156,12 @@ TEST(HfTokenizer, DirectoryPrefersTokenizerJsonAndTiktokenFilesAreNamed) {
   EXPECT_EQ(tok->vocab_size(), 10);
   EXPECT_EQ(tok->source(), dir + "/tokenizer.json");
   EXPECT_EQ(scorch::load_tokenizer(dir + "/tokenizer.model")->vocab_size(), 512);
-  EXPECT_NE(error_of([&] { scorch::load_tokenizer(dir + "/tokenizer.model", scorch::TokenizerOptions{true}); })
+  EXPECT_NE(user_error_of([&] { scorch::load_tokenizer(dir + "/tokenizer.model", scorch::TokenizerOptions{true}); })
                 .find("parse_special"),
             std::string::npos);
   // Llama-3's original/tokenizer.model is a tiktoken rank file, not a SentencePiece protobuf.
   std::ofstream(dir + "/tiktoken.model") << "IQ== 0\nIg== 1\n";
-  const std::string err = error_of([&] { scorch::load_tokenizer(dir + "/tiktoken.model"); });
+  const std::string err = user_error_of([&] { scorch::load_tokenizer(dir + "/tiktoken.model"); });
   EXPECT_NE(err.find("tiktoken"), std::string::npos) << err;
   scorch::fs::remove_all(dir);
 }
@@ -181,7 +171,7 @@ TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
   const json good = tiny_tokenizer();
   const std::string text = good.dump();
   std::ofstream(dir + "/tokenizer.json") << text.substr(0, text.size() / 2);
-  std::string err = error_of([&] { scorch::load_tokenizer(dir); });
+  std::string err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("not valid JSON"), std::string::npos) << err;
   EXPECT_NE(err.find(dir + "/tokenizer.json"), std::string::npos) << err;
   EXPECT_NE(err.find("Fix:"), std::string::npos) << err;
@@ -189,27 +179,27 @@ TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
   json j = good;
   j["model"]["merges"][1] = "ab zz";
   write_tokenizer(dir, j);
-  err = error_of([&] { scorch::load_tokenizer(dir); });
+  err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("'zz'"), std::string::npos) << err;
   EXPECT_NE(err.find("/model/merges/1"), std::string::npos) << err;
 
   j = good;
   j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}};
   write_tokenizer(dir, j);
-  err = error_of([&] { scorch::load_tokenizer(dir); });
+  err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("not supported: pre_tokenizer type 'Whitespace'"), std::string::npos) << err;
   EXPECT_NE(err.find("/pre_tokenizer/pretokenizers/0"), std::string::npos) << err;
 
   j = good;
   j["model"]["type"] = "WordPiece";
   write_tokenizer(dir, j);
-  err = error_of([&] { scorch::load_tokenizer(dir); });
+  err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("not supported: model type 'WordPiece'"), std::string::npos) << err;
 
   j = good;
   j["post_processor"] = {{"type", "RobertaProcessing"}};
   write_tokenizer(dir, j);
-  err = error_of([&] { scorch::load_tokenizer(dir); });
+  err = user_error_of([&] { scorch::load_tokenizer(dir); });
   EXPECT_NE(err.find("/post_processor"), std::string::npos) << err;
   scorch::fs::remove_all(dir);
 }
@@ -321,7 +311,7 @@ TEST(ModelTemplate, NonAppendOnlyTemplatesAreRefusedForMultiTurnNamingTheTemplat
   const json j = json::parse(line);
   EXPECT_EQ(chat.render_prompt(messages_of(j["messages"])), j["ids"].get<std::vector<int64_t>>());
   // Qwen3 rewrites earlier assistant turns once a later user turn follows.
-  const std::string err = error_of([&] {
+  const std::string err = user_error_of([&] {
     chat.render({{"user", "Hi", true}, {"assistant", "<think>\nx\n</think>\n\nHello", true}, {"user", "More", true}});
   });
   EXPECT_NE(err.find("not append-only"), std::string::npos) << err;
@@ -334,7 +324,7 @@ TEST(ModelTemplate, TemplatesThatDoNotParseOrRaiseAreUserErrors) {
   write_tokenizer(dir, tiny_tokenizer());
   std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": "<|end|>", "chat_template": "{% for m in messages %}{{ m.content }\n{% endfor %}"})";
   auto tok = scorch::load_tokenizer(dir);
-  std::string err = error_of([&] { ChatRenderer chat(*tok, "auto"); });
+  std::string err = user_error_of([&] { ChatRenderer chat(*tok, "auto"); });
   EXPECT_NE(err.find("does not parse"), std::string::npos) << err;
   EXPECT_NE(err.find("tokenizer_config.json"), std::string::npos) << err;
   std::ofstream(dir + "/tokenizer_config.json")
@@ -342,13 +332,13 @@ TEST(ModelTemplate, TemplatesThatDoNotParseOrRaiseAreUserErrors) {
   auto tok2 = scorch::load_tokenizer(dir);
   ChatRenderer chat(*tok2, "auto");
   EXPECT_EQ(chat.end_of_turn_id(), 8);
-  err = error_of([&] { chat.render({{"system", "a", true}}); });
+  err = user_error_of([&] { chat.render({{"system", "a", true}}); });
   EXPECT_NE(err.find("no system role"), std::string::npos) << err;
   // Without a template `auto` is `plain`; kwargs with a built-in are refused.
   std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": "<|end|>"})";
   auto tok3 = scorch::load_tokenizer(dir);
   EXPECT_EQ(ChatRenderer(*tok3, "auto").name(), "plain");
-  EXPECT_NE(error_of([&] { ChatRenderer(*tok3, "chatml", R"({"enable_thinking": false})"); }).find("chat_template_kwargs"),
+  EXPECT_NE(user_error_of([&] { ChatRenderer(*tok3, "chatml", R"({"enable_thinking": false})"); }).find("chat_template_kwargs"),
             std::string::npos);
   scorch::fs::remove_all(dir);
 }
