@@ -66,6 +66,12 @@ double lora_scaling(const LoraSection& lora) {
 void add_lora(Transformer& model, const LoraSection& lora, uint64_t seed) {
   const std::vector<Projection> targets = lora_targets(lora.target_modules);
   if (lora.r < 1) throw UserError("lora.r must be >= 1");
+  if (model.config().hf_fused_projections) {
+    throw UserError("LoRA on " + model.config().model_type + ": its HF files store the projections fused (qkv_proj, "
+                    "gate_up_proj); scorch's adapters and their PEFT export name the separate q/k/v and gate/up "
+                    "projections, which PEFT cannot load on this model, so LoRA is not built for it. Fix: set "
+                    "lora.enabled: false (full fine-tuning)");
+  }
   if (lora.init_lora_weights != "kaiming" && lora.init_lora_weights != "gaussian") {
     throw UserError("lora.init_lora_weights '" + lora.init_lora_weights + "' is not supported: use kaiming or gaussian");
   }

@@ -141,12 +141,6 @@ ModelSession open_model_session(const Config& config) {
                                       config.tokenizer.chat_template, config.model.device, config.model.dtype,
                                       TokenizerOptions{config.tokenizer.parse_special, yaml_to_json(config.tokenizer.chat_template_kwargs).dump()});
   if (config.lora.enabled) {
-    if (s.model->config().hf_fused_projections) {
-      throw UserError("lora.enabled: model '" + config.model.path + "' (" + s.model->config().model_type +
-                      ") stores its projections fused (qkv_proj, gate_up_proj); scorch's adapters and their PEFT "
-                      "export name the separate q/k/v and gate/up projections, which PEFT cannot load on this "
-                      "model, so LoRA is not built for it. Fix: set lora.enabled: false (full fine-tuning)");
-    }
     add_lora(*s.model, config.lora, config.seed);
     int64_t adapter = 0;
     for (const auto& [name, t] : s.model->lora_parameters()) adapter += t.numel();
