@@ -238,6 +238,31 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   return result;
 }
 
+namespace {
+
+int64_t nonempty(int64_t dataset_size, const std::string& empty_message) {
+  if (dataset_size <= 0) throw UserError(empty_message);
+  return dataset_size;
+}
+
+}  // namespace
+
+DatasetTask::DatasetTask(const Config& config, int64_t dataset_size, const std::string& empty_message)
+    : cursor_(nonempty(dataset_size, empty_message), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
+  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
+  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
+  total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
+  if (cursor_.samples_per_epoch() < per_step) {
+    log::warn("the dataset has ", cursor_.samples_per_epoch(), " samples per rank, fewer than one optimizer step (",
+              per_step, "): samples repeat within a step");
+  }
+}
+
+double DatasetTask::epoch() const {
+  return static_cast<double>(cursor_.epoch()) +
+         static_cast<double>(cursor_.index()) / static_cast<double>(std::max<int64_t>(1, cursor_.samples_per_epoch()));
+}
+
 LoopResult run_training(const Config& config, const RunDir& run_dir, ModelSession& session, TrainTask& task,
                         const std::string& resume_from) {
   LoopOptions options;

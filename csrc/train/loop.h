@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/cursor.h"
+
 namespace scorch::dist {
 class Group;
 }
@@ -55,6 +57,25 @@ class TrainTask {
   virtual double epoch() const { return 0.0; }
   // Periodic evaluation (train.eval_every, and at the end); adds eval metrics.
   virtual void evaluate(int64_t step, StepMetrics& metrics) { (void)step, (void)metrics; }
+};
+
+// A task that walks a dataset of `dataset_size` samples with this rank's DataCursor (data.shuffle,
+// seed; ranks take strided shares, data/cursor.h): the cursor is the data position the task
+// checkpoints and the epoch it reports, and sets the run's length when train.max_steps is 0
+// (whole epochs of micro_batch_size × gradient_accumulation_steps samples per step). An empty
+// dataset is a UserError with `empty_message`.
+class DatasetTask : public TrainTask {
+ public:
+  DatasetTask(const Config& config, int64_t dataset_size, const std::string& empty_message);
+
+  int64_t total_steps() const override { return total_; }
+  nlohmann::json data_cursor() const override { return cursor_.to_json(); }
+  void restore_data_cursor(const nlohmann::json& cursor) override { cursor_.restore(cursor); }
+  double epoch() const override;
+
+ protected:
+  data::DataCursor cursor_;
+  int64_t steps_per_epoch_ = 1, total_ = 0;
 };
 
 struct LoopOptions {

@@ -7,7 +7,7 @@ rope scaling + attention bias (small, random, fp32):
   2. `scorch init-model` writes a model; transformers loads it (no missing/unexpected keys) and the
      logits agree the same way;
   3. load -> `scorch export` -> load is bit-identical (every tensor, and transformers' logits).
-scorch's side runs through `scorch_model_forward logits` (csrc/model/model_forward_main.cpp).
+scorch's side runs through `scorch_model_forward logits` (tools/model_forward/model_forward_main.cpp).
 Environment: SCORCH_BIN (the scorch CLI) and SCORCH_MODEL_FORWARD; registered by tests/model/CMakeLists.txt.
 """
 import json

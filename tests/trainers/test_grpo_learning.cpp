@@ -132,7 +132,7 @@ TEST(GrpoTrainer, CompletionLogprobsMatchAOneRowForwardOfPromptAndCompletion) {
   // Two rows of different prompt and completion lengths, right padded.
   const std::vector<std::vector<int64_t>> prompts = {{5, 6, 7}, {9}};
   const std::vector<std::vector<int64_t>> completions = {{11, 12}, {13, 14, 0}};
-  GrpoMicroBatch b;
+  PolicyBatch b;
   b.input_ids = at::tensor(std::vector<int64_t>{5, 6, 7, 11, 12, 9, 13, 14, 0, 3}, at::kLong).view({2, 5});
   b.prompt_lengths = at::tensor(std::vector<int64_t>{3, 1}, at::kLong);
   b.completion_ids = at::tensor(std::vector<int64_t>{11, 12, -100, 13, 14, 0}, at::kLong).view({2, 3});

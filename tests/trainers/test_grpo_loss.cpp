@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "config/config.h"
-#include "trainers/common/rl_step.h"
-#include "trainers/grpo/grpo_loss.h"
+#include "trainers/common/rl_task.h"
+#include "trainers/common/policy_loss.h"
 
 namespace scorch::trainers {
 namespace {
@@ -128,16 +128,16 @@ at::Tensor tensor(const std::vector<double>& v, int64_t B, int64_t T) {
   return at::tensor(v, at::kDouble).reshape({B, T}).to(at::kFloat);
 }
 
-GrpoLossOptions to_options(const Opts& o) {
-  GrpoLossOptions g;
+PolicyLossOptions to_options(const Opts& o) {
+  PolicyLossOptions g;
   g.loss_type = o.loss_type, g.epsilon_low = o.eps_low, g.epsilon_high = o.eps_high, g.delta = o.delta;
   g.beta = o.beta, g.importance_sampling_level = o.sequence ? "sequence" : "token";
   g.top_entropy_quantile = o.top_q, g.entropy_coef = o.ent_coef, g.max_completion_length = o.max_len;
   return g;
 }
 
-GrpoLossInputs to_inputs(const Data& d, const Opts& o, at::Tensor logp) {
-  GrpoLossInputs in;
+PolicyLossInputs to_inputs(const Data& d, const Opts& o, at::Tensor logp) {
+  PolicyLossInputs in;
   in.logp = logp;
   if (o.use_old) in.old_logp = tensor(d.old, d.B, d.T);
   if (o.beta != 0) in.ref_logp = tensor(d.ref, d.B, d.T);
@@ -154,9 +154,9 @@ void check_against_reference(const Opts& o, uint64_t seed) {
                " ent_coef=" + std::to_string(o.ent_coef));
   const Data d = make_data(5, 7, seed);
   at::Tensor logp = tensor(d.logp, d.B, d.T).requires_grad_(true);
-  GrpoLossInputs in = to_inputs(d, o, logp);
-  const double denom = static_cast<double>(grpo_loss_units(in.mask, o.loss_type));
-  GrpoLossOutput out = grpo_loss(in, to_options(o), denom);
+  PolicyLossInputs in = to_inputs(d, o, logp);
+  const double denom = static_cast<double>(policy_loss_units(in.mask, o.loss_type));
+  PolicyLossOutput out = policy_loss(in, to_options(o), denom);
   out.loss.backward();
 
   const std::vector<double>& old = o.use_old ? d.old : d.logp;
@@ -208,9 +208,9 @@ TEST(GrpoLoss, WithOneIterationTheRatioIsOneAndTheGradientIsMinusAdvantageTimesG
   Opts o;
   o.loss_type = "dapo";
   at::Tensor logp = tensor(d.logp, d.B, d.T).requires_grad_(true);
-  GrpoLossInputs in = to_inputs(d, o, logp);
-  const double denom = static_cast<double>(grpo_loss_units(in.mask, "dapo"));
-  GrpoLossOutput out = grpo_loss(in, to_options(o), denom);
+  PolicyLossInputs in = to_inputs(d, o, logp);
+  const double denom = static_cast<double>(policy_loss_units(in.mask, "dapo"));
+  PolicyLossOutput out = policy_loss(in, to_options(o), denom);
   out.loss.backward();
   // Value: ratio 1 everywhere, so loss = −Σ_i A_i·|y_i| / tokens; gradient −A_i·mask / tokens.
   double tokens = 0, value = 0;
@@ -239,22 +239,22 @@ TEST(GrpoLoss, DapoDrGrpoAndGrpoGradientsDoNotDependOnTheMicroBatchSplit) {
     o.loss_type = lt, o.use_old = true, o.beta = 0.04, o.eps_high = 0.28;
     // 1 × 8
     at::Tensor a = tensor(d.logp, d.B, d.T).requires_grad_(true);
-    GrpoLossInputs in = to_inputs(d, o, a);
-    const double denom_full = static_cast<double>(grpo_loss_units(in.mask, lt));
-    grpo_loss(in, to_options(o), denom_full).loss.backward();
+    PolicyLossInputs in = to_inputs(d, o, a);
+    const double denom_full = static_cast<double>(policy_loss_units(in.mask, lt));
+    policy_loss(in, to_options(o), denom_full).loss.backward();
     // 4 × 2: the denominator sums the micro-batches' units, as the training loop does.
     at::Tensor b = tensor(d.logp, d.B, d.T).requires_grad_(true);
-    GrpoLossInputs all = to_inputs(d, o, b);
+    PolicyLossInputs all = to_inputs(d, o, b);
     double denom = 0;
-    for (int64_t i = 0; i < 4; ++i) denom += grpo_loss_units(all.mask.slice(0, 2 * i, 2 * i + 2), lt);
+    for (int64_t i = 0; i < 4; ++i) denom += policy_loss_units(all.mask.slice(0, 2 * i, 2 * i + 2), lt);
     EXPECT_DOUBLE_EQ(denom, denom_full);
     double loss_sum = 0;
     for (int64_t i = 0; i < 4; ++i) {
-      GrpoLossInputs mb;
+      PolicyLossInputs mb;
       auto s = [&](const at::Tensor& x) { return x.slice(0, 2 * i, 2 * i + 2); };
       mb.logp = s(b), mb.old_logp = s(all.old_logp), mb.ref_logp = s(all.ref_logp), mb.entropy = s(all.entropy);
       mb.advantages = s(all.advantages), mb.mask = s(all.mask);
-      GrpoLossOutput out = grpo_loss(mb, to_options(o), denom);
+      PolicyLossOutput out = policy_loss(mb, to_options(o), denom);
       out.loss.backward();
       loss_sum += out.loss.item<double>();
     }
@@ -265,11 +265,11 @@ TEST(GrpoLoss, DapoDrGrpoAndGrpoGradientsDoNotDependOnTheMicroBatchSplit) {
 
 TEST(GrpoLoss, UnitsFollowTheLossType) {
   const at::Tensor mask = at::tensor({1, 1, 0, 1, 0, 0}, at::kLong).reshape({2, 3}).to(at::kBool);
-  EXPECT_EQ(grpo_loss_units(mask, "dapo"), 3);
-  EXPECT_EQ(grpo_loss_units(mask, "grpo"), 2);
-  EXPECT_EQ(grpo_loss_units(mask, "dr_grpo"), 2);
-  EXPECT_EQ(grpo_loss_units(mask, "bnpo"), 1);
-  EXPECT_THROW(grpo_loss_units(mask, "ppo"), std::invalid_argument);
+  EXPECT_EQ(policy_loss_units(mask, "dapo"), 3);
+  EXPECT_EQ(policy_loss_units(mask, "grpo"), 2);
+  EXPECT_EQ(policy_loss_units(mask, "dr_grpo"), 2);
+  EXPECT_EQ(policy_loss_units(mask, "bnpo"), 1);
+  EXPECT_THROW(policy_loss_units(mask, "ppo"), std::invalid_argument);
 }
 
 // generation.decode_steps / fused_decode_attention / lookahead reach the rollout engine's options,

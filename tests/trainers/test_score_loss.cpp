@@ -10,8 +10,8 @@
 #include <set>
 #include <vector>
 
-#include "train/evaluation.h"
-#include "trainers/grpo/grpo_loss.h"
+#include "trainers/common/evaluation.h"
+#include "trainers/common/policy_loss.h"
 #include "trainers/score/score_rewards.h"
 
 namespace {
@@ -121,16 +121,16 @@ void check_stage(int stage) {
   const at::Tensor turns = at::tensor(turn, at::kInt).view({B, T});
   const at::Tensor returns = score_turn_returns(t64(r1), t64(r2), stage, alpha);
   const auto [k1, k2] = score_turn_kl(stage, beta1, beta2);
-  GrpoLossInputs in;
+  PolicyLossInputs in;
   in.logp = at::tensor(logp, at::kDouble).to(at::kFloat).view({B, T}).requires_grad_(true);
   in.ref_logp = at::tensor(ref, at::kDouble).to(at::kFloat).view({B, T});
   in.advantages = route_to_tokens(score_turn_advantages(returns, "reinforce", 1), turns);
   in.kl_coef = route_to_tokens(at::tensor({static_cast<float>(k1), static_cast<float>(k2)}).view({1, 2}).expand({B, 2}), turns);
   in.mask = turns.gt(0);
-  GrpoLossOptions o;
+  PolicyLossOptions o;
   o.loss_type = "dapo";
-  const double denominator = static_cast<double>(grpo_loss_units(in.mask, "dapo"));
-  const GrpoLossOutput out = grpo_loss(in, o, denominator);
+  const double denominator = static_cast<double>(policy_loss_units(in.mask, "dapo"));
+  const PolicyLossOutput out = policy_loss(in, o, denominator);
   out.loss.backward();
   const at::Tensor grad = in.logp.grad().to(at::kDouble).view({-1});
 
@@ -156,16 +156,16 @@ TEST(ScoreLoss, StageTwoGivesTurnOneTheFirstRewardAndTurnTwoTheShapedOneAsAFloat
 }
 
 TEST(ScoreLoss, GrpoLossStillTakesOneAdvantagePerSequenceAndRejectsOtherShapes) {
-  GrpoLossInputs in;
+  PolicyLossInputs in;
   in.logp = at::zeros({2, 3}).requires_grad_(true);
   in.mask = at::ones({2, 3}, at::kBool);
   in.advantages = at::zeros({3});
-  EXPECT_THROW(grpo_loss(in, {}, 1.0), std::invalid_argument);
+  EXPECT_THROW(policy_loss(in, {}, 1.0), std::invalid_argument);
   in.advantages = at::zeros({2, 2});
-  EXPECT_THROW(grpo_loss(in, {}, 1.0), std::invalid_argument);
+  EXPECT_THROW(policy_loss(in, {}, 1.0), std::invalid_argument);
   in.advantages = at::zeros({2, 3});
   in.kl_coef = at::zeros({2, 3});  // without ref_logp
-  EXPECT_THROW(grpo_loss(in, {}, 1.0), std::invalid_argument);
+  EXPECT_THROW(policy_loss(in, {}, 1.0), std::invalid_argument);
 }
 
 TEST(ScoreMetrics, HandMadeOutcomeTableGivesAccuraciesDeltaAndFlipFractionsOfAllProblems) {

@@ -1,6 +1,6 @@
-// The DPO step (dpo_trainer.h has the outline; dpo_loss.h the loss). Rows are laid out as
-// prompt ‖ completion ‖ pad (right padding), so the causal mask of a plain forward is exact and
-// positions are 0..len−1; only the hidden states that predict completion tokens reach the LM head.
+// The DPO step (dpo_trainer.h has the outline; dpo_loss.h the loss). Rows are laid out as in
+// common/policy_gradient.h (prompt ‖ completion ‖ pad), the completion log-probs are its
+// completion_token_logprobs.
 #include "trainers/dpo/dpo_trainer.h"
 
 #include <ATen/ATen.h>
@@ -21,7 +21,8 @@
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#include "train/evaluation.h"
+#include "trainers/common/evaluation.h"
+#include "trainers/common/policy_gradient.h"
 #include "train/metrics.h"
 
 namespace scorch::trainers {
@@ -29,52 +30,34 @@ namespace scorch::trainers {
 PairBatch make_pair_batch(const std::vector<data::PreferenceExample>& examples, const std::vector<int64_t>& indices,
                           int64_t pad_id, c10::Device device) {
   const int64_t B = static_cast<int64_t>(indices.size()), R = 2 * B;
-  auto completion = [&](int64_t row) -> const std::vector<int64_t>& {
-    const auto& ex = examples[static_cast<size_t>(indices[static_cast<size_t>(row % B)])];
-    return row < B ? ex.chosen_ids : ex.rejected_ids;
-  };
-  int64_t S = 1, C = 1;
-  for (int64_t r = 0; r < R; ++r) {
-    const auto& ex = examples[static_cast<size_t>(indices[static_cast<size_t>(r % B)])];
-    const int64_t L = static_cast<int64_t>(completion(r).size());
-    S = std::max(S, static_cast<int64_t>(ex.prompt_ids.size()) + L), C = std::max(C, L);
-  }
-  std::vector<int64_t> ids(static_cast<size_t>(R * S), pad_id), plen(static_cast<size_t>(R)),
-      cids(static_cast<size_t>(R * C), -100);
+  std::vector<RowTokens> rows(static_cast<size_t>(R));
   std::vector<float> lengths(static_cast<size_t>(R)), weights(static_cast<size_t>(B));
-  PairBatch b;
-  for (int64_t r = 0; r < R; ++r) {
-    const auto& ex = examples[static_cast<size_t>(indices[static_cast<size_t>(r % B)])];
-    const auto& c = completion(r);
-    std::copy(ex.prompt_ids.begin(), ex.prompt_ids.end(), ids.begin() + r * S);
-    std::copy(c.begin(), c.end(), ids.begin() + r * S + static_cast<int64_t>(ex.prompt_ids.size()));
-    std::copy(c.begin(), c.end(), cids.begin() + r * C);
-    plen[static_cast<size_t>(r)] = static_cast<int64_t>(ex.prompt_ids.size());
-    lengths[static_cast<size_t>(r)] = static_cast<float>(c.size());
-    if (r < B) weights[static_cast<size_t>(r)] = static_cast<float>(ex.weight);
-    b.tokens += static_cast<int64_t>(ex.prompt_ids.size() + c.size());
+  for (int64_t k = 0; k < B; ++k) {
+    const auto& ex = examples[static_cast<size_t>(indices[static_cast<size_t>(k)])];
+    rows[static_cast<size_t>(k)] = {&ex.prompt_ids, &ex.chosen_ids};
+    rows[static_cast<size_t>(k + B)] = {&ex.prompt_ids, &ex.rejected_ids};
+    lengths[static_cast<size_t>(k)] = static_cast<float>(ex.chosen_ids.size());
+    lengths[static_cast<size_t>(k + B)] = static_cast<float>(ex.rejected_ids.size());
+    weights[static_cast<size_t>(k)] = static_cast<float>(ex.weight);
   }
-  const auto lng = at::TensorOptions().dtype(at::kLong);
-  b.input_ids = at::from_blob(ids.data(), {R, S}, lng).clone().to(device);
-  b.prompt_lengths = at::from_blob(plen.data(), {R}, lng).clone().to(device);
-  b.completion_ids = at::from_blob(cids.data(), {R, C}, lng).clone().to(device);
+  PackedRows packed = pack_rows(rows, pad_id, device);
+  PairBatch b;
+  b.input_ids = std::move(packed.input_ids);
+  b.prompt_lengths = std::move(packed.prompt_lengths);
+  b.completion_ids = std::move(packed.completion_ids);
   b.lengths = at::from_blob(lengths.data(), {R}, at::kFloat).clone().to(device);
   b.weights = at::from_blob(weights.data(), {B}, at::kFloat).clone().to(device);
   b.examples = indices;
   b.pairs = B;
+  b.tokens = packed.tokens;
   return b;
 }
 
 at::Tensor pair_sequence_logps(const Transformer& model, const PairBatch& b) {
-  const int64_t R = b.input_ids.size(0), S = b.input_ids.size(1), C = b.completion_ids.size(1);
-  const auto lng = at::TensorOptions().dtype(at::kLong).device(b.input_ids.device());
-  const at::Tensor positions = at::arange(S, lng).unsqueeze(0).expand({R, S});
-  const at::Tensor hidden = model.forward(b.input_ids, positions);                            // [R, S, H]
-  // Completion token j of row r is predicted by the hidden state at P_r − 1 + j.
-  const at::Tensor where = (b.prompt_lengths.unsqueeze(1) - 1 + at::arange(C, lng).unsqueeze(0)).clamp_max(S - 1);
-  const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({R, C, hidden.size(-1)}));  // [R, C, H]
-  auto [logp, entropy] = model.token_logprobs(h, b.completion_ids);                           // [R, C], 0 at −100
-  return logp.sum(1);                                                                         // [R] fp32
+  // [R, C], 0 at −100 (past each completion).
+  const at::Tensor logp =
+      completion_token_logprobs(model, b.input_ids, b.prompt_lengths, b.completion_ids, 1.0, false).first;
+  return logp.sum(1);  // [R] fp32
 }
 
 std::vector<std::array<float, 2>> compute_reference_logps(const Transformer& model,
@@ -183,19 +166,15 @@ DpoLossOptions dpo_loss_options(const Config& config) {
 
 DpoTask::DpoTask(const Config& config, ModelSession& session, std::vector<data::PreferenceExample> train,
                  std::vector<std::array<float, 2>> reference_logps, std::vector<data::PromptRecord> eval_prompts)
-    : config_(config),
+    // Each rank takes its strided share of every epoch's pairs (data/cursor.h).
+    : DatasetTask(config, static_cast<int64_t>(train.size()), "data.train holds no preference pairs"),
+      config_(config),
       session_(session),
       train_(std::move(train)),
       reference_logps_(std::move(reference_logps)),
       eval_prompts_(std::move(eval_prompts)),
-      loss_options_(dpo_loss_options(config)),
-      // Each rank takes its strided share of every epoch's pairs (data/cursor.h).
-      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
-  if (train_.empty()) throw UserError("data.train holds no preference pairs");
+      loss_options_(dpo_loss_options(config)) {
   pad_id_ = session.pad_id();
-  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
-  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
-  total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
   if (reference_logps_.empty()) {
     // The frozen reference: the policy as it is now, or with LoRA the base with the adapter disabled
     // (model/lora.h; on resume the loop loads the checkpoint into the policy after this, so the
@@ -253,10 +232,6 @@ double DpoTask::forward_backward(size_t index, double denominator, StepMetrics& 
   const double share = static_cast<double>(B) / static_cast<double>(std::max<int64_t>(1, step_pairs_));
   for (const auto& [k, v] : out.metrics) m[k] += v * share;
   return out.loss.item<double>() * static_cast<double>(B);
-}
-
-double DpoTask::epoch() const {
-  return cursor_.epoch() + static_cast<double>(cursor_.index()) / std::max<int64_t>(1, cursor_.samples_per_epoch());
 }
 
 void DpoTask::evaluate(int64_t, StepMetrics& m) {

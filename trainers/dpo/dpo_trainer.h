@@ -17,7 +17,6 @@
 #include <c10/core/Device.h>
 
 #include "config/config.h"
-#include "data/cursor.h"
 #include "data/dataset.h"
 #include "data/preference_example.h"
 #include "train/loop.h"
@@ -65,19 +64,15 @@ std::vector<std::array<float, 2>> cached_reference_logps(const Config& config, c
 // (sigmoid with scpo.beta, weight 1, plus sft weight scpo.alpha normalised per sequence).
 DpoLossOptions dpo_loss_options(const Config& config);
 
-class DpoTask : public TrainTask {
+class DpoTask : public DatasetTask {
  public:
   // With `reference_logps` empty a frozen copy of the current policy is the (live) reference.
   DpoTask(const Config& config, ModelSession& session, std::vector<data::PreferenceExample> train,
           std::vector<std::array<float, 2>> reference_logps, std::vector<data::PromptRecord> eval_prompts);
   ~DpoTask() override;
 
-  int64_t total_steps() const override { return total_; }
   std::vector<int64_t> prepare_step(int64_t step, StepMetrics& metrics) override;
   double forward_backward(size_t index, double denominator, StepMetrics& metrics) override;
-  nlohmann::json data_cursor() const override { return cursor_.to_json(); }
-  void restore_data_cursor(const nlohmann::json& cursor) override { cursor_.restore(cursor); }
-  double epoch() const override;
   void evaluate(int64_t step, StepMetrics& metrics) override;
 
  private:
@@ -88,10 +83,9 @@ class DpoTask : public TrainTask {
   std::vector<data::PromptRecord> eval_prompts_;
   std::unique_ptr<Transformer> reference_;
   DpoLossOptions loss_options_;
-  data::DataCursor cursor_;
   std::vector<PairBatch> batches_;
   int64_t step_pairs_ = 0;
-  int64_t pad_id_ = 0, steps_per_epoch_ = 1, total_ = 0;
+  int64_t pad_id_ = 0;
 };
 
 // Loads and tokenizes the preference data of config.data.train (file:line errors; chosen ==

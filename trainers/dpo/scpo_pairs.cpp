@@ -19,7 +19,7 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/session.h"
-#include "trainers/common/rl_step.h"
+#include "trainers/common/rl_task.h"
 
 namespace scorch::trainers {
 

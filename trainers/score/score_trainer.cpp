@@ -1,4 +1,4 @@
-// The SCoRe step (score_trainer.h has the outline, score_rewards.h the per-turn returns, grpo_loss.h
+// The SCoRe step (score_trainer.h has the outline, score_rewards.h the per-turn returns, policy_loss.h
 // the loss). Each episode is one row: prompt ‖ turn 1 ‖ continuation ‖ turn 2, exactly the tokens
 // run_episodes produced (never re-tokenized); only the tokens the turns generated train.
 #include "trainers/score/score_trainer.h"
@@ -11,18 +11,15 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "dist/dist.h"
 #include "common/strings.h"
-#include "model/hf_checkpoint.h"
 #include "model/lora.h"
 #include "model/transformer.h"
-#include "rewards/model_judge.h"
 #include "rollout/engine.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#include "train/evaluation.h"
-#include "trainers/common/rl_step.h"
-#include "trainers/grpo/grpo_loss.h"
+#include "train/metrics.h"
+#include "trainers/common/evaluation.h"
+#include "trainers/common/policy_loss.h"
 #include "trainers/score/score_rewards.h"
 
 namespace scorch::trainers {
@@ -59,40 +56,16 @@ void validate_score_config(const Config& c, int64_t context_length, int64_t cont
 
 ScoreTask::ScoreTask(const Config& config, ModelSession& session, std::vector<data::PromptRecord> train,
                      std::vector<data::PromptRecord> eval_prompts, std::string run_dir)
-    : config_(config),
-      session_(session),
-      train_(std::move(train)),
-      eval_prompts_(std::move(eval_prompts)),
-      run_dir_(std::move(run_dir)),
-      // Prompts sharded by rank (a prompt's episodes stay on its rank: data/cursor.h).
-      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()),
-      rewards_(config.rewards, rewards::RewardContext{std::make_shared<rewards::ModelJudge>(*session.model, *session.renderer)},
-               "config") {
-  if (train_.empty()) throw UserError("data.train holds no prompts: SCoRe needs a prompt dataset");
+    // Prompts sharded by rank (a prompt's episodes stay on its rank: data/cursor.h).
+    : RlTask(config, session, std::move(train), std::move(eval_prompts), std::move(run_dir), "SCoRe") {
   const auto& s = config.score;
   first_stage_ = s.stage == "2" ? 2 : 1;
   stage1_steps_ = s.stage == "both" ? s.stage1_steps : (s.stage == "1" ? s.stage1_steps : 0);
   total_ = stage1_steps_ + (s.stage == "1" ? 0 : s.stage2_steps);
-  pad_id_ = session.pad_id();
-  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
-  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
-  temperature_ = config.generation.temperature > 0 ? config.generation.temperature : 1.0;
-  if (s.beta1 > 0 || s.beta2 > 0) {
-    if (!s.reference_model.empty()) {
-      LoadOptions lo;
-      lo.dtype = session.dtype;
-      lo.device = session.device;
-      reference_ = std::make_unique<Transformer>(load_hf_model(s.reference_model, lo));
-    } else {
-      // The starting policy, or with LoRA the base with the adapter disabled (on resume the loop
-      // loads the checkpoint after this: it stays the start).
-      reference_ = std::make_unique<Transformer>(frozen_reference(*session.model));
-    }
-    reference_->set_requires_grad(false);
-  }
+  // The KL reference: score.reference_model, else the starting policy (with LoRA the base with the
+  // adapter disabled).
+  if (s.beta1 > 0 || s.beta2 > 0) make_reference(s.reference_model);
 }
-
-ScoreTask::~ScoreTask() = default;
 
 int ScoreTask::stage_of(int64_t step) const {
   if (first_stage_ == 2) return 2;
@@ -124,10 +97,9 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   if (step == stage1_steps_ + 1 && first_stage_ == 1 && stage == 2) log::info("SCoRe: Stage II from step ", step);
   const int64_t G = sc.num_generations;
   const int64_t mbs = config_.train.micro_batch_size;
-  const int64_t n_prompts = mbs * config_.train.gradient_accumulation_steps;
   const Tokenizer& tok = *session_.tokenizer;
 
-  const StepPrompts drawn = draw_prompts(cursor_, train_, *session_.renderer, n_prompts, config_.generation.max_prompt_length);
+  const StepPrompts drawn = draw_step_prompts();
   const auto& records = drawn.records;
   const auto& prompts = drawn.ids;
 
@@ -199,7 +171,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
       C = std::max<int64_t>(C, static_cast<int64_t>(row.completion.size()));
       packed.push_back(std::move(row));
     }
-    GrpoMicroBatch b = pack_micro_batch(packed, pad_id_, session_.device);
+    PolicyBatch b = pack_policy_batch(packed, pad_id_, session_.device);
     at::Tensor turn = at::zeros({B, C}, at::kInt);
     for (int64_t i = 0; i < B; ++i) {
       const auto& t = turn_of[static_cast<size_t>(i)];
@@ -207,7 +179,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
     }
     turn = turn.to(session_.device);
     b.advantages = route_to_tokens(advantages.slice(0, r0, r0 + B).to(session_.device), turn);   // [B, C]
-    b.units = grpo_loss_units(b.completion_mask, config_.grpo.loss_type);
+    b.units = policy_loss_units(b.completion_mask, config_.grpo.loss_type);
     if (reference_) {
       b.kl_coef = route_to_tokens(kl_per_turn.expand({B, 2}).to(session_.device), turn);       // [B, C]
       at::NoGradGuard no_grad;
@@ -226,29 +198,26 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   m["reward/delta"] = (r2 - r1).mean().item<double>();
   m["reward/shaped_turn2"] = returns.select(1, 1).to(at::kDouble).mean().item<double>();
   m["advantages/abs_mean"] = advantages.abs().to(at::kDouble).mean().item<double>();
-  double edit = 0, len1 = 0, len2 = 0, second = 0, truncated = 0;
+  CompletionLengths turn1, turn2;
+  double edit = 0;
   for (const Episode& e : episodes_) {
-    len1 += static_cast<double>(e.turns[0].end - e.turns[0].begin);
-    truncated += e.turns[0].finish_reason == FinishReason::kLength;
+    turn1.add(static_cast<double>(e.turns[0].end - e.turns[0].begin), e.turns[0].finish_reason == FinishReason::kLength);
     if (e.turns.size() < 2) continue;
-    ++second;
-    len2 += static_cast<double>(e.turns[1].end - e.turns[1].begin);
-    truncated += e.turns[1].finish_reason == FinishReason::kLength;
+    turn2.add(static_cast<double>(e.turns[1].end - e.turns[1].begin), e.turns[1].finish_reason == FinishReason::kLength);
     std::vector<long> a(e.tokens.begin() + e.turns[0].begin, e.tokens.begin() + e.turns[0].end);
     std::vector<long> b(e.tokens.begin() + e.turns[1].begin, e.tokens.begin() + e.turns[1].end);
     edit += static_cast<double>(edit_distance(a, b));
   }
-  const double n = static_cast<double>(std::max<int64_t>(1, N));
-  m["completions/turn1_mean_length"] = len1 / n;
-  m["completions/turn2_mean_length"] = second > 0 ? len2 / second : 0.0;
-  m["completions/clipped_ratio"] = truncated / std::max(1.0, n + second);
+  const double n = static_cast<double>(std::max<int64_t>(1, N)), second = turn2.count;
+  m["completions/turn1_mean_length"] = turn1.sum / n;
+  m["completions/turn2_mean_length"] = turn2.mean();
+  m["completions/clipped_ratio"] = (turn1.truncated + turn2.truncated) / std::max(1.0, n + second);
   m["score/edit_distance"] = second > 0 ? edit / second : 0.0;
   m["score/second_turn_fraction"] = second / n;
   m["time/generation"] = gen_seconds;
   m["time/reward"] = reward_seconds;
 
-  if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, dist::rank(), step - 1);  // rank 0 writes
-  if (config_.log.samples > 0 && (step == 1 || step % std::max<int64_t>(1, config_.log.every) == 0)) {
+  if (logs_samples(step)) {
     for (int64_t i = 0; i < std::min<int64_t>(N, config_.log.samples); ++i) {
       const Episode& e = episodes_[static_cast<size_t>(i)];
       const data::PromptRecord& rec = *records[static_cast<size_t>(e.prompt_index)];
@@ -257,7 +226,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
                           {"reward1", r1[i].item<double>()}, {"reward2", r2[i].item<double>()},
                           {"return2", returns[i][1].item<double>()}};
       if (rec.answer) j["answer"] = *rec.answer;
-      samples_->log(step, nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+      log_sample(step, j);
     }
   }
   std::vector<int64_t> units;
@@ -267,8 +236,8 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
 
 double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics& m) {
   Stopwatch clock;
-  const GrpoMicroBatch& b = batches_[index];
-  GrpoLossOptions o = grpo_loss_options(config_);
+  const PolicyBatch& b = batches_[index];
+  PolicyLossOptions o = policy_loss_options(config_);
   o.beta = 0.0;  // the batch's per-token kl_coef carries SCoRe's β1 / β2
   o.max_completion_length = 2 * config_.generation.max_completion_length;  // a row holds both attempts
   const auto [numerator, logp] =
@@ -287,10 +256,6 @@ double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics
   }
   m["time/training"] += clock.seconds();
   return numerator;
-}
-
-double ScoreTask::epoch() const {
-  return cursor_.epoch() + static_cast<double>(cursor_.index()) / std::max<int64_t>(1, cursor_.samples_per_epoch());
 }
 
 void ScoreTask::evaluate(int64_t, StepMetrics& m) {

@@ -8,9 +8,9 @@
 //   -> per-turn returns (score_rewards.h: Stage I rewards turn 2 only, Stage II shapes turn 2 with α)
 //   -> REINFORCE (returns as they are) or per-turn group advantages
 //   -> per micro-batch: the whole conversation is one row; log-probs of the generated tokens of both
-//      turns (completion_logprobs) -> grpo_loss with per-token advantages and per-token KL β
+//      turns (completion_logprobs) -> policy_loss with per-token advantages and per-token KL β
 //      (Stage I: β2 on turn 1, β1 on turn 2; Stage II: β1 on both) -> backward.
-// The GRPO machinery is reused as it is: pack_micro_batch, completion_logprobs, grpo_loss (its
+// The GRPO machinery is reused as it is: pack_policy_batch, completion_logprobs, policy_loss (its
 // loss_type aggregation and clipping come from the `grpo:` section; with one update per batch ρ = 1
 // and the loss is REINFORCE with a k3 KL penalty).
 // Stages: score.stage 1 | 2 | both; steps 1..stage1_steps are Stage I, the rest Stage II. The stage
@@ -25,14 +25,12 @@
 #include <ATen/core/Tensor.h>
 
 #include "config/config.h"
-#include "data/cursor.h"
 #include "data/dataset.h"
-#include "rewards/reward.h"
 #include "rollout/episode.h"
 #include "train/loop.h"
-#include "train/metrics.h"
 #include "train/session.h"
-#include "trainers/grpo/grpo_trainer.h"
+#include "trainers/common/policy_gradient.h"
+#include "trainers/common/rl_task.h"
 #include "trainers/registry.h"
 
 namespace scorch::trainers {
@@ -41,43 +39,31 @@ namespace scorch::trainers {
 // the length of the rendered correction turn (closing id + instruction + generation prompt).
 void validate_score_config(const Config& config, int64_t context_length, int64_t continuation_tokens);
 
-class ScoreTask : public TrainTask {
+class ScoreTask : public RlTask {
  public:
   // `config`, `session` and `run_dir` must outlive the task.
   ScoreTask(const Config& config, ModelSession& session, std::vector<data::PromptRecord> train,
             std::vector<data::PromptRecord> eval_prompts, std::string run_dir);
-  ~ScoreTask() override;
 
-  int64_t total_steps() const override { return total_; }
   std::vector<int64_t> prepare_step(int64_t step, StepMetrics& metrics) override;
   double forward_backward(size_t index, double denominator, StepMetrics& metrics) override;
   nlohmann::json data_cursor() const override;
   void restore_data_cursor(const nlohmann::json& cursor) override;
   bool checkpoint_after(int64_t step) const override;
-  double epoch() const override;
   void evaluate(int64_t step, StepMetrics& metrics) override;
 
   // 1 or 2: the stage optimizer step `step` belongs to.
   int stage_of(int64_t step) const;
   // The last prepared step's episodes, micro-batches and token turns (for tests).
   const std::vector<Episode>& last_episodes() const { return episodes_; }
-  const std::vector<GrpoMicroBatch>& last_batches() const { return batches_; }
+  const std::vector<PolicyBatch>& last_batches() const { return batches_; }
 
  private:
-  const Config& config_;
-  ModelSession& session_;
-  std::vector<data::PromptRecord> train_, eval_prompts_;
-  std::string run_dir_;
-  data::DataCursor cursor_;
-  rewards::RewardSet rewards_;
-  std::unique_ptr<Transformer> reference_;
-  std::unique_ptr<SamplesLogger> samples_;
   std::vector<Episode> episodes_;
-  std::vector<GrpoMicroBatch> batches_;
+  std::vector<PolicyBatch> batches_;
   std::vector<at::Tensor> turns_;  // per micro-batch [B, C]: the turn of each completion token (0 = none)
-  int64_t stage1_steps_ = 0, total_ = 0, steps_per_epoch_ = 1, pad_id_ = 0;
+  int64_t stage1_steps_ = 0;
   int first_stage_ = 1;
-  double temperature_ = 1.0;
 };
 
 void run_score(const Config& config, const RunDir& run_dir, const RunOptions& options);

@@ -9,7 +9,6 @@
 
 #include "config/config.h"
 #include "data/batch.h"
-#include "data/cursor.h"
 #include "data/dataset.h"
 #include "data/sft_example.h"
 #include "train/loop.h"
@@ -33,18 +32,14 @@ DeviceBatch to_device(const data::Batch& batch, bool packed, c10::Device device)
 // Σ over trained tokens of −log p(target): the micro-batch's undivided loss (fp32 scalar).
 at::Tensor nll_sum(const Transformer& model, const DeviceBatch& batch);
 
-class SftTask : public TrainTask {
+class SftTask : public DatasetTask {
  public:
   // `session` and `config` must outlive the task.
   SftTask(const Config& config, ModelSession& session, std::vector<data::SftExample> train,
           std::vector<data::SftExample> eval, std::vector<data::PromptRecord> eval_prompts);
 
-  int64_t total_steps() const override { return total_; }
   std::vector<int64_t> prepare_step(int64_t step, StepMetrics& metrics) override;
   double forward_backward(size_t index, double denominator, StepMetrics& metrics) override;
-  nlohmann::json data_cursor() const override { return cursor_.to_json(); }
-  void restore_data_cursor(const nlohmann::json& cursor) override { cursor_.restore(cursor); }
-  double epoch() const override;
   void evaluate(int64_t step, StepMetrics& metrics) override;
 
  private:
@@ -54,9 +49,8 @@ class SftTask : public TrainTask {
   ModelSession& session_;
   std::vector<data::SftExample> train_, eval_;
   std::vector<data::PromptRecord> eval_prompts_;
-  data::DataCursor cursor_;
   std::vector<DeviceBatch> batches_;
-  int64_t pad_id_ = 0, steps_per_epoch_ = 1, total_ = 0;
+  int64_t pad_id_ = 0;
 };
 
 }  // namespace scorch::trainers

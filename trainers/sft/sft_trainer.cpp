@@ -15,7 +15,6 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "dist/dist.h"
 #include "data/batch.h"
 #include "data/cursor.h"
 #include "data/dataset.h"
@@ -24,7 +23,7 @@
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#include "train/evaluation.h"
+#include "trainers/common/evaluation.h"
 #include "train/loop.h"
 #include "train/session.h"
 
@@ -63,21 +62,13 @@ at::Tensor nll_sum(const Transformer& model, const DeviceBatch& b) {
 
 SftTask::SftTask(const Config& config, ModelSession& session, std::vector<data::SftExample> train,
                  std::vector<data::SftExample> eval, std::vector<data::PromptRecord> eval_prompts)
-    : config_(config),
+    : DatasetTask(config, static_cast<int64_t>(train.size()), "data.train holds no SFT examples"),
+      config_(config),
       session_(session),
       train_(std::move(train)),
       eval_(std::move(eval)),
-      eval_prompts_(std::move(eval_prompts)),
-      // Each rank takes its strided share of every epoch's order (data/cursor.h).
-      cursor_(static_cast<int64_t>(train_.size()), config.seed, config.data.shuffle, dist::rank(), dist::world_size()) {
+      eval_prompts_(std::move(eval_prompts)) {
   pad_id_ = session.pad_id();
-  const int64_t per_step = config.train.micro_batch_size * config.train.gradient_accumulation_steps;
-  steps_per_epoch_ = std::max<int64_t>(1, cursor_.samples_per_epoch() / per_step);
-  total_ = config.train.max_steps > 0 ? config.train.max_steps : steps_per_epoch_ * config.train.epochs;
-  if (cursor_.samples_per_epoch() < per_step) {
-    log::warn("the dataset has ", cursor_.samples_per_epoch(), " samples per rank, fewer than one optimizer step (", per_step,
-              "): samples repeat within a step");
-  }
 }
 
 std::vector<int64_t> SftTask::prepare_step(int64_t, StepMetrics& m) {
@@ -99,10 +90,6 @@ double SftTask::forward_backward(size_t index, double denominator, StepMetrics&)
   at::Tensor loss_sum = nll_sum(*session_.model, batches_[index]);
   (loss_sum / denominator).backward();
   return loss_sum.item<double>();
-}
-
-double SftTask::epoch() const {
-  return cursor_.epoch() + static_cast<double>(cursor_.index()) / std::max<int64_t>(1, cursor_.samples_per_epoch());
 }
 
 void SftTask::evaluate(int64_t, StepMetrics& m) {

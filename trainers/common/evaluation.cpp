@@ -1,6 +1,7 @@
-#include "train/evaluation.h"
+#include "trainers/common/evaluation.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 

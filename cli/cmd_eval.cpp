@@ -12,7 +12,7 @@
 #include "common/fs.h"
 #include "config/config.h"
 #include "data/dataset.h"
-#include "train/evaluation.h"
+#include "trainers/common/evaluation.h"
 #include "train/session.h"
 
 namespace scorch::cli {

@@ -15,7 +15,7 @@
 // advantage, [B]) or one per token ([B, T]: SCoRe's per-turn rewards, ALGORITHMS.md §7).
 //
 // Gradient accumulation. The training loop (train/loop.h) divides each micro-batch's loss by a
-// denominator = Σ over the step's micro-batches (and ranks) of grpo_loss_units(). The loss of a
+// denominator = Σ over the step's micro-batches (and ranks) of policy_loss_units(). The loss of a
 // micro-batch is numerator / denominator, where (m = mask, L = max_completion_length):
 //   loss_type  units per micro-batch   numerator                     whole step (= TRL)
 //   grpo       rows B                  Σ_b Σ_t l·m / max(Σ_t m, 1)    mean over all sequences of the
@@ -36,7 +36,7 @@
 
 namespace scorch::trainers {
 
-struct GrpoLossOptions {
+struct PolicyLossOptions {
   std::string loss_type = "dapo";     // grpo | bnpo | dr_grpo | dapo
   double epsilon_low = 0.2;
   double epsilon_high = 0.2;
@@ -48,7 +48,7 @@ struct GrpoLossOptions {
   int64_t max_completion_length = 0;  // dr_grpo's L (> 0)
 };
 
-struct GrpoLossInputs {
+struct PolicyLossInputs {
   at::Tensor logp;        // [B, T] fp32 policy log-probs of the completion tokens (with grad)
   at::Tensor old_logp;    // [B, T] log π_old; undefined = logp.detach() (μ = 1)
   at::Tensor ref_logp;    // [B, T] reference log-probs; undefined when beta = 0 and no kl_coef
@@ -58,7 +58,7 @@ struct GrpoLossInputs {
   at::Tensor mask;        // [B, T] completion mask (bool or 0/1); prompt and padding are 0
 };
 
-struct GrpoLossOutput {
+struct PolicyLossOutput {
   at::Tensor loss;        // scalar: numerator / denominator (backward this)
   at::Tensor numerator;   // scalar, detached: the micro-batch's undivided loss (see the table)
   // Micro-batch means with TRL's names and definitions (means over active tokens, or over rows at
@@ -70,9 +70,9 @@ struct GrpoLossOutput {
 
 // The micro-batch's share of the loop's denominator (see the table above). Throws
 // std::invalid_argument for an unknown loss_type.
-int64_t grpo_loss_units(const at::Tensor& mask, const std::string& loss_type);
+int64_t policy_loss_units(const at::Tensor& mask, const std::string& loss_type);
 
 // Throws std::invalid_argument for inconsistent shapes or missing inputs the options need.
-GrpoLossOutput grpo_loss(const GrpoLossInputs& inputs, const GrpoLossOptions& options, double denominator);
+PolicyLossOutput policy_loss(const PolicyLossInputs& inputs, const PolicyLossOptions& options, double denominator);
 
 }  // namespace scorch::trainers

@@ -1,6 +1,6 @@
-// The GRPO loss (see grpo_loss.h for the formulas and the normalisation table). Every line here
+// The GRPO loss (see policy_loss.h for the formulas and the normalisation table). Every line here
 // mirrors one line of TRL's GRPOTrainer._compute_loss, so a reader can check them side by side.
-#include "trainers/grpo/grpo_loss.h"
+#include "trainers/common/policy_loss.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -9,17 +9,17 @@
 
 namespace scorch::trainers {
 
-int64_t grpo_loss_units(const at::Tensor& mask, const std::string& loss_type) {
+int64_t policy_loss_units(const at::Tensor& mask, const std::string& loss_type) {
   if (loss_type == "dapo") return mask.to(at::kLong).sum().item<int64_t>();
   if (loss_type == "grpo" || loss_type == "dr_grpo") return mask.size(0);
   if (loss_type == "bnpo") return 1;
-  throw std::invalid_argument("grpo_loss_units: unknown loss_type '" + loss_type + "'");
+  throw std::invalid_argument("policy_loss_units: unknown loss_type '" + loss_type + "'");
 }
 
 namespace {
 
 void check(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("grpo_loss: " + what);
+  if (!ok) throw std::invalid_argument("policy_loss: " + what);
 }
 
 // TRL's masked_batch_mean: a per-row value ([B, 1], sequence level) is averaged over rows, a
@@ -32,7 +32,7 @@ double masked_batch_mean(const at::Tensor& x, const at::Tensor& mask) {
 
 }  // namespace
 
-GrpoLossOutput grpo_loss(const GrpoLossInputs& in, const GrpoLossOptions& o, double denominator) {
+PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& o, double denominator) {
   check(in.logp.defined() && in.logp.dim() == 2, "logp must be [B, T]");
   check(in.mask.defined() && in.mask.sizes() == in.logp.sizes(), "mask must have logp's shape [B, T]");
   check(in.advantages.defined() && ((in.advantages.dim() == 1 && in.advantages.size(0) == in.logp.size(0)) ||
@@ -69,7 +69,7 @@ GrpoLossOutput grpo_loss(const GrpoLossInputs& in, const GrpoLossOptions& o, dou
   if (o.delta > 0) coef_1 = at::clamp_max(coef_1, o.delta);
   at::Tensor per_token = -at::minimum(coef_1 * adv, coef_2 * adv);           // [B, T] or [B, 1]
 
-  GrpoLossOutput out;
+  PolicyLossOutput out;
   at::Tensor entropy_mask;
   if (o.top_entropy_quantile < 1.0) {
     // Threshold: the (1 − q) quantile (linear interpolation, as torch.quantile) of the entropies of

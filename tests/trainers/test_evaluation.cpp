@@ -11,9 +11,9 @@
 #include "config/config.h"
 #include "data/dataset.h"
 #include "rewards/math_answer.h"
-#include "rollout_fixtures.h"
+#include "tests/rollout/rollout_fixtures.h"
 #include "tokenizer/chat_template.h"
-#include "train/evaluation.h"
+#include "trainers/common/evaluation.h"
 
 namespace scorch {
 namespace {

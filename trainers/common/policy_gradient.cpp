@@ -1,0 +1,165 @@
+// The policy-gradient core (policy_gradient.h has the row layout).
+#include "trainers/common/policy_gradient.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "config/config.h"
+#include "model/transformer.h"
+#include "trainers/common/policy_loss.h"
+
+namespace scorch::trainers {
+
+PackedRows pack_rows(const std::vector<RowTokens>& rows, int64_t pad_id, c10::Device device) {
+  const int64_t R = static_cast<int64_t>(rows.size());
+  int64_t S = 1, C = 1;
+  for (const RowTokens& r : rows) {
+    const int64_t P = static_cast<int64_t>(r.prompt->size()), L = static_cast<int64_t>(r.completion->size());
+    S = std::max(S, P + L), C = std::max(C, L);
+  }
+  std::vector<int64_t> ids(static_cast<size_t>(R * S), pad_id), plen(static_cast<size_t>(R)),
+      cids(static_cast<size_t>(R * C), -100);
+  PackedRows out;
+  for (int64_t i = 0; i < R; ++i) {
+    const RowTokens& r = rows[static_cast<size_t>(i)];
+    const auto& p = *r.prompt;
+    const auto& c = *r.completion;
+    if (r.generated && !r.generated->empty() && r.generated->size() != c.size()) {
+      throw std::invalid_argument("pack_rows: generated size");
+    }
+    std::copy(p.begin(), p.end(), ids.begin() + i * S);
+    std::copy(c.begin(), c.end(), ids.begin() + i * S + static_cast<int64_t>(p.size()));
+    plen[static_cast<size_t>(i)] = static_cast<int64_t>(p.size());
+    for (size_t j = 0; j < c.size(); ++j) {
+      const bool generated = !r.generated || r.generated->empty() || (*r.generated)[j];
+      if (generated) cids[static_cast<size_t>(i * C) + j] = c[j];
+    }
+    out.tokens += static_cast<int64_t>(p.size() + c.size());
+  }
+  const auto lng = at::TensorOptions().dtype(at::kLong);
+  out.input_ids = at::from_blob(ids.data(), {R, S}, lng).clone().to(device);
+  out.prompt_lengths = at::from_blob(plen.data(), {R}, lng).clone().to(device);
+  out.completion_ids = at::from_blob(cids.data(), {R, C}, lng).clone().to(device);
+  return out;
+}
+
+PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t C = 1;
+  bool per_token = false;
+  std::vector<RowTokens> tokens;
+  for (const PolicyRow& r : rows) {
+    C = std::max(C, static_cast<int64_t>(r.completion.size()));
+    per_token |= r.advantages.size() != 1;
+    tokens.push_back({r.prompt, &r.completion, &r.generated});
+  }
+  std::vector<uint8_t> mask(static_cast<size_t>(B * C), 0);
+  std::vector<float> rlp(static_cast<size_t>(B * C), 0.0f), adv(static_cast<size_t>(per_token ? B * C : B), 0.0f),
+      kl(static_cast<size_t>(B * C), 0.0f);
+  bool any_kl = false;
+  for (int64_t i = 0; i < B; ++i) {
+    const PolicyRow& r = rows[static_cast<size_t>(i)];
+    const size_t L = r.completion.size();
+    auto check_size = [&](size_t n, bool may_be_empty, const char* what) {
+      if (n != L && !(may_be_empty && n == 0)) throw std::invalid_argument(std::string("pack_policy_batch: ") + what + " size");
+    };
+    check_size(r.generated.size(), true, "generated");
+    check_size(r.train.size(), true, "train");
+    check_size(r.logprobs.size(), false, "logprobs");
+    check_size(r.kl_coef.size(), true, "kl_coef");
+    if (r.advantages.size() != 1) check_size(r.advantages.size(), false, "advantages");
+    any_kl |= !r.kl_coef.empty();
+    if (!per_token) adv[static_cast<size_t>(i)] = r.advantages[0];
+    for (size_t j = 0; j < L; ++j) {
+      const size_t at = static_cast<size_t>(i * C) + j;
+      const bool generated = r.generated.empty() || r.generated[j];
+      mask[at] = generated && (r.train.empty() || r.train[j]);
+      rlp[at] = r.logprobs[j];
+      if (per_token) adv[at] = r.advantages.size() == 1 ? r.advantages[0] : r.advantages[j];
+      if (!r.kl_coef.empty()) kl[at] = r.kl_coef[j];
+    }
+  }
+  PackedRows packed = pack_rows(tokens, pad_id, device);
+  PolicyBatch b;
+  b.input_ids = std::move(packed.input_ids);
+  b.prompt_lengths = std::move(packed.prompt_lengths);
+  b.completion_ids = std::move(packed.completion_ids);
+  b.completion_mask = at::from_blob(mask.data(), {B, C}, at::kByte).clone().to(device).to(at::kBool);
+  b.rollout_logp = at::from_blob(rlp.data(), {B, C}, at::kFloat).clone().to(device);
+  b.advantages = (per_token ? at::from_blob(adv.data(), {B, C}, at::kFloat) : at::from_blob(adv.data(), {B}, at::kFloat))
+                     .clone()
+                     .to(device);
+  if (any_kl) b.kl_coef = at::from_blob(kl.data(), {B, C}, at::kFloat).clone().to(device);
+  return b;
+}
+
+std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const at::Tensor& input_ids,
+                                                            const at::Tensor& prompt_lengths,
+                                                            const at::Tensor& completion_ids, double temperature,
+                                                            bool with_entropy) {
+  const int64_t R = input_ids.size(0), S = input_ids.size(1), C = completion_ids.size(1);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(input_ids.device());
+  const at::Tensor positions = at::arange(S, long_opts).unsqueeze(0).expand({R, S});
+  const at::Tensor hidden = model.forward(input_ids, positions);                             // [R, S, H]
+  // Completion token j of row r is predicted by the hidden state at P_r − 1 + j.
+  const at::Tensor where =
+      (prompt_lengths.unsqueeze(1) - 1 + at::arange(C, long_opts).unsqueeze(0)).clamp_max(S - 1);  // [R, C]
+  const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({R, C, hidden.size(-1)}));     // [R, C, H]
+  return model.token_logprobs(h, completion_ids, temperature, with_entropy);                    // [R, C] each
+}
+
+std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const PolicyBatch& b,
+                                                      double temperature, bool with_entropy) {
+  return completion_token_logprobs(model, b.input_ids, b.prompt_lengths, b.completion_ids, temperature, with_entropy);
+}
+
+PolicyLossOptions policy_loss_options(const Config& c) {
+  const auto& g = c.grpo;
+  PolicyLossOptions o;
+  o.loss_type = g.loss_type;
+  o.epsilon_low = g.epsilon;
+  o.epsilon_high = g.epsilon_high > 0 ? g.epsilon_high : g.epsilon;
+  o.delta = g.delta;
+  o.beta = g.beta;
+  o.importance_sampling_level = g.importance_sampling_level;
+  o.top_entropy_quantile = g.top_entropy_quantile;
+  o.entropy_coef = g.entropy_coef;
+  o.max_completion_length = c.generation.max_completion_length;
+  return o;
+}
+
+std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const PolicyBatch& b, double temperature,
+                                                   const PolicyLossOptions& options, double denominator,
+                                                   size_t num_batches, bool compare_rollout, std::map<std::string, double>& m) {
+  auto [logp, entropy] = completion_logprobs(model, b, temperature, true);
+  PolicyLossInputs in;
+  in.logp = logp;
+  in.old_logp = b.old_logp;
+  in.ref_logp = b.ref_logp;
+  in.kl_coef = b.kl_coef;
+  in.entropy = options.entropy_coef != 0.0 ? entropy : entropy.detach();
+  in.advantages = b.advantages;
+  in.mask = b.completion_mask;
+  PolicyLossOutput out = policy_loss(in, options, denominator);
+  out.loss.backward();
+
+  // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).
+  const double n = static_cast<double>(num_batches);
+  for (const auto& [k, v] : out.metrics) m[k] += v / n;
+  if (compare_rollout) {
+    // Rollout vs policy log-probs on the same tokens: kernels, precision and sampler must agree.
+    at::NoGradGuard no_grad;
+    const at::Tensor valid = b.completion_ids.ge(0);
+    const at::Tensor d = (logp.detach() - b.rollout_logp).abs().masked_select(valid).to(at::kDouble);
+    if (d.numel() > 0) {
+      m["rollout/logprob_diff_mean"] += d.mean().item<double>() / n;
+      m["rollout/logprob_diff_max"] = std::max(m["rollout/logprob_diff_max"], d.max().item<double>());
+    }
+  }
+  return {out.numerator.item<double>(), logp.detach()};
+}
+
+}  // namespace scorch::trainers

@@ -1,0 +1,105 @@
+// The policy-gradient core GRPO and SCoRe share (and DPO's completion log-probs): rows laid out
+// as prompt ‖ completion ‖ pad, the log-probs of the completion tokens under a model, and one
+// micro-batch's policy-loss step (policy_loss.h) with its backward.
+//
+// Layout. Each row is its prompt, then every token after it, then padding (right padding), so the
+// causal mask of a plain forward is exact and positions are 0..len−1 as in the rollout; completion
+// token j of row b is predicted by the hidden state at P_b − 1 + j, and only those hidden states
+// go through the LM head.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+namespace scorch {
+class Transformer;
+struct Config;
+}  // namespace scorch
+
+namespace scorch::trainers {
+
+struct PolicyLossOptions;
+
+// The tokens of one row: its prompt, then its completion (every token after the prompt);
+// `generated` (may be null or empty = all) marks the completion tokens that have a target.
+struct RowTokens {
+  const std::vector<int64_t>* prompt = nullptr;
+  const std::vector<int64_t>* completion = nullptr;
+  const std::vector<uint8_t>* generated = nullptr;
+};
+
+// Rows padded to one tensor on `device`.
+struct PackedRows {
+  at::Tensor input_ids;       // [R, S] int64 prompt ‖ completion ‖ pad
+  at::Tensor prompt_lengths;  // [R] int64
+  at::Tensor completion_ids;  // [R, C] int64 targets; −100 where not generated and past each completion
+  int64_t tokens = 0;         // real (unpadded) tokens of the R rows
+};
+
+PackedRows pack_rows(const std::vector<RowTokens>& rows, int64_t pad_id, c10::Device device);
+
+// One micro-batch of policy-gradient rows on the model's device.
+struct PolicyBatch {
+  at::Tensor input_ids;        // [B, S] int64 prompt ‖ completion ‖ pad
+  at::Tensor prompt_lengths;   // [B] int64
+  at::Tensor completion_mask;  // [B, C] bool: 1 for completion tokens that train
+  at::Tensor completion_ids;   // [B, C] int64 (−100 where not generated or past the row)
+  at::Tensor advantages;       // [B] one per sequence, or [B, C] one per token
+  at::Tensor kl_coef;          // [B, C] per-token β; undefined = the loss options' beta
+  at::Tensor rollout_logp;     // [B, C] fp32 sampling log-probs of the engine
+  at::Tensor old_logp;         // [B, C] π_old (μ > 1); undefined for μ = 1
+  at::Tensor ref_logp;         // [B, C] reference model (β > 0); undefined otherwise
+  int64_t units = 0;           // policy_loss_units of this micro-batch
+};
+
+// One row before padding: the prompt, then every token after it. GRPO: the completion, all
+// generated. SCoRe: turn 1 ‖ continuation ‖ turn 2, where the environment's continuation tokens
+// are not generated (never trained, no log-prob).
+struct PolicyRow {
+  const std::vector<int64_t>* prompt = nullptr;
+  std::vector<int64_t> completion;
+  std::vector<uint8_t> generated;   // [completion] 1 = sampled by the policy; empty = all
+  std::vector<uint8_t> train;       // [completion] 1 = the loss sees it (⊆ generated); empty = generated
+  std::vector<float> logprobs;      // [completion] sampling log-probs (0 where not generated)
+  std::vector<float> advantages;    // [1] one per sequence, or [completion] one per token
+  std::vector<float> kl_coef;       // empty, or [completion] per-token β
+};
+
+// Pads `rows` into one micro-batch on `device`. Targets of tokens that were not generated are
+// −100. Advantages are [B] when every row has one value, else [B, C] (a per-sequence row is
+// broadcast over its tokens). `units` is left 0 for the caller.
+PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device);
+
+// Log-probs [R, C] of `completion_ids` (−100 = no target, log-prob 0) and, when with_entropy, the
+// entropies [R, C], under `model` at `temperature` (the logits scaled by 1/T as the sampler did),
+// for rows `input_ids` [R, S] whose completions start at `prompt_lengths` [R].
+std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const at::Tensor& input_ids,
+                                                            const at::Tensor& prompt_lengths,
+                                                            const at::Tensor& completion_ids, double temperature,
+                                                            bool with_entropy);
+
+// completion_token_logprobs of a policy batch's rows.
+std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const PolicyBatch& batch,
+                                                      double temperature, bool with_entropy);
+
+// The policy loss's options from the config's grpo.* keys (clip range, δ, β, GSPO level, entropy
+// settings, dr_grpo's L = generation.max_completion_length). SCoRe starts from these too.
+PolicyLossOptions policy_loss_options(const Config& config);
+
+// One micro-batch of a policy-gradient step: policy log-probs of the batch's rollout tokens,
+// policy_loss (inputs from the batch: advantages, π_old, reference, per-token β) with `options`,
+// divided by `denominator`, and backward. Adds the loss's metrics as means over `num_batches`
+// micro-batches, and with `compare_rollout` the gap between the engine's sampling log-probs and
+// the policy's on the same tokens ("rollout/logprob_diff_mean|max"). Returns the undivided loss
+// numerator and the (detached) policy log-probs [B, C].
+std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const PolicyBatch& batch,
+                                                   double temperature, const PolicyLossOptions& options,
+                                                   double denominator, size_t num_batches, bool compare_rollout,
+                                                   std::map<std::string, double>& metrics);
+
+}  // namespace scorch::trainers
