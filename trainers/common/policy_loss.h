@@ -1,4 +1,4 @@
-// The GRPO per-token loss (ALGORITHMS.md §4) as a pure function on tensors, with TRL's exact
+// The policy loss of GRPO and SCoRe (ALGORITHMS.md §4) as a pure function on tensors, with TRL's exact
 // definitions so configs carry over:
 //   ρ = exp(logp − old_logp)                    token level; sequence level (GSPO): one ρ per row,
 //                                               exp(Σ_t mask·(logp − old) / max(Σ_t mask, 1))

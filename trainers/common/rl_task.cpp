@@ -108,8 +108,7 @@ bool RlTask::logs_samples(int64_t step) {
 
 void RlTask::log_sample(int64_t step, const nlohmann::json& sample) {
   if (!samples_) samples_ = std::make_unique<SamplesLogger>(run_dir_, dist::rank(), step - 1);
-  // Completions may end inside a multi-byte character (or be any bytes): replace invalid UTF-8.
-  samples_->log(step, nlohmann::json::parse(sample.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  samples_->log(step, sample);  // the writer replaces invalid UTF-8 (a completion may end mid-character)
 }
 
 }  // namespace scorch::trainers

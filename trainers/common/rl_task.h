@@ -83,7 +83,7 @@ class RlTask : public DatasetTask {
   // step − 1 left by an interrupted run are dropped), and says whether step `step` logs decoded
   // samples (log.samples > 0, step 1 and every log.every steps).
   bool logs_samples(int64_t step);
-  // Appends one decoded sample to the run's samples.jsonl (rank 0); invalid UTF-8 is replaced.
+  // Appends one decoded sample to the run's samples.jsonl (rank 0; invalid UTF-8 replaced on write).
   void log_sample(int64_t step, const nlohmann::json& sample);
 
   const Config& config_;
