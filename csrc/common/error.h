@@ -33,7 +33,7 @@ class NonFiniteStop : public std::runtime_error {
   explicit NonFiniteStop(const std::string& what) : std::runtime_error(what) {}
 };
 
-// Raised by capabilities whose issue has not landed yet: a user error (exit 2), never fake output.
+// Raised for a setting or capability scorch does not implement: a user error (exit 2), never fake output.
 class NotImplemented : public UserError {
  public:
   explicit NotImplemented(const std::string& what)

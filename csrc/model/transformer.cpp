@@ -68,8 +68,8 @@ struct Rope {
 
 // Attention of one layer: q [B, H, T, D], k / v [B, KV, S, D], mask [B, 1, T, S] bool (or nullopt with
 // `causal`). On CUDA, decode steps (one query per row) with GQA go through
-// grouped_decode_attention; the CPU keeps SDPA's enable_gqa (the fold measured no faster there:
-// within ±15% noise at batch 1-32, quickstart and 4x256 GQA shapes).
+// grouped_decode_attention; the CPU keeps SDPA's enable_gqa (the fold is no faster there:
+// bench/RESULTS.md, "Decode attention with GQA").
 // With soft-capping (softcap > 0; SDPA has none) the scores are computed as transformers' eager
 // attention does: q k^T * scale, cap * tanh(. / cap), + mask, softmax in fp32 cast back, times v.
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask,

@@ -1,5 +1,5 @@
 """An exported scorch model is a HuggingFace model: transformers loads `scorch export` output and
-greedy-decodes exactly the tokens `scorch generate` produces (issue 6)."""
+greedy-decodes exactly the tokens `scorch generate` produces."""
 import json
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Parity of scorch's Llama-family forward with transformers (issue 3).
+"""Parity of scorch's Llama-family forward with transformers.
 
 For llama with GQA, llama with tied embeddings, qwen2 (q/k/v bias), mistral, and llama with llama3
 rope scaling + attention bias (small, random, fp32):

@@ -3,7 +3,7 @@
 // β1/β2 > 0: a reference model) with the two-attempt evaluation; the metrics are finite, the stage
 // boundary is checkpointed, and a run resumed in Stage I or at the boundary repeats the
 // uninterrupted run's later steps exactly. Turn 2's context holds turn 1's exact tokens, and
-// `scorch eval --attempts 2` writes exactly the keys.
+// `scorch eval --attempts 2` writes exactly the two-attempt report's keys.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -145,7 +145,7 @@ TEST_F(ScoreRun, BothStagesLogFiniteMetricsCheckpointTheBoundaryAndResumeExactly
                  "/checkpoints/step-000002");
   EXPECT_EQ(r.exit_code, 2) << r.output;
 
-  // Two-attempt evaluation of the result: exactly the keys, and a terminal table.
+  // Two-attempt evaluation of the result: exactly the report's keys, and a terminal table.
   r = run_scorch("eval --model " + run + "/export --data " + dir_ + "/eval.jsonl --attempts 2 --max-new-tokens 8 --out " +
                  dir_ + "/eval.json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -66,7 +66,7 @@ cmake -S . -B build-gpu -G Ninja -DSCORCH_PYTHON="$py" -DSCORCH_DEPS_PREFIX="$ro
 status[configure]=$?
 tail -n 5 "$out/configure.log"
 
-# The issue's GPU work first (its tests and the rollout benchmark), then the rest as time allows.
+# The GPU tests and the rollout benchmark first, then the rest as time allows.
 # After a prebuilt run the source build is itself held to the budget.
 step "build (the GPU tests and the rollout benchmark first)"
 build_limit=$([ "$prebuilt_ok" = 1 ] && echo $(( $(left) > 10 ? $(left) : 10 )) || echo 1800)

@@ -25,7 +25,7 @@ import time
 import torch
 
 SHAPES = {
-    # The CPU model: 4 layers, hidden 256, vocabulary 32k.
+    # The CPU benchmark model: 4 layers, hidden 256, vocabulary 32k.
     "small": dict(model_type="llama", vocab_size=32000, hidden_size=256, intermediate_size=688,
                   num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
                   max_position_embeddings=512, tie_word_embeddings=False),
