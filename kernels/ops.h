@@ -1,8 +1,9 @@
 // scorch's custom ops, as plain C++ functions (DESIGN.md "Kernels contract").
 // Each call goes through the PyTorch dispatcher, so it picks the CPU reference or the CUDA kernel
-// from the device of its inputs, and token_logprobs is differentiable (autograd registration); the
-// decode-step ops at the end (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul) are
-// inference-only.
+// from the device of its inputs. token_logprobs and lm_head_logprobs are differentiable (autograd
+// registration); group_advantages and sample_tokens have no gradient; the decode-step ops
+// (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, rope_kv_write, decode_attention)
+// are inference-only.
 // The same ops are torch.ops.scorch.* in Python once libscorch_ops.so is loaded (kernels/README.md).
 // This header is deliberately light: it must stay cheap for every trainer file that includes it.
 #pragma once

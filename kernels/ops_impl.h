@@ -68,7 +68,8 @@ constexpr double kZeroStdTolerance = 1e-8;
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages_cpu(
     const at::Tensor& rewards, int64_t group_size, AdvantageMode mode, double eps, RewardScale scale);
 
-// --- decode-step ops: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul -------------
+// --- decode-step ops: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, rope_kv_write,
+// decode_attention ------------------------------------------------------------------------------
 // Inference-only (no backward); shapes and numerics in ops.h. The checks (register.cpp) are shared by
 // every device and name the op in their messages.
 

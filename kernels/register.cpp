@@ -6,9 +6,10 @@
 // token_logprobs is three ops: the public one (differentiable through the Autograd kernel below)
 // and the internal forward (which also returns the per-row log-sum-exp the backward needs) and
 // backward, each with a CPU and a CUDA kernel.
-// The decode-step ops (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul) are
-// inference-only: their Autograd kernels only refuse inputs that require grad under grad mode (there
-// is no backward to record) and redispatch to the CPU / CUDA kernel.
+// The decode-step ops (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, rope_kv_write,
+// decode_attention) are inference-only: their Autograd kernels only refuse inputs that require grad
+// under grad mode (there is no backward to record) and redispatch to the CPU / CUDA kernel.
+// group_advantages and sample_tokens have no Autograd kernel: nothing is differentiated through them.
 #include "kernels/ops.h"
 #include "kernels/ops_impl.h"
 
