@@ -2,7 +2,7 @@
 // tokenizer and chat template. next_token_logprobs is one batched prefill through the rollout
 // engine's KV cache (no sampling); generate is the rollout engine. The policy under training can
 // judge itself (construct from its model and renderer), or a separate checkpoint can be loaded by
-// `make_judge(DIR)` (registered factory: DIR's tokenizer.model, chat template from
+// `make_judge(DIR)` (registered factory: DIR's tokenizer.json or tokenizer.model, chat template from
 // SCORCH_JUDGE_CHAT_TEMPLATE, default `plain`).
 #pragma once
 #include <memory>
