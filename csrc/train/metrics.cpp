@@ -13,7 +13,8 @@ namespace scorch {
 std::string metric::reward_mean(const std::string& reward_name) { return "rewards/" + reward_name + "/mean"; }
 
 namespace {
-// JSON has no NaN/Inf: write them as null rather than producing an unparsable line.
+// JSON has no NaN/Inf: write them as null rather than producing an unparsable line. Strings are kept
+// as they are; write() replaces invalid UTF-8 when it dumps the line.
 nlohmann::ordered_json sanitize(const nlohmann::json& j) {
   if (j.is_number_float()) {
     const double v = j.get<double>();
@@ -32,7 +33,7 @@ nlohmann::ordered_json sanitize(const nlohmann::json& j) {
     for (const auto& v : j) out.push_back(sanitize(v));
     return out;
   }
-  return nlohmann::ordered_json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return nlohmann::ordered_json(j);
 }
 }  // namespace
 
@@ -70,7 +71,8 @@ JsonlLog::~JsonlLog() {
 
 void JsonlLog::write(const nlohmann::json& object) {
   if (!file_) return;
-  // Completions may hold invalid UTF-8 (byte-fallback pieces): replace, never throw.
+  // Completions may hold invalid UTF-8 (byte-fallback pieces): replaced by U+FFFD here, in keys and
+  // values alike, never thrown.
   const std::string line = sanitize(object).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     log::warn("could not append to ", path_, " (disk full?); metrics of this step are lost");
