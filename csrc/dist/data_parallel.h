@@ -4,10 +4,9 @@
 // gradient of the global mean and a 2-rank run equals a 1-rank run with twice the batch.
 //
 // Gradients travel in flat buckets of about bucket_bytes (one all-reduce per bucket instead of one
-// per parameter), after the step's last backward. Overlapping the all-reduce with backward through
-// autograd hooks was not done: on CPU/Gloo the all-reduce of the quickstart model is a few ms of a
-// multi-second step (tools/bench/dist measures it), so it would not pay there; it is the next step
-// for large models on NCCL.
+// per parameter), after the step's last backward. The all-reduce does not overlap the backward
+// (no autograd hooks): on CPU/Gloo it is a few ms of a multi-second step for the quickstart model
+// (tools/bench/dist), so overlap would not pay there; large models on NCCL would gain from it.
 #pragma once
 #include <cstdint>
 #include <map>
