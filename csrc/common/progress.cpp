@@ -13,7 +13,6 @@ ProgressBar::ProgressBar(std::string label, long total, std::string unit, double
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), interval_s_(interval_s) {
   tty_ = ::isatty(STDERR_FILENO) == 1;
   enabled_ = log::level() <= log::Level::Info;
-  start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
 std::string ProgressBar::format_duration(double s) {
@@ -32,11 +31,10 @@ void ProgressBar::update(long done, const std::string& status, double items, con
   status_ = status;
   items_ += items;
   item_unit_ = item_unit;
-  const auto now = std::chrono::steady_clock::now();
-  const double since = std::chrono::duration<double>(now - last_draw_).count();
+  const double since = since_draw_.seconds();
   if (tty_ ? since >= 0.2 : (since >= interval_s_ || done_ == total_ || done_ == start_done_ + 1)) {
+    since_draw_.restart();
     draw(false);
-    last_draw_ = now;
   }
 }
 
@@ -47,7 +45,7 @@ void ProgressBar::finish(const std::string& status) {
 
 void ProgressBar::draw(bool final_line) {
   if (!enabled_) return;
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double elapsed = since_start_.seconds();
   const long steps = done_ - (start_done_ < 0 ? 0 : start_done_);
   const double rate = elapsed > 0 ? steps / elapsed : 0.0;
   const double eta = rate > 0 ? (total_ - done_) / rate : -1;

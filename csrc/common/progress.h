@@ -2,8 +2,9 @@
 // On a terminal it redraws one line; otherwise (CI, log files) it prints a plain line at most
 // every `interval_s` seconds and at the end.
 #pragma once
-#include <chrono>
 #include <string>
+
+#include "common/stopwatch.h"
 
 namespace scorch {
 
@@ -24,7 +25,7 @@ class ProgressBar {
   double interval_s_;
   bool tty_;
   bool enabled_;
-  std::chrono::steady_clock::time_point start_, last_draw_;
+  Stopwatch since_start_, since_draw_;
 };
 
 }  // namespace scorch

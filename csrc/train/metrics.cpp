@@ -106,12 +106,9 @@ void SamplesLogger::log(int64_t step, const nlohmann::json& sample) {
   log_.write(line);
 }
 
-TimeSplits::Scope::Scope(TimeSplits& owner, std::string phase)
-    : owner_(owner), phase_(std::move(phase)), start_(std::chrono::steady_clock::now()) {}
+TimeSplits::Scope::Scope(TimeSplits& owner, std::string phase) : owner_(owner), phase_(std::move(phase)) {}
 
-TimeSplits::Scope::~Scope() {
-  owner_.add(phase_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
-}
+TimeSplits::Scope::~Scope() { owner_.add(phase_, clock_.seconds()); }
 
 double TimeSplits::seconds(const std::string& phase) const {
   auto it = seconds_.find(phase);

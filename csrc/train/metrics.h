@@ -10,13 +10,14 @@
 // Metric names follow TRL where it has one (the constants below); NaN/Inf values are written as
 // null (JSON has no NaN) — tools/plot skips them.
 #pragma once
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "common/stopwatch.h"
 
 namespace scorch {
 
@@ -99,7 +100,7 @@ class TimeSplits {
    private:
     TimeSplits& owner_;
     std::string phase_;
-    std::chrono::steady_clock::time_point start_;
+    Stopwatch clock_;
   };
   Scope measure(const std::string& phase) { return Scope(*this, phase); }
   void add(const std::string& phase, double seconds) { seconds_[phase] += seconds; }
@@ -109,19 +110,6 @@ class TimeSplits {
 
  private:
   std::map<std::string, double> seconds_;
-};
-
-// A stopwatch: elapsed seconds since construction or the last restart().
-class Stopwatch {
- public:
-  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
-  void restart() { start_ = std::chrono::steady_clock::now(); }
-  double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-
- private:
-  std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace scorch
