@@ -1,4 +1,4 @@
-// The two kinds of decode step of the rollout engine (engine.h, static_decoder.h), in a header of
+// The kinds of decode step of the rollout engine (decode_step.h, static_decoder.h), in a header of
 // its own so configs and evaluation options can name them without including ATen.
 #pragma once
 #include <string>
@@ -11,7 +11,7 @@ enum class DecodeSteps {
   kStatic,     // static shapes, eager (no graph): for comparisons and debugging
   kCudaGraph,  // static shapes, replayed from CUDA graphs (on CPU: static shapes, eager)
 };
-// "auto" | "dynamic" | "static" | "cuda_graph"; UserError naming the value otherwise (engine.cpp).
+// "auto" | "dynamic" | "static" | "cuda_graph"; UserError naming the value otherwise (decode_step.cpp).
 DecodeSteps parse_decode_steps(const std::string& name);
 const char* decode_steps_name(DecodeSteps steps);
 

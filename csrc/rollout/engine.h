@@ -7,19 +7,21 @@
 //      exactly what it would alone); only the last position goes through the LM head.
 //   2. repeat_rows(n): each prompt's KV is copied to its n sample rows (prefilled once per prompt).
 //   3. decode: one token per row per step. After each step the new tokens come to the host (the one
-//      synchronisation per step: stop ids, stop strings, budgets); log-probs stay on the device
-//      until the end. Finished rows are dropped from the cache with keep_rows ("compaction"), so
-//      they stop costing compute; EngineOptions::compact = false makes them sit out with a false
-//      token mask instead (same results; the benchmark measures the difference).
+//      synchronisation per step) for the stop rules (stop_rules.h); log-probs stay on the device
+//      until the end. Finished rows leave the batch by the compaction policy (compaction.h):
+//      dropped from the cache with keep_rows so they stop costing compute, or sitting out with a
+//      false token mask (EngineOptions::compact = false: same results; the benchmark measures the
+//      difference).
 // Greedy output does not depend on which other prompts share the batch (up to floating-point
 // reassociation in batched matmuls).
 //
-// Decode steps come in two kinds (EngineOptions::decode_steps). Dynamic steps (the default on CPU)
-// attend over the slots used so far and compact the cache as soon as a row finishes. Static steps
-// (the default on CUDA: rollout/static_decoder.h) have fixed shapes — attention over the whole
-// cache, inputs in fixed buffers — so each step is replayed from a CUDA graph with one launch; a
-// static-step batch is compacted only once at most half of its rows still run (each compaction
-// reallocates the cache and costs a new capture), finished rows sit out masked until then.
+// Decode steps come in kinds (EngineOptions::decode_steps, decode_step.h). Dynamic steps (the
+// default on CPU) attend over the slots used so far and compact the cache as soon as a row
+// finishes. Static steps (the default on CUDA: rollout/static_decoder.h) have fixed shapes —
+// attention over the whole cache, inputs in fixed buffers — so each step is replayed from a CUDA
+// graph with one launch; a static-step batch is compacted only once at most half of its rows still
+// run (each compaction reallocates the cache and costs a new capture), finished rows sit out masked
+// until then.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -30,19 +32,13 @@
 
 #include "rollout/decode_steps.h"
 #include "rollout/sampling.h"
+#include "rollout/stop_rules.h"
 
 namespace scorch {
 
 class Transformer;
 class Tokenizer;
 class KvCache;
-
-enum class FinishReason {
-  kEos,     // generated an end-of-sequence id (model config / tokenizer / chat template); included
-  kStop,    // generated one of SamplingParams::stop_token_ids, or the text contains a stop string
-  kLength,  // hit max_new_tokens or the model's context length
-};
-const char* finish_reason_name(FinishReason reason);  // "eos" | "stop" | "length"
 
 struct SampleTimings {
   double prefill_seconds = 0;  // the batch's prefill (shared by all samples of the call)
@@ -75,7 +71,7 @@ struct EngineOptions {
   // (bench_generate --fused-attention; run.py prints both).
   bool fused_decode_attention = false;
   // Static steps of generate(): queue the next step before the host reads this step's tokens, so
-  // the host's per-step work overlaps the device's (engine.cpp, decode()). The same tokens; a row
+  // the host's per-step work overlaps the device's (engine.cpp, decode_rows()). The same tokens; a row
   // that finishes costs one extra step of compute, and the last step of a call may be wasted.
   bool lookahead = true;
 };
@@ -97,16 +93,6 @@ struct GenerationStats {
   double step_forward_seconds = 0, step_sample_seconds = 0, step_host_seconds = 0;
 };
 
-// One sequence being decoded (internal to the engine and the episode runner).
-struct DecodeRow {
-  std::vector<int64_t> ids;       // tokens generated in this decode
-  std::vector<float> logprobs;
-  int64_t budget = 0;             // most tokens this row may generate
-  bool finished = false;
-  FinishReason finish_reason = FinishReason::kLength;
-  double decode_seconds = 0;
-};
-
 class GenerationEngine {
  public:
   // `tokenizer` (may be null) decodes text for stop strings and adds its EOS id. Keeps references:
@@ -118,31 +104,19 @@ class GenerationEngine {
   std::vector<Sample> generate(const std::vector<std::vector<int64_t>>& prompts, const SamplingParams& params);
 
   const GenerationStats& last_stats() const { return stats_; }
-  void set_last_stats(const GenerationStats& stats) { stats_ = stats; }  // for the episode runner
   const std::vector<int64_t>& eos_ids() const { return eos_ids_; }
   const Transformer& model() const { return model_; }
   const Tokenizer* tokenizer() const { return tokenizer_; }
   const EngineOptions& options() const { return options_; }
   // The model's context length (ModelConfig::context_length()).
   int64_t context_length() const;
-  // Whether decode() takes static-shape steps (options and the model's device).
+  // Whether decoding takes static-shape steps (options and the model's device).
   bool static_decode_steps() const;
-  // KV-cache slots to allocate for `needed` (rounded up for static steps).
-  int64_t cache_slots(int64_t needed) const;
 
-  // --- building blocks shared with the episode runner (episode.h) ---
   // Appends each row's `tokens` (rows may differ in length; an empty list = the row sits this step
   // out) to `cache`, left-padded, in one forward; returns the next-token logits [R, V] fp32 of every
   // row (garbage for rows that sat out).
   at::Tensor append_tokens(KvCache& cache, const std::vector<std::vector<int64_t>>& tokens) const;
-  // Decodes rows[i] = cache row i from `next_logits` [R, V] until every row finishes (eos ids +
-  // `extra_eos`, stop ids, stop strings, budget). With compact = true finished rows are dropped from
-  // the cache (do that only when the cache is not needed afterwards); otherwise the cache keeps all
-  // R rows in order and finished rows sit out. Each row's LAST sampled token is not written to the
-  // cache (nothing needs its KV unless the sequence continues: the caller appends it first). Adds to `stats`.
-  void decode(KvCache& cache, at::Tensor next_logits, std::vector<DecodeRow>& rows, const SamplingParams& params,
-              at::Generator& generator, bool compact, const std::vector<int64_t>& extra_eos,
-              GenerationStats& stats) const;
 
  private:
   const Transformer& model_;
@@ -150,6 +124,8 @@ class GenerationEngine {
   EngineOptions options_;
   std::vector<int64_t> eos_ids_;
   GenerationStats stats_;
+
+  friend void set_last_stats(GenerationEngine& engine, const GenerationStats& stats);  // engine_internal.h
 };
 
 }  // namespace scorch

@@ -1,4 +1,4 @@
-// Multi-turn episode runner: turns of GenerationEngine::decode over one KV cache, joined by the
+// Multi-turn episode runner: turns of decode_rows (engine_internal.h) over one KV cache, joined by the
 // chat template's append-only continuations. Design in episode.h.
 #include "rollout/episode.h"
 
@@ -6,11 +6,12 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "common/error.h"
+#include "common/stopwatch.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "rollout/engine_internal.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch {
@@ -38,10 +39,10 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
   const int64_t eot = renderer.end_of_turn_id();
   const std::vector<int64_t> turn_stop_ids = renderer.stop_ids();
   // Slots: the prompt, every turn's decode steps, every continuation (+ a closing end-of-turn id
-  // and the turn's last sampled token, which decode() leaves out of the cache).
+  // and the turn's last sampled token, which decode_rows() leaves out of the cache).
   const int64_t turn_room = options.max_continuation_tokens + 2 + params.max_new_tokens;  // each later turn
   const int64_t slots = longest + params.max_new_tokens + (options.max_turns - 1) * turn_room;
-  KvCache cache = KvCache::for_model(model.config(), B, engine.cache_slots(slots), model.dtype(), model.device());
+  KvCache cache = KvCache::for_model(model.config(), B, cache_slots(engine, slots), model.dtype(), model.device());
   at::Generator generator = make_sampling_generator(params.seed, model.device());
 
   std::vector<Episode> episodes(R);
@@ -55,13 +56,13 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
     ep.logprobs.assign(ep.tokens.size(), 0.0f);
   }
 
-  auto t0 = std::chrono::steady_clock::now();
+  Stopwatch prefill_clock;
   at::Tensor logits = engine.append_tokens(cache, prompts);  // [B, V]
   if (n > 1) {
     cache.repeat_rows(n);
     logits = logits.repeat_interleave(n, 0);  // [R, V]
   }
-  stats.prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats.prefill_seconds += prefill_clock.seconds();
   for (const auto& p : prompts) stats.prompt_tokens += static_cast<int64_t>(p.size());
 
   std::vector<int64_t> live(R);  // live[i] = the episode in cache row i
@@ -72,7 +73,7 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
       rows[i].budget = std::min(params.max_new_tokens, ctx - static_cast<int64_t>(episodes[live[i]].tokens.size()));
     }
     // No compaction inside a turn: the cache rows must survive for the next turn.
-    engine.decode(cache, logits, rows, params, generator, /*compact=*/false, turn_stop_ids, stats);
+    decode_rows(engine, cache, logits, rows, params, generator, /*compact=*/false, turn_stop_ids, stats);
 
     std::vector<int64_t> keep_rows, keep_live;
     std::vector<std::vector<int64_t>> continuations;
@@ -112,7 +113,7 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
       ep.logprobs.insert(ep.logprobs.end(), cont.size(), 0.0f);
       keep_rows.push_back(static_cast<int64_t>(i));
       keep_live.push_back(live[i]);
-      // decode() leaves each row's final sampled token out of the cache: it goes in first.
+      // decode_rows() leaves each row's final sampled token out of the cache: it goes in first.
       if (!row.ids.empty()) cont.insert(cont.begin(), row.ids.back());
       continuations.push_back(std::move(cont));
     }
@@ -125,13 +126,13 @@ std::vector<Episode> run_episodes(GenerationEngine& engine, const ChatRenderer& 
     for (const auto& c : continuations) longest_continuation = std::max<int64_t>(longest_continuation, c.size());
     const int64_t needed = cache.used() + longest_continuation + params.max_new_tokens +
                            (options.max_turns - turn - 1) * turn_room;
-    if (needed > cache.max_len()) cache.reserve(engine.cache_slots(needed));
-    t0 = std::chrono::steady_clock::now();
+    if (needed > cache.max_len()) cache.reserve(cache_slots(engine, needed));
+    prefill_clock.restart();
     logits = engine.append_tokens(cache, continuations);  // [live, V]
-    stats.prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats.prefill_seconds += prefill_clock.seconds();
     for (const auto& c : continuations) stats.prompt_tokens += static_cast<int64_t>(c.size());
   }
-  engine.set_last_stats(stats);
+  set_last_stats(engine, stats);
   return episodes;
 }
 
