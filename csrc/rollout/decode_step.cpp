@@ -14,10 +14,10 @@ namespace {
 
 class DynamicStep final : public DecodeStep {
  public:
-  // On CPU the lm_head matmul of a decode step ([R, hidden] x [hidden, V], small R) is 1.2-4x
-  // faster against a contiguous [hidden, V] copy of the weight than through at::linear's transposed
-  // view, where MKL repacks the whole V x hidden matrix every call (measured at V = 32000, 1 thread:
-  // 5.9 vs 1.4 ms at R = 1, 22 vs 18 ms at R = 32). The copy is made once per decode (a step is made
+  // On CPU the lm_head matmul of a decode step ([R, hidden] x [hidden, V], small R) is faster
+  // against a contiguous [hidden, V] copy of the weight than through at::linear's transposed view,
+  // where MKL repacks the whole V x hidden matrix every call (bench/RESULTS.md, the decode LM-head
+  // entry). The copy is made once per decode (a step is made
   // per decode), so it follows weights that change between calls (training). CUDA keeps at::linear
   // (cuBLAS needs no repacking, and a copy would cost V x hidden of device memory).
   explicit DynamicStep(const Transformer& model)
