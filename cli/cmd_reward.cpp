@@ -116,7 +116,7 @@ void run_reward(const RewardArgs& a) {
       throw UserError("--out '" + a.out + "' is the --in file; write the scored samples to another file");
     }
   }
-  const auto specs = rewards::load_reward_specs(a.config);
+  const auto specs = load_reward_specs(a.config);
   const auto& registry = rewards::reward_registry();
   bool needs_judge = false;
   for (size_t i = 0; i < specs.size(); ++i) {

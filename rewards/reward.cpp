@@ -1,41 +1,24 @@
-// Reward plumbing: strict params reading, the name registry, the weighted RewardSet and the
-// `rewards:` list parser shared with `scorch reward`. The rewards themselves live in their own files.
+// Reward plumbing: strict params reading (on the config's binder), the name registry and the
+// weighted RewardSet. The rewards themselves live in their own files.
 #include "rewards/reward.h"
-
-#include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <cmath>
 #include <mutex>
-#include <set>
-#include <sstream>
 
 #include "common/error.h"
-#include "common/fs.h"
 #include "common/strings.h"
-#include "config/yaml_checks.h"
+#include "config/yaml_binder.h"
 #include "rewards/builtin.h"
 
 namespace scorch::rewards {
 namespace {
-
-std::string where(const std::string& source, const YAML::Node& at) {
-  if (at.IsDefined() && at.Mark().line >= 0) return source + ":" + std::to_string(at.Mark().line + 1);
-  return source;
-}
 
 // Shortest text that reads back as the same double ("0.5", "1234567", "1e-05").
 std::string number_text(double v) {
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, r.ptr);
-}
-
-bool parse_number(const std::string& text, double& out) {
-  const std::string s = trim(text);
-  if (s.empty()) return false;
-  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
 }
 
 }  // namespace
@@ -67,106 +50,68 @@ std::string RewardBatch::gold(size_t i) const {
 // ---------------------------------------------------------------------------------------------
 // Params
 
-Params::Params(const YAML::Node& params, std::string key_prefix, std::string source)
-    : node_(params), prefix_(std::move(key_prefix)), source_(std::move(source)) {}
+struct Params::Binding {
+  Binding(std::shared_ptr<const YamlTree> tree, std::string prefix, std::string source)
+      : tree(std::move(tree)), origin(std::move(source)),
+        reader(origin, this->tree ? this->tree->node : YAML::Node(), std::move(prefix)) {}
+  // The value of `key`, or an undefined node when absent or null (null = the default).
+  YAML::Node take(const std::string& key) {
+    const YAML::Node n = reader.take(key);
+    return n.IsDefined() && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Undefined);
+  }
+  std::shared_ptr<const YamlTree> tree;
+  yaml::Origin origin;
+  yaml::MapReader reader;
+};
 
-void Params::fail(const std::string& key, const std::string& message) const {
-  YAML::Node at = node_;
-  if (node_.IsMap() && !key.empty() && node_[key].IsDefined()) at = node_[key];
-  throw UserError("config error in " + where(source_, at) + ": " + message);
-}
+Params::Params(std::shared_ptr<const YamlTree> params, std::string key_prefix, std::string source)
+    : binding_(std::make_unique<Binding>(std::move(params), std::move(key_prefix) + ".", std::move(source))) {}
 
-YAML::Node Params::find(const std::string& key) {
-  declared_.push_back(key);
-  if (!node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-  const YAML::Node n = node_[key];
-  if (!n.IsDefined() || n.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
-  return n;
-}
+Params::~Params() = default;
+
+void Params::fail(const std::string& key, const std::string& message) const { binding_->reader.fail(key, message); }
 
 double Params::number(const std::string& key, double def, double lo, double hi, const std::string& help) {
   schema_.push_back(key + " (number, default " + number_text(def) + ")" + (help.empty() ? "" : ": " + help));
-  const YAML::Node n = find(key);
+  const YAML::Node n = binding_->take(key);
   if (!n.IsDefined()) return def;
-  double v = 0;
-  if (!n.IsScalar() || !parse_number(n.Scalar(), v)) fail(key, "`" + path(key) + "` must be a finite number");
-  if (v < lo || v > hi) {
-    fail(key, "`" + path(key) + "` must be in [" + number_text(lo) + ", " + number_text(hi) + "], got " + shorten(n.Scalar()));
-  }
-  return v;
+  return yaml::read_double(binding_->origin, n, binding_->reader.path(key), yaml::range(lo, hi));
 }
 
 int64_t Params::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi, const std::string& help) {
   schema_.push_back(key + " (integer, default " + std::to_string(def) + ")" + (help.empty() ? "" : ": " + help));
-  const YAML::Node n = find(key);
+  const YAML::Node n = binding_->take(key);
   if (!n.IsDefined()) return def;
-  double v = 0;
-  if (!n.IsScalar() || !parse_number(n.Scalar(), v) || v != std::floor(v) || std::fabs(v) > 9e15) {
-    fail(key, "`" + path(key) + "` must be an integer, got '" + (n.IsScalar() ? shorten(n.Scalar()) : "a non-scalar") + "'");
-  }
-  const auto i = static_cast<int64_t>(v);
-  if (i < lo || i > hi) {
-    fail(key, "`" + path(key) + "` must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + shorten(n.Scalar()));
-  }
-  return i;
+  return yaml::read_int(binding_->origin, n, binding_->reader.path(key),
+                        yaml::range(static_cast<double>(lo), static_cast<double>(hi)));
 }
 
 bool Params::flag(const std::string& key, bool def, const std::string& help) {
   schema_.push_back(key + " (bool, default " + (def ? "true" : "false") + ")" + (help.empty() ? "" : ": " + help));
-  const YAML::Node n = find(key);
+  const YAML::Node n = binding_->take(key);
   if (!n.IsDefined()) return def;
-  const std::string s = n.IsScalar() ? n.Scalar() : "";
-  if (s == "true" || s == "True" || s == "yes") return true;
-  if (s == "false" || s == "False" || s == "no") return false;
-  fail(key, "`" + path(key) + "` must be true or false, got '" + shorten(s) + "'");
+  return yaml::read_bool(binding_->origin, n, binding_->reader.path(key));
 }
 
 std::string Params::text(const std::string& key, const std::string& def, const std::vector<std::string>& choices,
                          const std::string& help) {
   schema_.push_back(key + " (string, default '" + def + "'" + (choices.empty() ? "" : ", one of " + join_quoted(choices)) +
                     ")" + (help.empty() ? "" : ": " + help));
-  const YAML::Node n = find(key);
+  const YAML::Node n = binding_->take(key);
   if (!n.IsDefined()) return def;
-  if (!n.IsScalar()) fail(key, "`" + path(key) + "` must be a string");
-  const std::string v = n.Scalar();
-  if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
-    const std::string hint = nearest(v, choices);
-    fail(key, "`" + path(key) + "` must be one of " + join_quoted(choices) + ", got '" + shorten(v) + "'" +
-                  (hint.empty() ? "" : " (did you mean `" + hint + "`?)"));
-  }
-  return v;
+  return yaml::read_string(binding_->origin, n, binding_->reader.path(key),
+                           choices.empty() ? yaml::Spec{} : yaml::one_of(choices));
 }
 
 std::vector<std::string> Params::texts(const std::string& key, const std::vector<std::string>& def,
                                        const std::string& help) {
   schema_.push_back(key + " (list of strings)" + (help.empty() ? "" : ": " + help));
-  const YAML::Node n = find(key);
+  const YAML::Node n = binding_->take(key);
   if (!n.IsDefined()) return def;
-  if (n.IsScalar()) {
-    fail(key, "`" + path(key) + "` must be a list of strings, got the single value '" + shorten(n.Scalar()) +
-                  "'; write it as a list: [" + shorten(n.Scalar()) + "]");
-  }
-  if (!n.IsSequence()) fail(key, "`" + path(key) + "` must be a list of strings");
-  std::vector<std::string> out;
-  for (const auto& item : n) {
-    if (!item.IsScalar()) fail(key, "every item of `" + path(key) + "` must be a string");
-    out.push_back(item.Scalar());
-  }
-  return out;
+  return yaml::read_strings(binding_->origin, n, binding_->reader.path(key), yaml::Spec{});
 }
 
-void Params::finish() const {
-  if (!node_.IsMap()) return;
-  for (const auto& kv : node_) {
-    const std::string k = kv.first.Scalar();
-    if (std::find(declared_.begin(), declared_.end(), k) != declared_.end()) continue;
-    const std::string hint = nearest(k, declared_);
-    std::string msg = "unknown key `" + path(k) + "`";
-    if (!hint.empty()) msg += " — did you mean `" + path(hint) + "`?";
-    else msg += declared_.empty() ? " (this reward takes no params)" : " (valid keys: " + join_quoted(declared_) + ")";
-    throw UserError("config error in " + where(source_, kv.first) + ": " + msg);
-  }
-}
+void Params::finish() const { binding_->reader.check_unknown("valid keys", " (this reward takes no params)"); }
 
 // ---------------------------------------------------------------------------------------------
 // Registry
@@ -202,7 +147,7 @@ std::vector<std::string> reward_params_schema(const std::string& name) {
   const auto& reg = reward_registry();
   auto it = reg.find(name);
   if (it == reg.end()) throw UserError("unknown reward '" + name + "'");
-  Params p(YAML::Node(), "params", "schema");
+  Params p(nullptr, "params", "schema");
   try {
     it->second.make(p, RewardContext{});
   } catch (const UserError&) {
@@ -320,76 +265,6 @@ FiniteStats finite_stats(const std::vector<double>& values) {
     if (!std::isnan(v)) sum2 += (v - s.mean) * (v - s.mean);
   s.std = std::sqrt(sum2 / static_cast<double>(s.count));
   return s;
-}
-
-// ---------------------------------------------------------------------------------------------
-// `rewards:` lists
-
-std::vector<RewardSpec> parse_reward_specs(const YAML::Node& list, const std::string& source) {
-  auto fail = [&](const YAML::Node& at, const std::string& msg) -> void {
-    throw UserError("config error in " + where(source, at) + ": " + msg);
-  };
-  std::vector<RewardSpec> out;
-  if (!list.IsDefined() || list.IsNull()) return out;
-  if (!list.IsSequence()) fail(list, "`rewards` must be a list of {name, weight, params} entries");
-  size_t index = 0;
-  for (const auto& item : list) {
-    const std::string p = "rewards[" + std::to_string(index++) + "]";
-    if (!item.IsMap()) fail(item, "`" + p + "` must be a mapping with keys `name`, `weight`, `params`");
-    RewardSpec spec;
-    spec.line = item.Mark().line + 1;
-    spec.source = source;
-    for (const auto& kv : item) {
-      const std::string k = kv.first.Scalar();
-      if (k == "name") {
-        if (!kv.second.IsScalar()) fail(kv.second, "`" + p + ".name` must be a string");
-        spec.name = kv.second.Scalar();
-      } else if (k == "weight") {
-        if (!kv.second.IsScalar() || !parse_number(kv.second.Scalar(), spec.weight)) {
-          fail(kv.second, "`" + p + ".weight` must be a finite number");
-        }
-      } else if (k == "params") {
-        if (!kv.second.IsNull() && !kv.second.IsMap()) fail(kv.second, "`" + p + ".params` must be a mapping");
-        spec.params = kv.second;
-      } else {
-        const std::string hint = nearest(k, {"name", "weight", "params"});
-        fail(kv.first, "unknown key `" + p + "." + k + "`" + (hint.empty() ? "" : " — did you mean `" + p + "." + hint + "`?") +
-                           " (a reward entry has `name`, `weight`, `params`)");
-      }
-    }
-    if (spec.name.empty()) fail(item, "`" + p + "` has no `name` (the reward to use, e.g. math_answer)");
-    out.push_back(std::move(spec));
-  }
-  return out;
-}
-
-std::vector<RewardSpec> load_reward_specs(const std::string& path) {
-  const std::string text = fs::read_file(path, "rewards config");
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw UserError("config error in " + path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) throw UserError("config error in " + path + ": the top level must be a mapping with a `rewards:` list");
-  check_no_duplicate_keys(root, path);
-  // A training config may be passed as is: its other sections are ignored here.
-  std::vector<std::string> allowed = {"rewards"};
-  for (const auto& k : config_keys()) allowed.push_back(k.substr(0, k.find('.')));
-  for (const auto& kv : root) {
-    const std::string k = kv.first.Scalar();
-    if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-    const std::string hint = nearest(k, {"rewards"});
-    throw UserError("config error in " + where(path, kv.first) + ": unknown key `" + k + "`" +
-                    (hint.empty() ? "" : " — did you mean `" + hint + "`?") +
-                    " (a rewards config has a top-level `rewards:` list)");
-  }
-  if (!root["rewards"].IsDefined() || root["rewards"].IsNull()) {
-    throw UserError("config error in " + path + ": no `rewards:` list (e.g. rewards: [{name: math_answer, weight: 1.0}])");
-  }
-  auto specs = parse_reward_specs(root["rewards"], path);
-  if (specs.empty()) throw UserError("config error in " + path + ": `rewards` is empty");
-  return specs;
 }
 
 }  // namespace scorch::rewards

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/node/node.h>
 
 #include "common/error.h"
 #include "config/config.h"
@@ -64,13 +63,15 @@ class Reward {
   virtual RewardOutput score(const RewardBatch& batch) = 0;
 };
 
-// Reads a reward's `params:` mapping strictly, like the config system: every key a reward reads
-// is declared with its default and constraint; finish() rejects keys nobody declared, naming
-// `rewards[i].params.<key>` and suggesting the nearest valid key. Errors are UserError with the
-// file and line. With a null node every getter returns its default (used to list the schema).
+// Reads a reward's `params:` mapping strictly, with the config's binder (config/yaml_binder.h):
+// every key a reward reads is declared with its default and constraint; finish() rejects keys
+// nobody declared, naming `rewards[i].params.<key>` and suggesting the nearest valid key. Errors are
+// UserError with the file and line. With null params every getter returns its default (used to
+// list the schema).
 class Params {
  public:
-  Params(const YAML::Node& params, std::string key_prefix, std::string source);
+  Params(std::shared_ptr<const YamlTree> params, std::string key_prefix, std::string source);
+  ~Params();
 
   double number(const std::string& key, double def, double lo = -1e300, double hi = 1e300,
                 const std::string& help = "");
@@ -88,11 +89,8 @@ class Params {
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 
  private:
-  YAML::Node find(const std::string& key);
-  std::string path(const std::string& key) const { return prefix_ + "." + key; }
-  YAML::Node node_;
-  std::string prefix_, source_;
-  std::vector<std::string> declared_;
+  struct Binding;  // the YAML mapping and its strict reader
+  std::unique_ptr<Binding> binding_;
   std::vector<std::string> schema_;
 };
 
@@ -158,13 +156,6 @@ class JudgeMissing : public UserError {
  public:
   using UserError::UserError;
 };
-
-// Parses a `rewards:` YAML list (the same shape as a training config's) into specs, with the
-// config system's checks (`rewards[i].name` required, `weight` finite, `params` a mapping).
-std::vector<RewardSpec> parse_reward_specs(const YAML::Node& list, const std::string& source);
-// Loads a rewards YAML file: its top level has a `rewards:` list; other top-level keys of a
-// training config (trainer, model, ...) are allowed and ignored, anything else is an error.
-std::vector<RewardSpec> load_reward_specs(const std::string& path);
 
 // Mean and count of the non-NaN values.
 struct FiniteStats {

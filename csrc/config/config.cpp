@@ -1,83 +1,30 @@
-// Config schema and strict YAML binding. One visitor walks the schema for three jobs: reading
-// (with type/range/choice checks and unknown-key suggestions), writing the resolved YAML, and
-// listing the valid keys.
+// The config schema (every key, its constraint, the order the resolved YAML prints them), the
+// `rewards:` list and the cross-key checks. One visitor walks the schema for three jobs: reading
+// (yaml::Reader), writing the resolved YAML (yaml::Writer) and listing the valid keys.
 #include "config/config.h"
-#include "config/yaml_checks.h"
 
-#include <yaml-cpp/yaml.h>
-
-#include <charconv>
+#include <algorithm>
 #include <cmath>
-#include <limits>
-#include <map>
 #include <set>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/strings.h"
+#include "config/yaml_binder.h"
 
 namespace scorch {
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
+using yaml::at_least;
+using yaml::format_double;
+using yaml::one_of;
+using yaml::positive;
+using yaml::range;
+using yaml::scalar_or_list;
+using yaml::Spec;
 
-// Constraints of one key. Ranges are closed unless the *_open flag says otherwise.
-struct Spec {
-  double lo = -kInf, hi = kInf;
-  bool lo_open = false, hi_open = false;
-  std::vector<std::string> choices;
-  bool scalar_is_list = false;  // a list key that also takes one bare value (PEFT's target_modules: all-linear)
-};
-Spec range(double lo, double hi, bool lo_open = false, bool hi_open = false) {
-  Spec s;
-  s.lo = lo;
-  s.hi = hi;
-  s.lo_open = lo_open;
-  s.hi_open = hi_open;
-  return s;
-}
-Spec at_least(double lo) { return range(lo, kInf); }
-Spec scalar_or_list() {
-  Spec s;
-  s.scalar_is_list = true;
-  return s;
-}
-Spec positive() { return range(0, kInf, true); }
-Spec one_of(std::vector<std::string> c) {
-  Spec s;
-  s.choices = std::move(c);
-  return s;
-}
-
-std::string range_text(const Spec& s) {
-  std::ostringstream o;
-  if (s.hi == kInf) {
-    o << (s.lo_open ? "> " : ">= ") << s.lo;
-  } else if (s.lo == -kInf) {
-    o << (s.hi_open ? "< " : "<= ") << s.hi;
-  } else {
-    o << "in " << (s.lo_open ? '(' : '[') << s.lo << ", " << s.hi << (s.hi_open ? ')' : ']');
-  }
-  return o.str();
-}
-
-bool in_range(double v, const Spec& s) {
-  if (s.lo_open ? !(v > s.lo) : !(v >= s.lo)) return false;
-  if (s.hi_open ? !(v < s.hi) : !(v <= s.hi)) return false;
-  return true;
-}
-
-std::string format_double(double v) {
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  std::string s(buf, r.ptr);
-  // Keep it a float for YAML readers: "1" -> "1.0"; "1e-05" stays.
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
-}
-
-// The schema: every key of every section, in the order the resolved YAML prints them.
+// The schema: every key of every section, in the order the resolved YAML prints them. Enum options
+// take their valid names from options.h.
 template <class V>
 void visit(Config& c, V& v) {
   v.field("trainer", c.trainer, one_of({"sft", "dpo", "scpo", "grpo", "score"}));
@@ -95,7 +42,7 @@ void visit(Config& c, V& v) {
     v.field("path", s.path, Spec{});
     v.field("chat_template", s.chat_template, one_of({"auto", "chatml", "llama-2", "plain", "none"}));
     v.field("parse_special", s.parse_special, Spec{});
-    v.field("chat_template_kwargs", s.chat_template_kwargs, Spec{});
+    v.field_json_object("chat_template_kwargs", s.chat_template_kwargs);
   });
   v.section("data", [&] {
     auto& s = c.data;
@@ -233,396 +180,85 @@ void visit(Config& c, V& v) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading
+// The `rewards:` list: one reader for a job config and a rewards file.
 
-void check_duplicates_below(const YAML::Node& node, const std::string& source, const std::string& prefix) {
-  if (node.IsSequence()) {
-    size_t i = 0;
-    for (const auto& item : node) check_duplicates_below(item, source, prefix + "[" + std::to_string(i++) + "]");
-    return;
-  }
-  if (!node.IsMap()) return;
-  std::map<std::string, int> first_line;
-  for (const auto& kv : node) {
-    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
-    const std::string full = prefix.empty() ? key : prefix + "." + key;
-    const int line = kv.first.Mark().line + 1;
-    auto [it, inserted] = first_line.emplace(key, line);
-    if (!inserted) {
-      throw UserError("config error in " + source + ":" + std::to_string(line) + ": duplicate key `" + shorten(full) +
-                      "` (first at line " + std::to_string(it->second) +
-                      "); YAML keeps only one of them, so remove or merge the other");
+const std::vector<std::string> kRewardEntryKeys = {"name", "weight", "params"};
+
+std::vector<RewardSpec> read_reward_list(const yaml::Origin& o, const YAML::Node& n) {
+  std::vector<RewardSpec> out;
+  if (!n.IsDefined() || n.IsNull()) return out;
+  if (!n.IsSequence()) o.fail(n, "rewards", "`rewards` must be a list of {name, weight, params} entries, got a " +
+                                                std::string(n.IsMap() ? "mapping" : "scalar"));
+  size_t index = 0;
+  for (const auto& item : n) {
+    const std::string p = "rewards[" + std::to_string(index++) + "]";
+    if (!item.IsMap()) o.fail(item, p, "`" + p + "` must be a mapping with keys `name`, `weight`, `params`");
+    RewardSpec spec;
+    spec.line = item.Mark().line + 1;
+    spec.source = o.source();
+    if (const YAML::Node name = item["name"]; name.IsDefined()) {
+      if (!name.IsScalar()) o.fail(name, p + ".name", "`" + p + ".name` must be a string");
+      spec.name = name.Scalar();
     }
-    check_duplicates_below(kv.second, source, full);
-  }
-}
-
-}  // namespace
-
-void check_no_duplicate_keys(const YAML::Node& node, const std::string& source) {
-  check_duplicates_below(node, source, "");
-}
-
-namespace {
-
-class Reader {
- public:
-  Reader(YAML::Node root, std::string source, std::set<std::string> overridden)
-      : source_(std::move(source)), overridden_(std::move(overridden)) {
-    maps_.push_back(root);
-  }
-
-  [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& msg) const {
-    throw UserError("config error in " + where(at, key) + ": " + msg);
-  }
-  std::string where(const YAML::Node& at, const std::string& key) const {
-    if (overridden_.count(key)) return source_ + " (from --set " + key + ")";
-    if (at.IsDefined() && at.Mark().line >= 0) return source_ + ":" + std::to_string(at.Mark().line + 1);
-    return source_;
-  }
-  int line_of(const std::string& key) const {
-    auto it = lines_.find(key);
-    return it == lines_.end() ? 0 : it->second;
-  }
-  std::string where_key(const std::string& key) const {
-    if (overridden_.count(key)) return source_ + " (from --set " + key + ")";
-    const int line = line_of(key);
-    return line > 0 ? source_ + ":" + std::to_string(line) : source_;
-  }
-
-  template <class F>
-  void section(const char* name, F body) {
-    // yaml-cpp's Node::operator= rebinds shared data, so nodes are only ever copy-constructed here.
-    declared_.push_back(name);
-    std::vector<std::string> saved_declared;
-    saved_declared.swap(declared_);
-    const std::string saved_prefix = prefix_;
-    const YAML::Node node = map()[name];
-    prefix_ = prefix_ + name + ".";
-    if (node.IsDefined() && !node.IsNull() && !node.IsMap()) {
-      fail(node, path(""), "section `" + std::string(name) + "` must be a mapping of keys to values");
+    if (const YAML::Node weight = item["weight"]; weight.IsDefined()) {
+      spec.weight = yaml::read_double(o, weight, p + ".weight", Spec{});
     }
-    if (node.IsDefined() && node.IsMap()) maps_.push_back(node);
-    else maps_.push_back(YAML::Node(YAML::NodeType::Map));
-    body();
-    check_unknown();
-    prefix_ = saved_prefix;
-    maps_.pop_back();
-    declared_.swap(saved_declared);
-  }
-
-  void field(const char* key, std::string& out, const Spec& spec) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    if (n.IsNull()) {
-      out.clear();
-    } else if (!n.IsScalar()) {
-      fail(n, path(key), "`" + path(key) + "` must be a string, got a " + kind(n));
-    } else {
-      out = n.Scalar();
+    if (const YAML::Node params = item["params"]; params.IsDefined()) {
+      if (!params.IsNull() && !params.IsMap()) o.fail(params, p + ".params", "`" + p + ".params` must be a mapping");
+      spec.params = std::make_shared<const YamlTree>(YamlTree{params});
     }
-    if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), out) == spec.choices.end()) {
-      std::string hint = nearest(out, spec.choices);
-      fail(n, path(key), "`" + path(key) + "` must be one of " + join_quoted(spec.choices) + ", got '" + shorten(out) + "'" +
-                             (hint.empty() ? "" : " (did you mean `" + hint + "`?)"));
-    }
-  }
-  void field(const char* key, int64_t& out, const Spec& spec) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    out = parse_int(n, path(key));
-    check_range(n, key, static_cast<double>(out), spec);
-  }
-  void field(const char* key, uint64_t& out, const Spec& spec) {
-    int64_t v = 0;
-    const YAML::Node n = map()[key];
-    field(key, v, spec);
-    if (n.IsDefined()) out = static_cast<uint64_t>(v);
-  }
-  void field(const char* key, double& out, const Spec& spec) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    out = parse_double(n, path(key));
-    check_range(n, key, out, spec);
-  }
-  void field(const char* key, bool& out, const Spec&) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    const std::string s = n.IsScalar() ? n.Scalar() : "";
-    if (s == "true" || s == "True" || s == "yes") out = true;
-    else if (s == "false" || s == "False" || s == "no") out = false;
-    else fail(n, path(key), "`" + path(key) + "` must be true or false, got " + describe(n));
-  }
-  void field(const char* key, std::vector<std::string>& out, const Spec& spec) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    out.clear();
-    if (n.IsNull()) return;
-    if (n.IsScalar() && spec.scalar_is_list) {
-      out.push_back(n.Scalar());
-      return;
-    }
-    if (n.IsScalar()) {
-      fail(n, path(key), "`" + path(key) + "` must be a list of strings, got the single value " + describe(n) +
-                             "; write it as a list: [" + shorten(n.Scalar()) + "]");
-    }
-    if (!n.IsSequence()) fail(n, path(key), "`" + path(key) + "` must be a list of strings, got a " + kind(n));
-    for (const auto& item : n) {
-      if (!item.IsScalar()) fail(item, path(key), "`" + path(key) + "` must be a list of strings; an item is a " + kind(item));
-      out.push_back(item.Scalar());
-    }
-  }
-  // A mapping kept as YAML (tokenizer.chat_template_kwargs); its values are checked by its user.
-  void field(const char* key, YAML::Node& out, const Spec&) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    if (!n.IsNull() && !n.IsMap()) fail(n, path(key), "`" + path(key) + "` must be a mapping, got " + describe(n));
-    out = YAML::Clone(n);
-  }
-  void field(const char* key, std::vector<double>& out, const Spec& spec) {
-    YAML::Node n = take(key);
-    if (!n) return;
-    out.clear();
-    if (n.IsNull()) return;
-    if (!n.IsSequence()) fail(n, path(key), "`" + path(key) + "` must be a list of numbers, got " + describe(n));
-    for (const auto& item : n) {
-      const double d = parse_double(item, path(key));
-      if (!in_range(d, spec)) fail(item, path(key), "every item of `" + path(key) + "` must be " + range_text(spec) + ", got " + shorten(item.Scalar()));
-      out.push_back(d);
-    }
-  }
-
-  void rewards(std::vector<RewardSpec>& out) {
-    declared_.push_back("rewards");
-    const YAML::Node n = map()["rewards"];
-    if (!n.IsDefined() || n.IsNull()) return;
-    record("rewards", n);
-    if (!n.IsSequence()) fail(n, "rewards", "`rewards` must be a list of {name, weight, params} entries, got a " + kind(n));
-    out.clear();
-    size_t index = 0;
-    for (const auto& item : n) {
-      const std::string p = "rewards[" + std::to_string(index++) + "]";
-      if (!item.IsMap()) fail(item, p, "`" + p + "` must be a mapping with keys `name`, `weight`, `params`");
-      RewardSpec spec;
-      spec.line = item.Mark().line + 1;
-      spec.source = source_;
-      for (const auto& kv : item) {
-        const std::string k = kv.first.Scalar();
-        if (k == "name") {
-          if (!kv.second.IsScalar()) fail(kv.second, p + ".name", "`" + p + ".name` must be a string");
-          spec.name = kv.second.Scalar();
-        } else if (k == "weight") {
-          spec.weight = parse_double(kv.second, p + ".weight");
-          if (!std::isfinite(spec.weight)) fail(kv.second, p + ".weight", "`" + p + ".weight` must be finite");
-        } else if (k == "params") {
-          if (!kv.second.IsNull() && !kv.second.IsMap()) fail(kv.second, p + ".params", "`" + p + ".params` must be a mapping");
-          spec.params = kv.second;
-        } else {
-          std::string hint = nearest(k, {"name", "weight", "params"});
-          fail(kv.first, p + "." + k, "unknown key `" + p + "." + k + "`" + (hint.empty() ? "" : " — did you mean `" + hint + "`?") +
-                                          " (a reward entry has `name`, `weight`, `params`)");
-        }
-      }
-      if (spec.name.empty()) fail(item, p, "`" + p + "` has no `name` (the reward to use, e.g. math_answer)");
-      out.push_back(std::move(spec));
-    }
-  }
-
-  void check_unknown() const {
-    for (const auto& kv : map()) {
+    for (const auto& kv : item) {
       const std::string k = kv.first.Scalar();
-      if (std::find(declared_.begin(), declared_.end(), k) != declared_.end()) continue;
-      if (prefix_ + k == "train.precision") {
-        fail(kv.first, "train.precision",
-             "`train.precision` is not a setting (it was never read): the training precision is `model.dtype` — "
-             "`bfloat16` trains bf16 weights and activations with fp32 AdamW moments and fp32 master weights, "
-             "`float32` trains in fp32, `auto` picks bfloat16 on CUDA and float32 on the CPU; remove "
-             "`train.precision` and set `model.dtype`");
-      }
-      const std::string hint = nearest(k, declared_);
-      std::string msg = "unknown key `" + prefix_ + shorten(k) + "`";
-      if (!hint.empty()) msg += " — did you mean `" + prefix_ + hint + "`?";
-      else msg += " (valid keys" + (prefix_.empty() ? std::string(" at the top level") : " in `" + prefix_.substr(0, prefix_.size() - 1) + "`") + ": " + join_quoted(declared_) + ")";
-      fail(kv.first, prefix_ + k, msg);
+      if (std::find(kRewardEntryKeys.begin(), kRewardEntryKeys.end(), k) != kRewardEntryKeys.end()) continue;
+      const std::string hint = nearest(k, kRewardEntryKeys);
+      o.fail(kv.first, p + "." + k, "unknown key `" + p + "." + shorten(k) + "`" + (hint.empty() ? "" : " — did you mean `" + p + "." + hint + "`?") +
+                                        " (a reward entry has " + join_quoted(kRewardEntryKeys) + ")");
     }
+    if (spec.name.empty()) o.fail(item, p, "`" + p + "` has no `name` (the reward to use, e.g. math_answer)");
+    out.push_back(std::move(spec));
   }
-
-  const std::map<std::string, int>& lines() const { return lines_; }
-
- private:
-  std::string path(const char* key) const { return prefix_ + key; }
-
-  // The node for `key` in the current section, or an undefined node; records the key as valid.
-  YAML::Node take(const char* key) {
-    declared_.push_back(key);
-    const YAML::Node n = map()[key];
-    if (!n.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
-    record(path(key), n);
-    return n;
-  }
-  void record(const std::string& key, const YAML::Node& n) {
-    if (n.Mark().line >= 0) lines_[key] = n.Mark().line + 1;
-  }
-
-  static std::string kind(const YAML::Node& n) {
-    if (n.IsMap()) return "mapping";
-    if (n.IsSequence()) return "list";
-    if (n.IsNull()) return "null";
-    return "scalar";
-  }
-  static std::string describe(const YAML::Node& n) {
-    if (n.IsScalar()) return "'" + shorten(n.Scalar()) + "'";
-    return "a " + kind(n);
-  }
-
-  int64_t parse_int(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "`" + key + "` must be an integer, got " + describe(n));
-    const std::string s = trim(n.Scalar());
-    int64_t v = 0;
-    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (r.ec != std::errc() || r.ptr != s.data() + s.size() || s.empty()) {
-      // Allow integral floats written as 1e3 / 100.0.
-      double d = 0;
-      auto rd = std::from_chars(s.data(), s.data() + s.size(), d);
-      if (rd.ec == std::errc() && rd.ptr == s.data() + s.size() && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
-        return static_cast<int64_t>(d);
-      }
-      fail(n, key, "`" + key + "` must be an integer, got '" + shorten(n.Scalar()) + "'");
-    }
-    return v;
-  }
-  double parse_double(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "`" + key + "` must be a number, got " + describe(n));
-    const std::string s = trim(n.Scalar());
-    double d = 0;
-    auto r = std::from_chars(s.data(), s.data() + s.size(), d);
-    if (r.ec != std::errc() || r.ptr != s.data() + s.size() || s.empty() || !std::isfinite(d)) {
-      fail(n, key, "`" + key + "` must be a finite number, got '" + shorten(n.Scalar()) + "'");
-    }
-    return d;
-  }
-  void check_range(const YAML::Node& n, const char* key, double v, const Spec& spec) const {
-    if (!in_range(v, spec)) {
-      std::ostringstream o;
-      o << "`" << path(key) << "` must be " << range_text(spec) << ", got " << shorten(n.Scalar());
-      fail(n, path(key), o.str());
-    }
-  }
-
-  std::string source_;
-  std::set<std::string> overridden_;
-  const YAML::Node& map() const { return maps_.back(); }
-  std::vector<YAML::Node> maps_;
-  std::string prefix_;
-  std::vector<std::string> declared_;
-  std::map<std::string, int> lines_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Writing
-
-class Writer {
- public:
-  explicit Writer(YAML::Emitter& out) : out_(out) {}
-  template <class F>
-  void section(const char* name, F body) {
-    out_ << YAML::Key << name << YAML::Value << YAML::BeginMap;
-    body();
-    out_ << YAML::EndMap;
-  }
-  void field(const char* key, const std::string& v, const Spec&) {
-    out_ << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << v;
-  }
-  void field(const char* key, int64_t v, const Spec&) { out_ << YAML::Key << key << YAML::Value << v; }
-  void field(const char* key, uint64_t v, const Spec&) { out_ << YAML::Key << key << YAML::Value << v; }
-  void field(const char* key, double v, const Spec&) { out_ << YAML::Key << key << YAML::Value << format_double(v); }
-  void field(const char* key, bool v, const Spec&) { out_ << YAML::Key << key << YAML::Value << (v ? "true" : "false"); }
-  void field(const char* key, const std::vector<std::string>& v, const Spec&) {
-    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
-    for (const auto& s : v) out_ << YAML::DoubleQuoted << s;
-    out_ << YAML::EndSeq;
-  }
-  void field(const char* key, const YAML::Node& v, const Spec&) {
-    out_ << YAML::Key << key << YAML::Value;
-    if (v.IsDefined() && v.IsMap() && v.size() > 0) out_ << v;
-    else out_ << YAML::Flow << YAML::BeginMap << YAML::EndMap;
-  }
-  void field(const char* key, const std::vector<double>& v, const Spec&) {
-    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
-    for (double d : v) out_ << format_double(d);
-    out_ << YAML::EndSeq;
-  }
-  void rewards(const std::vector<RewardSpec>& r) {
-    out_ << YAML::Key << "rewards" << YAML::Value << YAML::BeginSeq;
-    for (const auto& spec : r) {
-      out_ << YAML::BeginMap << YAML::Key << "name" << YAML::Value << spec.name << YAML::Key << "weight"
-           << YAML::Value << format_double(spec.weight);
-      if (spec.params.IsDefined() && spec.params.IsMap() && spec.params.size() > 0) {
-        out_ << YAML::Key << "params" << YAML::Value << spec.params;
-      }
-      out_ << YAML::EndMap;
-    }
-    out_ << YAML::EndSeq;
-  }
-
- private:
-  YAML::Emitter& out_;
-};
-
-class KeyLister {
- public:
-  std::vector<std::string> keys;
-  template <class F>
-  void section(const char* name, F body) {
-    const std::string saved = prefix_;
-    prefix_ += std::string(name) + ".";
-    body();
-    prefix_ = saved;
-  }
-  template <class T>
-  void field(const char* key, T&, const Spec&) { keys.push_back(prefix_ + key); }
-  void rewards(std::vector<RewardSpec>&) { keys.push_back("rewards"); }
-
- private:
-  std::string prefix_;
-};
-
-// Applies "a.b.c=value" to the YAML tree; the value is parsed as YAML (numbers, lists, strings).
-std::string apply_override(YAML::Node& root, const std::string& assignment) {
-  const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw UserError("bad --set '" + assignment + "': expected key.path=value, e.g. --set optim.learning_rate=1e-5");
-  }
-  const std::string key = trim(assignment.substr(0, eq));
-  const std::string value = assignment.substr(eq + 1);
-  YAML::Node parsed;
-  try {
-    parsed = YAML::Load(value);
-  } catch (const YAML::Exception& e) {
-    throw UserError("bad --set '" + assignment + "': the value is not valid YAML (" + e.msg + ")");
-  }
-  const auto parts = split(key, '.');
-  // Copy-construct only: yaml-cpp's Node::operator= would rebind shared data.
-  std::vector<YAML::Node> chain{root};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    const YAML::Node existing = chain.back()[parts[i]];
-    if (!existing.IsDefined() || existing.IsNull()) {
-      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
-    } else if (!existing.IsMap()) {
-      throw UserError("bad --set '" + assignment + "': `" + parts[i] + "` is not a section");
-    }
-    chain.push_back(chain.back()[parts[i]]);
-  }
-  chain.back()[parts.back()] = parsed;
-  return key;
+  return out;
 }
 
-void fail_at(const Reader& r, const std::string& key, const std::string& msg) {
+// The schema's reader, writer and key lister, each with the `rewards:` list.
+class ConfigReader : public yaml::Reader {
+ public:
+  using yaml::Reader::Reader;
+  void rewards(std::vector<RewardSpec>& out) {
+    const YAML::Node n = take("rewards");
+    if (n.IsDefined() && !n.IsNull()) out = read_reward_list(origin(), n);
+  }
+};
+
+class ConfigWriter : public yaml::Writer {
+ public:
+  using yaml::Writer::Writer;
+  void rewards(const std::vector<RewardSpec>& r) {
+    YAML::Emitter& out = emitter();
+    out << YAML::Key << "rewards" << YAML::Value << YAML::BeginSeq;
+    for (const auto& spec : r) {
+      out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << spec.name << YAML::Key << "weight" << YAML::Value
+          << format_double(spec.weight);
+      if (spec.params && spec.params->node.IsMap() && spec.params->node.size() > 0) {
+        out << YAML::Key << "params" << YAML::Value << spec.params->node;
+      }
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+};
+
+class ConfigKeyLister : public yaml::KeyLister {
+ public:
+  void rewards(std::vector<RewardSpec>&) { keys.push_back("rewards"); }
+};
+
+void fail_at(const yaml::Reader& r, const std::string& key, const std::string& msg) {
   throw UserError("config error in " + r.where_key(key) + ": " + msg);
 }
 
 // Cross-key rules that a single key's range cannot express.
-void validate(const Config& c, const Reader& r) {
+void validate(const Config& c, const yaml::Reader& r) {
   if (c.trainer.empty()) {
     fail_at(r, "trainer", "missing required key `trainer` (one of `sft`, `dpo`, `scpo`, `grpo`, `score`)");
   }
@@ -665,21 +301,21 @@ void validate(const Config& c, const Reader& r) {
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& source, const std::vector<std::string>& overrides) {
-  YAML::Node loaded;
-  try {
-    loaded = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    throw UserError("config error in " + source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML (" + e.msg + ")");
-  }
+  const YAML::Node loaded = yaml::load(text, source);
   YAML::Node root = (loaded.IsNull() || !loaded.IsDefined()) ? YAML::Node(YAML::NodeType::Map) : loaded;
   if (!root.IsMap()) throw UserError("config error in " + source + ": the top level must be a mapping of sections (model:, data:, ...)");
-  check_no_duplicate_keys(root, source);
+  yaml::check_no_duplicate_keys(root, source);
   std::set<std::string> overridden;
-  for (const auto& o : overrides) overridden.insert(apply_override(root, o));
+  for (const auto& o : overrides) overridden.insert(yaml::apply_override(root, o));
   Config config;
-  Reader reader(root, source, overridden);
+  ConfigReader reader(root, yaml::Origin(source, overridden));
+  reader.explain_unknown("train.precision",
+                         "`train.precision` is not a setting (it was never read): the training precision is `model.dtype` — "
+                         "`bfloat16` trains bf16 weights and activations with fp32 AdamW moments and fp32 master weights, "
+                         "`float32` trains in fp32, `auto` picks bfloat16 on CUDA and float32 on the CPU; remove "
+                         "`train.precision` and set `model.dtype`");
   visit(config, reader);
-  reader.check_unknown();
+  reader.finish();
   validate(config, reader);
   return config;
 }
@@ -692,7 +328,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 std::string to_yaml(const Config& config) {
   YAML::Emitter out;
   out << YAML::BeginMap;
-  Writer w(out);
+  ConfigWriter w(out);
   visit(const_cast<Config&>(config), w);
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
@@ -700,9 +336,41 @@ std::string to_yaml(const Config& config) {
 
 std::vector<std::string> config_keys() {
   Config c;
-  KeyLister l;
+  ConfigKeyLister l;
   visit(c, l);
   return l.keys;
+}
+
+std::vector<RewardSpec> parse_reward_specs(const std::string& text, const std::string& source) {
+  const YAML::Node root = yaml::load(text, source);
+  if (!root.IsMap()) throw UserError("config error in " + source + ": the top level must be a mapping with a `rewards:` list");
+  yaml::check_no_duplicate_keys(root, source);
+  // A training config may be passed as is: its other sections are ignored here.
+  const yaml::Origin origin(source);
+  yaml::MapReader top(origin, root, "");
+  for (const auto& k : config_keys()) top.take(k.substr(0, k.find('.')));
+  const YAML::Node list = top.take("rewards");
+  for (const auto& kv : root) {
+    const std::string k = kv.first.Scalar();
+    if (k == "rewards" || std::find(top.declared().begin(), top.declared().end(), k) != top.declared().end()) continue;
+    const std::string hint = nearest(k, {"rewards"});
+    origin.fail(kv.first, k, "unknown key `" + shorten(k) + "`" + (hint.empty() ? "" : " — did you mean `" + hint + "`?") +
+                                 " (a rewards config has a top-level `rewards:` list)");
+  }
+  if (!list.IsDefined() || list.IsNull()) {
+    throw UserError("config error in " + source + ": no `rewards:` list (e.g. rewards: [{name: math_answer, weight: 1.0}])");
+  }
+  auto specs = read_reward_list(origin, list);
+  if (specs.empty()) throw UserError("config error in " + source + ": `rewards` is empty");
+  return specs;
+}
+
+std::vector<RewardSpec> load_reward_specs(const std::string& path) {
+  return parse_reward_specs(fs::read_file(path, "rewards config"), path);
+}
+
+std::shared_ptr<const YamlTree> parse_reward_params(const std::string& text) {
+  return std::make_shared<const YamlTree>(YamlTree{yaml::load(text, "reward params")});
 }
 
 }  // namespace scorch

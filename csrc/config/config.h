@@ -1,16 +1,18 @@
 // The job configuration: YAML -> typed structs, strictly validated (DESIGN.md "Config").
 // Defaults live in the member initialisers below (one place per struct); constraints and key
-// names live in config.cpp's schema. Keys reuse TRL's names where TRL has one.
+// names live in config.cpp's schema, the names of each enum option in options.h. Keys reuse TRL's
+// names where TRL has one. No YAML here: config/yaml_binder.h does the reading.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <yaml-cpp/node/impl.h>  // YAML::Node members are default-constructed inline
-#include <yaml-cpp/node/node.h>
+#include "config/options.h"
 
 namespace scorch {
+
+struct YamlTree;  // a YAML subtree with its line numbers (config/yaml_binder.h)
 
 struct ModelSection {
   std::string path;                 // HF model directory (config.json + safetensors)
@@ -25,7 +27,8 @@ struct TokenizerSection {
   // auto = the model's own Jinja template (tokenizer_config.json / chat_template.jinja beside the
   // tokenizer) when it has one, else plain; or a built-in: chatml | llama-2 | plain | none.
   std::string chat_template = "auto";
-  YAML::Node chat_template_kwargs;  // extra template variables (e.g. enable_thinking: false); auto only
+  // Extra template variables (e.g. enable_thinking: false) as a JSON object; auto only.
+  std::string chat_template_kwargs = "{}";
 };
 
 struct DataSection {
@@ -87,7 +90,7 @@ struct GenerationSection {
 struct RewardSpec {
   std::string name;
   double weight = 1.0;
-  YAML::Node params;                // validated by the reward's own schema (rewards/)
+  std::shared_ptr<const YamlTree> params;  // a mapping or null; read by the reward's own schema (rewards/)
   int line = 0;                     // where it was declared, for error messages
   std::string source;               // the file it was declared in ("" = unknown)
 };
@@ -215,5 +218,13 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
 std::string to_yaml(const Config& config);
 // All valid dotted key paths (for help and suggestions).
 std::vector<std::string> config_keys();
+
+// The `rewards:` list of a rewards file, read with the config's checks (`rewards[i].name` required,
+// `weight` finite, `params` a mapping). The top level has the list; a training config's other
+// sections are allowed and ignored, anything else is an error, and so is an empty list.
+std::vector<RewardSpec> parse_reward_specs(const std::string& yaml_text, const std::string& source);
+std::vector<RewardSpec> load_reward_specs(const std::string& path);
+// A reward's params from YAML text (a mapping), for specs built in code.
+std::shared_ptr<const YamlTree> parse_reward_params(const std::string& yaml_text);
 
 }  // namespace scorch

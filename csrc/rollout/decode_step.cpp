@@ -1,9 +1,8 @@
-// The decode step kinds (decode_step.h) and the names of the option that picks one (decode_steps.h).
+// The decode step kinds (decode_step.h).
 #include "rollout/decode_step.h"
 
 #include <ATen/ATen.h>
 
-#include "common/error.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "rollout/engine.h"
@@ -62,24 +61,6 @@ class StaticStep final : public DecodeStep {
 };
 
 }  // namespace
-
-DecodeSteps parse_decode_steps(const std::string& name) {
-  if (name == "auto") return DecodeSteps::kAuto;
-  if (name == "dynamic") return DecodeSteps::kDynamic;
-  if (name == "static") return DecodeSteps::kStatic;
-  if (name == "cuda_graph") return DecodeSteps::kCudaGraph;
-  throw UserError("decode steps must be auto, dynamic, static or cuda_graph, got '" + name + "'");
-}
-
-const char* decode_steps_name(DecodeSteps steps) {
-  switch (steps) {
-    case DecodeSteps::kAuto: return "auto";
-    case DecodeSteps::kDynamic: return "dynamic";
-    case DecodeSteps::kStatic: return "static";
-    case DecodeSteps::kCudaGraph: return "cuda_graph";
-  }
-  return "unknown";
-}
 
 DecodeSteps resolve_decode_steps(DecodeSteps steps, const c10::Device& device) {
   if (steps == DecodeSteps::kAuto) return device.is_cuda() ? DecodeSteps::kCudaGraph : DecodeSteps::kDynamic;

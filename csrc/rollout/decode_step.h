@@ -1,5 +1,5 @@
 // DecodeStep: the model's part of one decode step, behind one seam so the decode loop (engine.cpp)
-// reads the same for every kind of step (the option that picks one: decode_steps.h):
+// reads the same for every kind of step (the option that picks one: config/options.h):
 //   dynamic     eager forward attending over the cache slots used so far; the loop drops finished
 //               rows from the batch at once (the CPU default)
 //   static      fixed shapes (StaticDecoder: attention over the whole cache, inputs in fixed
@@ -14,7 +14,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
-#include "rollout/decode_steps.h"
+#include "config/options.h"
 
 namespace scorch {
 

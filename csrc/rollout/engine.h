@@ -30,7 +30,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
-#include "rollout/decode_steps.h"
+#include "config/options.h"
 #include "rollout/sampling.h"
 #include "rollout/stop_rules.h"
 

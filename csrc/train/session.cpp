@@ -2,9 +2,6 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
-
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
@@ -50,37 +47,6 @@ c10::ScalarType resolve_dtype(const std::string& dtype, c10::Device device) {
   if (dtype == "bfloat16") return c10::kBFloat16;
   throw UserError("unknown dtype '" + dtype + "': use auto, float32 or bfloat16");
 }
-
-namespace {
-// tokenizer.chat_template_kwargs (YAML) -> the JSON the template sees: true/false, null, integers
-// and numbers keep their types, everything else is a string.
-nlohmann::json yaml_to_json(const YAML::Node& n) {
-  if (!n.IsDefined() || n.IsNull()) return nlohmann::json::object();
-  if (n.IsMap()) {
-    nlohmann::json j = nlohmann::json::object();
-    for (const auto& kv : n) j[kv.first.Scalar()] = kv.second.IsNull() ? nlohmann::json() : yaml_to_json(kv.second);
-    return j;
-  }
-  if (n.IsSequence()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& item : n) j.push_back(yaml_to_json(item));
-    return j;
-  }
-  const std::string s = n.Scalar();
-  if (s == "true" || s == "True") return true;
-  if (s == "false" || s == "False") return false;
-  if (s == "null" || s == "~") return nullptr;
-  try {
-    size_t used = 0;
-    const long long i = std::stoll(s, &used);
-    if (used == s.size()) return i;
-    const double d = std::stod(s, &used);
-    if (used == s.size()) return d;
-  } catch (const std::exception&) {
-  }
-  return s;
-}
-}  // namespace
 
 std::string resolve_tokenizer_path(const Config& config) {
   return config.tokenizer.path.empty() ? config.model.path : config.tokenizer.path;
@@ -139,7 +105,7 @@ ModelSession open_model_session(const Config& config) {
   }
   ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
                                       config.tokenizer.chat_template, config.model.device, config.model.dtype,
-                                      TokenizerOptions{config.tokenizer.parse_special, yaml_to_json(config.tokenizer.chat_template_kwargs).dump()});
+                                      TokenizerOptions{config.tokenizer.parse_special, config.tokenizer.chat_template_kwargs});
   if (config.lora.enabled) {
     add_lora(*s.model, config.lora, config.seed);
     int64_t adapter = 0;

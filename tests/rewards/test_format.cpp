@@ -1,6 +1,5 @@
 // format / overlong / exact_match rewards on hand-built completions.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 
@@ -13,7 +12,7 @@ namespace {
 RewardSpec spec(const std::string& name, const std::string& params) {
   RewardSpec s;
   s.name = name;
-  s.params = YAML::Load(params);
+  s.params = parse_reward_params(params);
   return s;
 }
 

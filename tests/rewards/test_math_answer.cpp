@@ -4,8 +4,6 @@
 
 #include <cmath>
 
-#include <yaml-cpp/yaml.h>
-
 #include "rewards/math_answer.h"
 #include "rewards/reward.h"
 
@@ -252,7 +250,7 @@ RewardBatch batch_of(const std::vector<std::pair<std::string, std::string>>& com
 RewardSpec spec(const std::string& name, const std::string& params_yaml = "{}") {
   RewardSpec s;
   s.name = name;
-  s.params = YAML::Load(params_yaml);
+  s.params = parse_reward_params(params_yaml);
   return s;
 }
 

@@ -5,7 +5,6 @@
 // a·k for Yes, b·k for No and 0 elsewhere (k = 1/sqrt(1 + eps)), and p(Yes)/(p(Yes)+p(No)) is
 // known in closed form whatever the prompt.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>

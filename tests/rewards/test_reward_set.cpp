@@ -1,10 +1,10 @@
 // RewardSet composition (weights, NaN propagation, offsets, metrics) and strict params checks.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 
 #include "common/error.h"
+#include "config/yaml_binder.h"
 #include "rewards/reward.h"
 
 namespace scorch::rewards {
@@ -49,7 +49,7 @@ RewardSpec spec(const std::string& name, double weight, const std::string& param
   RewardSpec s;
   s.name = name;
   s.weight = weight;
-  s.params = YAML::Load(params);
+  s.params = parse_reward_params(params);
   s.line = 7;
   return s;
 }
@@ -156,18 +156,18 @@ TEST(RewardSetErrors, ValidationChecksParamsOfSelfJudgingRewardsWithoutAModel) {
 }
 
 TEST(RewardSpecsParsing, ParsesTheRewardsListLikeTheTrainingConfig) {
-  const YAML::Node root = YAML::Load("rewards:\n  - name: math_answer\n    weight: 2\n  - {name: format, params: {boxed_count: 1}}\n");
-  const auto specs = parse_reward_specs(root["rewards"], "x.yaml");
+  const auto specs =
+      parse_reward_specs("rewards:\n  - name: math_answer\n    weight: 2\n  - {name: format, params: {boxed_count: 1}}\n", "x.yaml");
   ASSERT_EQ(specs.size(), 2u);
   EXPECT_EQ(specs[0].name, "math_answer");
   EXPECT_EQ(specs[0].weight, 2.0);
   EXPECT_EQ(specs[0].line, 2);
   EXPECT_EQ(specs[1].weight, 1.0);
-  EXPECT_EQ(specs[1].params["boxed_count"].as<int>(), 1);
-  expect_user_error([] { parse_reward_specs(YAML::Load("- {name: a, wieght: 1}"), "x.yaml"); },
+  EXPECT_EQ(specs[1].params->node["boxed_count"].as<int>(), 1);
+  expect_user_error([] { parse_reward_specs("rewards:\n  - {name: a, wieght: 1}\n", "x.yaml"); },
                     {"rewards[0].wieght", "did you mean `rewards[0].weight`"});
-  expect_user_error([] { parse_reward_specs(YAML::Load("- {weight: 1}"), "x.yaml"); }, {"has no `name`"});
-  expect_user_error([] { parse_reward_specs(YAML::Load("- {name: a, weight: x}"), "x.yaml"); }, {"weight` must be a finite number"});
+  expect_user_error([] { parse_reward_specs("rewards:\n  - {weight: 1}\n", "x.yaml"); }, {"has no `name`"});
+  expect_user_error([] { parse_reward_specs("rewards:\n  - {name: a, weight: x}\n", "x.yaml"); }, {"weight` must be a finite number"});
 }
 
 TEST(RewardRegistry, ListsEveryBuiltinWithItsParamsSchema) {

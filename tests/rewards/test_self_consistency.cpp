@@ -1,6 +1,5 @@
 // majority_vote (TTRL/SRT) and soft_consistency (RESTRAIN) on groups whose votes are counted by hand.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 
@@ -33,7 +32,7 @@ RewardBatch groups(const std::vector<Group>& gs) {
 RewardSpec spec(const std::string& name, const std::string& params = "{}") {
   RewardSpec s;
   s.name = name;
-  s.params = YAML::Load(params);
+  s.params = parse_reward_params(params);
   return s;
 }
 

@@ -1,7 +1,6 @@
 // self_verify and self_rubric against a Judge whose logits and generations are fixed by
 // construction, so the expected rewards are known exactly.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <map>
@@ -77,7 +76,7 @@ class FixedJudge : public Judge {
 RewardSpec spec(const std::string& name, const std::string& params = "{}") {
   RewardSpec s;
   s.name = name;
-  s.params = YAML::Load(params);
+  s.params = parse_reward_params(params);
   return s;
 }
 

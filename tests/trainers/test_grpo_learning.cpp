@@ -10,7 +10,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
-#include <yaml-cpp/yaml.h>  // RewardSpec holds a YAML::Node (its constructor is inline here)
 
 #include <cmath>
 #include <fstream>

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <yaml-cpp/yaml.h>
 
 #include "common/error.h"
 #include "config/config.h"
+#include "config/yaml_binder.h"
 
 using namespace scorch;
 
@@ -57,7 +57,7 @@ TEST(Config, ResolvedYamlRoundTripsExactly) {
   ASSERT_EQ(b.rewards.size(), 2u);
   EXPECT_EQ(b.rewards[0].name, "math_answer");
   EXPECT_DOUBLE_EQ(b.rewards[0].weight, 2.0);
-  EXPECT_TRUE(b.rewards[0].params["boxed"].as<bool>());
+  EXPECT_TRUE(b.rewards[0].params->node["boxed"].as<bool>());
   EXPECT_DOUBLE_EQ(b.rewards[1].weight, 1.0);
 }
 
@@ -201,4 +201,15 @@ TEST(Config, HugeBadValuesAreShortenedInMessages) {
   EXPECT_NE(e.find("`optim.learning_rate` must be a finite number"), std::string::npos) << e.substr(0, 300);
   EXPECT_NE(e.find("(2000001 bytes)"), std::string::npos) << e.substr(0, 300);
   EXPECT_LT(e.size(), 400u);
+}
+
+TEST(Config, ChatTemplateKwargsAreAJsonObjectThatRoundTrips) {
+  const Config c = parse_config(std::string(kMinimal) + "tokenizer:\n  chat_template_kwargs: {enable_thinking: false, depth: 2, name: x}\n",
+                                "job.yaml");
+  EXPECT_EQ(c.tokenizer.chat_template_kwargs, R"({"enable_thinking":false,"depth":2,"name":"x"})");
+  const std::string text = to_yaml(c);
+  EXPECT_NE(text.find("enable_thinking: false"), std::string::npos) << text;
+  EXPECT_EQ(to_yaml(parse_config(text, "resolved.yaml")), text);
+  EXPECT_EQ(parse_config(kMinimal, "job.yaml").tokenizer.chat_template_kwargs, "{}");
+  EXPECT_NE(error_of(std::string(kMinimal) + "tokenizer:\n  chat_template_kwargs: [a]\n").find("must be a mapping"), std::string::npos);
 }

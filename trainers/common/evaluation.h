@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "rollout/decode_steps.h"
+#include "config/options.h"
 
 namespace scorch {
 

@@ -11,8 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
-
 #include "rewards/math_answer.h"
 #include "rewards/reward.h"
 
@@ -93,7 +91,6 @@ std::pair<double, double> run(const std::vector<RewardBatch>& shards) {
   std::vector<std::unique_ptr<scorch::rewards::RewardSet>> sets;
   scorch::RewardSpec spec;
   spec.name = "math_answer";
-  spec.params = YAML::Load("{}");
   for (size_t t = 0; t < shards.size(); ++t) sets.push_back(std::make_unique<scorch::rewards::RewardSet>(std::vector<scorch::RewardSpec>{spec}));
   const double t0 = now_s();
   std::vector<std::thread> threads;
