@@ -90,7 +90,7 @@ void visit(Config& c, V& v) {
     v.field("max_completion_length", s.max_completion_length, range(1, 1 << 20));
     v.field("stop", s.stop, Spec{});
     v.field("eval_max_new_tokens", s.eval_max_new_tokens, range(1, 1 << 20));
-    v.field("decode_steps", s.decode_steps, one_of({"auto", "dynamic", "static", "cuda_graph"}));
+    v.field("decode_steps", s.decode_steps, Spec{});
     v.field("fused_decode_attention", s.fused_decode_attention, Spec{});
     v.field("lookahead", s.lookahead, Spec{});
   });
@@ -154,18 +154,18 @@ void visit(Config& c, V& v) {
     v.field("epsilon", s.epsilon, range(0, 1, true));
     v.field("epsilon_high", s.epsilon_high, range(0, 10));
     v.field("delta", s.delta, at_least(0));
-    v.field("loss_type", s.loss_type, one_of({"grpo", "bnpo", "dr_grpo", "dapo"}));
-    v.field("scale_rewards", s.scale_rewards, one_of({"group", "batch", "none"}));
-    v.field("advantage", s.advantage, one_of({"grpo", "rloo", "reinforce_pp"}));
+    v.field("loss_type", s.loss_type, Spec{});
+    v.field("scale_rewards", s.scale_rewards, Spec{});
+    v.field("advantage", s.advantage, Spec{});
     v.field("num_iterations", s.num_iterations, at_least(1));
-    v.field("importance_sampling_level", s.importance_sampling_level, one_of({"token", "sequence"}));
+    v.field("importance_sampling_level", s.importance_sampling_level, Spec{});
     v.field("mask_truncated_completions", s.mask_truncated_completions, Spec{});
     v.field("top_entropy_quantile", s.top_entropy_quantile, range(0, 1, true));
     v.field("entropy_coef", s.entropy_coef, at_least(0));
   });
   v.section("score", [&] {
     auto& s = c.score;
-    v.field("stage", s.stage, one_of({"1", "2", "both"}));
+    v.field("stage", s.stage, Spec{});
     v.field("stage1_steps", s.stage1_steps, at_least(0));
     v.field("stage2_steps", s.stage2_steps, at_least(0));
     v.field("alpha", s.alpha, at_least(0));
@@ -173,7 +173,7 @@ void visit(Config& c, V& v) {
     v.field("beta2", s.beta2, at_least(0));
     v.field("num_attempts", s.num_attempts, range(2, 16));
     v.field("correction_instruction", s.correction_instruction, Spec{});
-    v.field("policy_gradient", s.policy_gradient, one_of({"reinforce", "group"}));
+    v.field("policy_gradient", s.policy_gradient, Spec{});
     v.field("num_generations", s.num_generations, range(1, 1 << 14));
     v.field("reference_model", s.reference_model, Spec{});
   });

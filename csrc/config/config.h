@@ -79,7 +79,7 @@ struct GenerationSection {
   int64_t eval_max_new_tokens = 256;
   // Decode steps of the rollout engine (rollout/engine.h): auto = CUDA graphs on CUDA, dynamic
   // steps on CPU; dynamic | static | cuda_graph force one kind (dynamic = no graphs, as eager).
-  std::string decode_steps = "auto";
+  DecodeSteps decode_steps = DecodeSteps::kAuto;
   // Static decode steps: each layer's RoPE, cache write and attention in scorch's one-kernel
   // decode_attention (rollout/engine.h EngineOptions::fused_decode_attention; off until measured on
   // a GPU), and queueing the next step before the host reads this one's tokens (lookahead).
@@ -160,18 +160,18 @@ struct GrpoSection {
   double epsilon = 0.2;
   double epsilon_high = 0.0;          // 0 = same as epsilon
   double delta = 0.0;                 // two-sided clip of the ratio; 0 = off
-  std::string loss_type = "dapo";     // grpo | bnpo | dr_grpo | dapo
-  std::string scale_rewards = "group";  // group | batch | none
-  std::string advantage = "grpo";     // grpo | rloo | reinforce_pp
+  GrpoLossType loss_type = GrpoLossType::kDapo;
+  RewardScaling scale_rewards = RewardScaling::kGroup;
+  AdvantageEstimator advantage = AdvantageEstimator::kGrpo;
   int64_t num_iterations = 1;
-  std::string importance_sampling_level = "token";  // token | sequence
+  ImportanceSamplingLevel importance_sampling_level = ImportanceSamplingLevel::kToken;
   bool mask_truncated_completions = false;
   double top_entropy_quantile = 1.0;
   double entropy_coef = 0.0;
 };
 
 struct ScoreSection {
-  std::string stage = "both";         // 1 | 2 | both
+  ScoreStage stage = ScoreStage::kBoth;
   int64_t stage1_steps = 100;
   int64_t stage2_steps = 100;
   double alpha = 10.0;
@@ -181,7 +181,7 @@ struct ScoreSection {
   std::string correction_instruction =
       "There might be an error in the solution above because of lack of understanding of the "
       "question. Please correct the error, if any, and rewrite the solution.";
-  std::string policy_gradient = "reinforce";  // reinforce | group
+  ScorePolicyGradient policy_gradient = ScorePolicyGradient::kReinforce;
   int64_t num_generations = 1;
   std::string reference_model;        // KL reference (HF dir); empty = the starting model
 };

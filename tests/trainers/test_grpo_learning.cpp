@@ -107,7 +107,7 @@ Config toy_config(const std::string& run_dir) {
   c.generation.max_completion_length = 2;
   c.grpo.num_generations = 4;
   c.grpo.beta = 0.01;
-  c.grpo.loss_type = "dapo";
+  c.grpo.loss_type = GrpoLossType::kDapo;
   RewardSpec spec;
   spec.name = "test_first_byte_low";
   c.rewards.push_back(spec);

@@ -128,10 +128,16 @@ at::Tensor tensor(const std::vector<double>& v, int64_t B, int64_t T) {
   return at::tensor(v, at::kDouble).reshape({B, T}).to(at::kFloat);
 }
 
+GrpoLossType loss_type_of(const std::string& name) {
+  GrpoLossType t{};
+  EXPECT_TRUE(parse_option(name, t)) << name;
+  return t;
+}
+
 PolicyLossOptions to_options(const Opts& o) {
   PolicyLossOptions g;
-  g.loss_type = o.loss_type, g.epsilon_low = o.eps_low, g.epsilon_high = o.eps_high, g.delta = o.delta;
-  g.beta = o.beta, g.importance_sampling_level = o.sequence ? "sequence" : "token";
+  g.loss_type = loss_type_of(o.loss_type), g.epsilon_low = o.eps_low, g.epsilon_high = o.eps_high, g.delta = o.delta;
+  g.beta = o.beta, g.importance_sampling_level = o.sequence ? ImportanceSamplingLevel::kSequence : ImportanceSamplingLevel::kToken;
   g.top_entropy_quantile = o.top_q, g.entropy_coef = o.ent_coef, g.max_completion_length = o.max_len;
   return g;
 }
@@ -155,7 +161,7 @@ void check_against_reference(const Opts& o, uint64_t seed) {
   const Data d = make_data(5, 7, seed);
   at::Tensor logp = tensor(d.logp, d.B, d.T).requires_grad_(true);
   PolicyLossInputs in = to_inputs(d, o, logp);
-  const double denom = static_cast<double>(policy_loss_units(in.mask, o.loss_type));
+  const double denom = static_cast<double>(policy_loss_units(in.mask, loss_type_of(o.loss_type)));
   PolicyLossOutput out = policy_loss(in, to_options(o), denom);
   out.loss.backward();
 
@@ -209,7 +215,7 @@ TEST(GrpoLoss, WithOneIterationTheRatioIsOneAndTheGradientIsMinusAdvantageTimesG
   o.loss_type = "dapo";
   at::Tensor logp = tensor(d.logp, d.B, d.T).requires_grad_(true);
   PolicyLossInputs in = to_inputs(d, o, logp);
-  const double denom = static_cast<double>(policy_loss_units(in.mask, "dapo"));
+  const double denom = static_cast<double>(policy_loss_units(in.mask, GrpoLossType::kDapo));
   PolicyLossOutput out = policy_loss(in, to_options(o), denom);
   out.loss.backward();
   // Value: ratio 1 everywhere, so loss = −Σ_i A_i·|y_i| / tokens; gradient −A_i·mask / tokens.
@@ -240,13 +246,13 @@ TEST(GrpoLoss, DapoDrGrpoAndGrpoGradientsDoNotDependOnTheMicroBatchSplit) {
     // 1 × 8
     at::Tensor a = tensor(d.logp, d.B, d.T).requires_grad_(true);
     PolicyLossInputs in = to_inputs(d, o, a);
-    const double denom_full = static_cast<double>(policy_loss_units(in.mask, lt));
+    const double denom_full = static_cast<double>(policy_loss_units(in.mask, loss_type_of(lt)));
     policy_loss(in, to_options(o), denom_full).loss.backward();
     // 4 × 2: the denominator sums the micro-batches' units, as the training loop does.
     at::Tensor b = tensor(d.logp, d.B, d.T).requires_grad_(true);
     PolicyLossInputs all = to_inputs(d, o, b);
     double denom = 0;
-    for (int64_t i = 0; i < 4; ++i) denom += policy_loss_units(all.mask.slice(0, 2 * i, 2 * i + 2), lt);
+    for (int64_t i = 0; i < 4; ++i) denom += policy_loss_units(all.mask.slice(0, 2 * i, 2 * i + 2), loss_type_of(lt));
     EXPECT_DOUBLE_EQ(denom, denom_full);
     double loss_sum = 0;
     for (int64_t i = 0; i < 4; ++i) {
@@ -265,11 +271,12 @@ TEST(GrpoLoss, DapoDrGrpoAndGrpoGradientsDoNotDependOnTheMicroBatchSplit) {
 
 TEST(GrpoLoss, UnitsFollowTheLossType) {
   const at::Tensor mask = at::tensor({1, 1, 0, 1, 0, 0}, at::kLong).reshape({2, 3}).to(at::kBool);
-  EXPECT_EQ(policy_loss_units(mask, "dapo"), 3);
-  EXPECT_EQ(policy_loss_units(mask, "grpo"), 2);
-  EXPECT_EQ(policy_loss_units(mask, "dr_grpo"), 2);
-  EXPECT_EQ(policy_loss_units(mask, "bnpo"), 1);
-  EXPECT_THROW(policy_loss_units(mask, "ppo"), std::invalid_argument);
+  EXPECT_EQ(policy_loss_units(mask, GrpoLossType::kDapo), 3);
+  EXPECT_EQ(policy_loss_units(mask, GrpoLossType::kGrpo), 2);
+  EXPECT_EQ(policy_loss_units(mask, GrpoLossType::kDrGrpo), 2);
+  EXPECT_EQ(policy_loss_units(mask, GrpoLossType::kBnpo), 1);
+  GrpoLossType unknown{};
+  EXPECT_FALSE(parse_option("ppo", unknown));  // no such loss_type: refused by name at config load
 }
 
 // generation.decode_steps / fused_decode_attention / lookahead reach the rollout engine's options,

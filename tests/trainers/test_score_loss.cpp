@@ -16,6 +16,7 @@
 
 namespace {
 
+using namespace scorch;
 using namespace scorch::trainers;
 
 // Four episodes, one per binary outcome: (t1, t2) = (0,1) (1,1) (1,0) (0,0).
@@ -58,9 +59,9 @@ TEST(ScoreRewards, PerTurnValuesGoToTheTokensOfTheirTurnOnly) {
 
 TEST(ScoreRewards, ReinforceUsesTheReturnsAndGroupSubtractsThePerTurnGroupBaseline) {
   const at::Tensor returns = score_turn_returns(t64(kR1), t64(kR2), 2, 10.0);  // [[0,11],[1,1],[1,-10],[0,0]]
-  EXPECT_TRUE(at::equal(score_turn_advantages(returns, "reinforce", 1), returns));
+  EXPECT_TRUE(at::equal(score_turn_advantages(returns, ScorePolicyGradient::kReinforce, 1), returns));
   // Groups of 2: {0,1} and {2,3}; per turn (r − mean) / (unbiased std + 1e-4), in float64 here.
-  const at::Tensor a = score_turn_advantages(returns, "group", 2, "grpo", "group");
+  const at::Tensor a = score_turn_advantages(returns, ScorePolicyGradient::kGroup, 2, AdvantageEstimator::kGrpo, RewardScaling::kGroup);
   const double r[4][2] = {{0, 11}, {1, 1}, {1, -10}, {0, 0}};
   for (int t = 0; t < 2; ++t) {
     for (int g = 0; g < 2; ++g) {
@@ -124,12 +125,12 @@ void check_stage(int stage) {
   PolicyLossInputs in;
   in.logp = at::tensor(logp, at::kDouble).to(at::kFloat).view({B, T}).requires_grad_(true);
   in.ref_logp = at::tensor(ref, at::kDouble).to(at::kFloat).view({B, T});
-  in.advantages = route_to_tokens(score_turn_advantages(returns, "reinforce", 1), turns);
+  in.advantages = route_to_tokens(score_turn_advantages(returns, ScorePolicyGradient::kReinforce, 1), turns);
   in.kl_coef = route_to_tokens(at::tensor({static_cast<float>(k1), static_cast<float>(k2)}).view({1, 2}).expand({B, 2}), turns);
   in.mask = turns.gt(0);
   PolicyLossOptions o;
-  o.loss_type = "dapo";
-  const double denominator = static_cast<double>(policy_loss_units(in.mask, "dapo"));
+  o.loss_type = GrpoLossType::kDapo;
+  const double denominator = static_cast<double>(policy_loss_units(in.mask, GrpoLossType::kDapo));
   const PolicyLossOutput out = policy_loss(in, o, denominator);
   out.loss.backward();
   const at::Tensor grad = in.logp.grad().to(at::kDouble).view({-1});

@@ -32,7 +32,7 @@ TEST(Config, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.seed, 42u);
   EXPECT_DOUBLE_EQ(c.optim.learning_rate, 1e-5);
   EXPECT_EQ(c.grpo.num_generations, 8);
-  EXPECT_EQ(c.grpo.loss_type, "dapo");
+  EXPECT_EQ(c.grpo.loss_type, GrpoLossType::kDapo);
   EXPECT_DOUBLE_EQ(c.grpo.epsilon, 0.2);
   EXPECT_DOUBLE_EQ(c.dpo.beta, 0.1);
   EXPECT_DOUBLE_EQ(c.score.alpha, 10.0);

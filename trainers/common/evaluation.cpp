@@ -241,7 +241,7 @@ double eval_accuracy(const Config& config, const Transformer& model, const ChatR
                      const std::vector<data::PromptRecord>& prompts) {
   EvalOptions options;
   options.max_new_tokens = config.generation.eval_max_new_tokens;
-  options.decode_steps = parse_decode_steps(config.generation.decode_steps);
+  options.decode_steps = config.generation.decode_steps;
   return evaluate_accuracy(model, renderer, prompts, options).accuracy;
 }
 
@@ -252,7 +252,7 @@ void add_eval_metrics(const Config& config, const Transformer& model, const Chat
   if (config.train.eval_samples < 2) return;
   EvalOptions options;
   options.max_new_tokens = config.generation.eval_max_new_tokens;
-  options.decode_steps = parse_decode_steps(config.generation.decode_steps);
+  options.decode_steps = config.generation.decode_steps;
   options.samples = config.train.eval_samples;
   options.temperature = config.generation.temperature;
   options.top_p = config.generation.top_p;

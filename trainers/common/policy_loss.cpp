@@ -9,11 +9,14 @@
 
 namespace scorch::trainers {
 
-int64_t policy_loss_units(const at::Tensor& mask, const std::string& loss_type) {
-  if (loss_type == "dapo") return mask.to(at::kLong).sum().item<int64_t>();
-  if (loss_type == "grpo" || loss_type == "dr_grpo") return mask.size(0);
-  if (loss_type == "bnpo") return 1;
-  throw std::invalid_argument("policy_loss_units: unknown loss_type '" + loss_type + "'");
+int64_t policy_loss_units(const at::Tensor& mask, GrpoLossType loss_type) {
+  switch (loss_type) {
+    case GrpoLossType::kDapo: return mask.to(at::kLong).sum().item<int64_t>();
+    case GrpoLossType::kGrpo:
+    case GrpoLossType::kDrGrpo: return mask.size(0);
+    case GrpoLossType::kBnpo: return 1;
+  }
+  throw std::invalid_argument("policy_loss_units: unknown loss_type");
 }
 
 namespace {
@@ -47,9 +50,7 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   const bool needs_entropy = o.top_entropy_quantile < 1.0 || o.entropy_coef != 0.0;
   check(!needs_entropy || (in.entropy.defined() && in.entropy.sizes() == in.logp.sizes()),
         "top_entropy_quantile < 1 or entropy_coef != 0 needs entropy of logp's shape");
-  check(o.importance_sampling_level == "token" || o.importance_sampling_level == "sequence",
-        "importance_sampling_level must be token or sequence");
-  check(o.loss_type != "dr_grpo" || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
+  check(o.loss_type != GrpoLossType::kDrGrpo || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
   check(denominator > 0, "denominator must be > 0");
 
   const at::Tensor& logp = in.logp;                                          // [B, T]
@@ -61,7 +62,7 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   // Importance weights: per token, or one per sequence (GSPO) as the masked mean log-ratio.
   const at::Tensor log_ratio = logp - old;
   at::Tensor log_w = log_ratio;                                              // [B, T] or [B, 1]
-  if (o.importance_sampling_level == "sequence") {
+  if (o.importance_sampling_level == ImportanceSamplingLevel::kSequence) {
     log_w = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)).unsqueeze(-1);
   }
   at::Tensor coef_1 = at::exp(log_w);
@@ -96,16 +97,11 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
 
   const at::Tensor masked = per_token * mask;                                // [B, T]
   at::Tensor numerator;
-  if (o.loss_type == "grpo") {
-    numerator = (masked.sum(-1) / mask.sum(-1).clamp_min(1.0)).sum();
-  } else if (o.loss_type == "bnpo") {
-    numerator = masked.sum() / mask.sum().clamp_min(1.0);
-  } else if (o.loss_type == "dr_grpo") {
-    numerator = masked.sum() / static_cast<double>(o.max_completion_length);
-  } else if (o.loss_type == "dapo") {
-    numerator = masked.sum();
-  } else {
-    check(false, "unknown loss_type '" + o.loss_type + "' (grpo | bnpo | dr_grpo | dapo)");
+  switch (o.loss_type) {
+    case GrpoLossType::kGrpo: numerator = (masked.sum(-1) / mask.sum(-1).clamp_min(1.0)).sum(); break;
+    case GrpoLossType::kBnpo: numerator = masked.sum() / mask.sum().clamp_min(1.0); break;
+    case GrpoLossType::kDrGrpo: numerator = masked.sum() / static_cast<double>(o.max_completion_length); break;
+    case GrpoLossType::kDapo: numerator = masked.sum(); break;
   }
   out.loss = numerator / denominator;
   out.numerator = numerator.detach();

@@ -34,15 +34,17 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "config/options.h"
+
 namespace scorch::trainers {
 
 struct PolicyLossOptions {
-  std::string loss_type = "dapo";     // grpo | bnpo | dr_grpo | dapo
+  GrpoLossType loss_type = GrpoLossType::kDapo;
   double epsilon_low = 0.2;
   double epsilon_high = 0.2;
   double delta = 0.0;                 // > 0: ρ ≤ delta in the unclipped term; 0 = off
   double beta = 0.0;                  // k3 KL coefficient; > 0 needs ref_logp
-  std::string importance_sampling_level = "token";  // token | sequence
+  ImportanceSamplingLevel importance_sampling_level = ImportanceSamplingLevel::kToken;
   double top_entropy_quantile = 1.0;  // < 1 needs entropy
   double entropy_coef = 0.0;          // != 0 needs entropy (with grad)
   int64_t max_completion_length = 0;  // dr_grpo's L (> 0)
@@ -69,8 +71,7 @@ struct PolicyLossOutput {
 };
 
 // The micro-batch's share of the loop's denominator (see the table above). Throws
-// std::invalid_argument for an unknown loss_type.
-int64_t policy_loss_units(const at::Tensor& mask, const std::string& loss_type);
+int64_t policy_loss_units(const at::Tensor& mask, GrpoLossType loss_type);
 
 // Throws std::invalid_argument for inconsistent shapes or missing inputs the options need.
 PolicyLossOutput policy_loss(const PolicyLossInputs& inputs, const PolicyLossOptions& options, double denominator);

@@ -43,7 +43,7 @@ SamplingParams rollout_params(const Config& config, const ChatRenderer& renderer
 
 EngineOptions rollout_engine_options(const Config& config) {
   EngineOptions options;
-  options.decode_steps = parse_decode_steps(config.generation.decode_steps);
+  options.decode_steps = config.generation.decode_steps;
   options.fused_decode_attention = config.generation.fused_decode_attention;
   options.lookahead = config.generation.lookahead;
   return options;

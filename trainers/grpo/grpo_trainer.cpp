@@ -34,23 +34,13 @@ void validate_grpo_config(const Config& c, int64_t context_length) {
                     std::to_string(c.generation.max_prompt_length + c.generation.max_completion_length) +
                     " exceeds the model's context length " + std::to_string(context_length) + "; lower one of them");
   }
-  auto one_of = [](const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
-    for (const char* o : ok) if (v == o) return;
-    std::string list;
-    for (const char* o : ok) list += (list.empty() ? "" : " | ") + std::string(o);
-    throw UserError(key + " = '" + v + "' is not one of " + list);
-  };
-  one_of("grpo.loss_type", g.loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"});
-  one_of("grpo.scale_rewards", g.scale_rewards, {"group", "batch", "none"});
-  one_of("grpo.advantage", g.advantage, {"grpo", "rloo", "reinforce_pp"});
-  one_of("grpo.importance_sampling_level", g.importance_sampling_level, {"token", "sequence"});
   if (!(g.top_entropy_quantile > 0.0 && g.top_entropy_quantile <= 1.0)) {
     throw UserError("grpo.top_entropy_quantile must be in (0, 1] (1 = train on every token)");
   }
   if (g.num_iterations < 1) throw UserError("grpo.num_iterations must be >= 1");
-  if (g.importance_sampling_level == "sequence" && g.loss_type != "grpo") {
+  if (g.importance_sampling_level == ImportanceSamplingLevel::kSequence && g.loss_type != GrpoLossType::kGrpo) {
     log::warn("grpo.importance_sampling_level = sequence (GSPO) is meant for loss_type grpo; running with ",
-              g.loss_type);
+              option_name(g.loss_type));
   }
 }
 
@@ -103,7 +93,7 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
   const int64_t N = static_cast<int64_t>(samples.size());
   const at::Tensor totals = at::tensor(scored.total, at::kDouble).to(at::kFloat);  // [N]
   auto [adv, group_mean, group_std, zero_std] =
-      group_advantages(totals, G, config_.grpo.advantage, 1e-4, config_.grpo.scale_rewards);
+      group_advantages(totals, G, option_name(config_.grpo.advantage), 1e-4, option_name(config_.grpo.scale_rewards));
   if (!scored.advantage_offsets.empty()) adv = adv + at::tensor(scored.advantage_offsets, at::kDouble).to(at::kFloat);
   adv = adv.contiguous();
 
@@ -226,7 +216,7 @@ void run_grpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
   auto train = data::load_prompt_dataset(config.data.train, dataset_options).records;
   std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);
   log::info("GRPO: ", train.size(), " prompts, G = ", config.grpo.num_generations, ", loss_type ",
-            config.grpo.loss_type, ", beta ", config.grpo.beta, ", ", eval_prompts.size(), " eval prompts");
+            option_name(config.grpo.loss_type), ", beta ", config.grpo.beta, ", ", eval_prompts.size(), " eval prompts");
   GrpoTask task(config, session, std::move(train), std::move(eval_prompts), run_dir.path);
   run_training(config, run_dir, session, task, options.resume_from);
 }

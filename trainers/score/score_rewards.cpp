@@ -30,15 +30,14 @@ std::pair<double, double> score_turn_kl(int stage, double beta1, double beta2) {
   throw std::invalid_argument("score_turn_kl: stage must be 1 or 2");
 }
 
-at::Tensor score_turn_advantages(const at::Tensor& returns, const std::string& policy_gradient, int64_t group_size,
-                                 const std::string& mode, const std::string& scale) {
+at::Tensor score_turn_advantages(const at::Tensor& returns, ScorePolicyGradient policy_gradient, int64_t group_size,
+                                 AdvantageEstimator mode, RewardScaling scale) {
   if (returns.dim() != 2) throw std::invalid_argument("score_turn_advantages: returns must be [N, K]");
   const at::Tensor r = returns.to(at::kFloat);
-  if (policy_gradient == "reinforce") return at::nan_to_num(r, 0.0).contiguous();
-  if (policy_gradient != "group") throw std::invalid_argument("score_turn_advantages: reinforce | group");
+  if (policy_gradient == ScorePolicyGradient::kReinforce) return at::nan_to_num(r, 0.0).contiguous();
   std::vector<at::Tensor> columns;
   for (int64_t t = 0; t < r.size(1); ++t) {
-    columns.push_back(std::get<0>(group_advantages(r.select(1, t).contiguous(), group_size, mode, 1e-4, scale)));
+    columns.push_back(std::get<0>(group_advantages(r.select(1, t).contiguous(), group_size, option_name(mode), 1e-4, option_name(scale))));
   }
   return at::stack(columns, 1).contiguous();  // [N, K]
 }

@@ -31,15 +31,15 @@ void validate_score_config(const Config& c, int64_t context_length, int64_t cont
                          " (more than 2 attempts, CoCoS's accumulated reward; use 2)");
   }
   if (c.rewards.empty()) throw UserError("SCoRe needs a reward for each attempt: add a `rewards:` list (e.g. - name: math_answer)");
-  if (s.policy_gradient == "group" && s.num_generations < 2) {
+  if (s.policy_gradient == ScorePolicyGradient::kGroup && s.num_generations < 2) {
     throw UserError("score.policy_gradient = group needs score.num_generations >= 2 (samples per prompt for the "
                     "group baseline); set it to 2 or more, or use policy_gradient: reinforce");
   }
-  const int64_t s1 = s.stage == "2" ? 0 : s.stage1_steps, s2 = s.stage == "1" ? 0 : s.stage2_steps;
+  const int64_t s1 = s.stage == ScoreStage::kStage2 ? 0 : s.stage1_steps, s2 = s.stage == ScoreStage::kStage1 ? 0 : s.stage2_steps;
   if (s1 + s2 <= 0) throw UserError("score: the selected stages have 0 steps; set score.stage1_steps / score.stage2_steps");
   if (c.train.max_steps > 0 && c.train.max_steps != s1 + s2) {
     throw UserError("train.max_steps = " + std::to_string(c.train.max_steps) + " but SCoRe runs score.stage1_steps + "
-                    "score.stage2_steps = " + std::to_string(s1 + s2) + " steps for score.stage = " + s.stage +
+                    "score.stage2_steps = " + std::to_string(s1 + s2) + " steps for score.stage = " + option_name(s.stage) +
                     "; remove train.max_steps (the stage step counts set the length)");
   }
   const int64_t need = c.generation.max_prompt_length + 2 * c.generation.max_completion_length + continuation_tokens;
@@ -59,9 +59,9 @@ ScoreTask::ScoreTask(const Config& config, ModelSession& session, std::vector<da
     // Prompts sharded by rank (a prompt's episodes stay on its rank: data/cursor.h).
     : RlTask(config, session, std::move(train), std::move(eval_prompts), std::move(run_dir), "SCoRe") {
   const auto& s = config.score;
-  first_stage_ = s.stage == "2" ? 2 : 1;
-  stage1_steps_ = s.stage == "both" ? s.stage1_steps : (s.stage == "1" ? s.stage1_steps : 0);
-  total_ = stage1_steps_ + (s.stage == "1" ? 0 : s.stage2_steps);
+  first_stage_ = s.stage == ScoreStage::kStage2 ? 2 : 1;
+  stage1_steps_ = s.stage == ScoreStage::kStage2 ? 0 : s.stage1_steps;
+  total_ = stage1_steps_ + (s.stage == ScoreStage::kStage1 ? 0 : s.stage2_steps);
   // The KL reference: score.reference_model, else the starting policy (with LoRA the base with the
   // adapter disabled).
   if (s.beta1 > 0 || s.beta2 > 0) make_reference(s.reference_model);
@@ -77,15 +77,15 @@ bool ScoreTask::checkpoint_after(int64_t step) const {
 }
 
 nlohmann::json ScoreTask::data_cursor() const {
-  return {{"cursor", cursor_.to_json()}, {"stage", config_.score.stage}, {"stage1_steps", stage1_steps_}};
+  return {{"cursor", cursor_.to_json()}, {"stage", option_name(config_.score.stage)}, {"stage1_steps", stage1_steps_}};
 }
 
 void ScoreTask::restore_data_cursor(const nlohmann::json& j) {
   if (!j.is_object() || !j.contains("cursor")) throw UserError("the checkpoint was not written by the SCoRe trainer");
-  if (j.value("stage", std::string()) != config_.score.stage || j.value("stage1_steps", int64_t{-1}) != stage1_steps_) {
+  if (j.value("stage", std::string()) != option_name(config_.score.stage) || j.value("stage1_steps", int64_t{-1}) != stage1_steps_) {
     throw UserError("the checkpoint was written with score.stage = " + j.value("stage", std::string("?")) +
                     " and " + std::to_string(j.value("stage1_steps", int64_t{-1})) + " Stage I steps, the config says " +
-                    config_.score.stage + " and " + std::to_string(stage1_steps_) +
+                    option_name(config_.score.stage) + " and " + std::to_string(stage1_steps_) +
                     "; resume with the same score settings or start a new run_dir");
   }
   cursor_.restore(j["cursor"]);
@@ -263,7 +263,7 @@ void ScoreTask::evaluate(int64_t, StepMetrics& m) {
   EvalOptions options;
   options.max_new_tokens = config_.generation.eval_max_new_tokens;
   options.attempts = 2;
-  options.decode_steps = parse_decode_steps(config_.generation.decode_steps);
+  options.decode_steps = config_.generation.decode_steps;
   options.correction_instruction = config_.score.correction_instruction;  // greedy (the paper's evaluation)
   const EvalReport r = evaluate_accuracy(*session_.model, *session_.renderer, eval_prompts_, options);
   m["eval_accuracy"] = r.accuracy;
@@ -286,8 +286,8 @@ void run_score(const Config& config, const RunDir& run_dir, const RunOptions& op
   auto train = data::load_prompt_dataset(config.data.train, dataset_options).records;
   std::vector<data::PromptRecord> eval_prompts = load_eval_prompts(config);
   const auto& s = config.score;
-  log::info("SCoRe: ", train.size(), " prompts, stage ", s.stage, " (", s.stage1_steps, " + ", s.stage2_steps,
-            " steps), ", s.policy_gradient, ", G = ", s.num_generations, ", alpha ", s.alpha, ", beta1 ", s.beta1,
+  log::info("SCoRe: ", train.size(), " prompts, stage ", option_name(s.stage), " (", s.stage1_steps, " + ", s.stage2_steps,
+            " steps), ", option_name(s.policy_gradient), ", G = ", s.num_generations, ", alpha ", s.alpha, ", beta1 ", s.beta1,
             ", beta2 ", s.beta2, ", ", eval_prompts.size(), " eval prompts");
   ScoreTask task(config, session, std::move(train), std::move(eval_prompts), run_dir.path);
   run_training(config, run_dir, session, task, options.resume_from);
