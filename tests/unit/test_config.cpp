@@ -77,7 +77,7 @@ TEST(Config, EveryKeyAppearsInTheResolvedYaml) {
 TEST(Config, EveryKeyIsReadByCodeOutsideTheConfigLayer) {
   namespace fs = std::filesystem;
   std::string sources;
-  for (const char* dir : {"csrc", "trainers", "rewards", "kernels"}) {
+  for (const char* dir : {"csrc", "trainers", "rewards", "kernels", "cli"}) {
     for (const auto& e : fs::recursive_directory_iterator(std::string(SCORCH_SOURCE_DIR) + "/" + dir)) {
       const std::string p = e.path().string();
       if (!e.is_regular_file() || p.find("/csrc/config/") != std::string::npos) continue;
