@@ -70,25 +70,7 @@ safetensors::TensorMap read_hf_weights(const std::string& dir) {
   if (!fs::exists(index)) {
     throw UserError("no weights in '" + dir + "': expected " + kWeights + " or " + kIndex + " with its shards");
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(fs::read_file(index, "safetensors index"));
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError(index + " is not valid JSON: " + e.what());
-  }
-  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-    throw UserError(index + ": expected an object with a \"weight_map\" {tensor name: shard file}");
-  }
-  std::map<std::string, std::vector<std::string>> by_file;
-  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-    if (!it.value().is_string()) throw UserError(index + ": weight_map entry '" + it.key() + "' is not a file name");
-    const std::string file = it.value().get<std::string>();
-    // Shards live beside the index: refuse paths that would leave the directory.
-    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
-      throw UserError(index + ": shard file name '" + file + "' must be a plain file name in the same directory");
-    }
-    by_file[file].push_back(it.key());
-  }
+  const auto by_file = safetensors::parse_shard_index(fs::read_file(index, "safetensors index"), index);
   safetensors::TensorMap all;
   for (const auto& [file, names] : by_file) {
     safetensors::TensorMap shard = safetensors::load(join(dir, file));

@@ -272,6 +272,30 @@ std::map<std::string, TensorInfo> read_header(const std::string& path, Metadata*
   return out;
 }
 
+std::map<std::string, std::vector<std::string>> parse_shard_index(const std::string& json_text,
+                                                                  const std::string& index_path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(index_path + " is not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+    throw UserError(index_path + ": expected an object with a \"weight_map\" {tensor name: shard file}");
+  }
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) throw UserError(index_path + ": weight_map entry '" + it.key() + "' is not a file name");
+    const std::string file = it.value().get<std::string>();
+    // Shards live beside the index: refuse paths that would leave the directory.
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      throw UserError(index_path + ": shard file name '" + file + "' must be a plain file name in the same directory");
+    }
+    by_file[file].push_back(it.key());
+  }
+  return by_file;
+}
+
 TensorMap load(const std::string& path, Metadata* metadata) {
   MappedFile file(path);
   const Parsed parsed = parse(file, path, metadata);

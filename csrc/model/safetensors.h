@@ -25,4 +25,10 @@ struct TensorInfo {
 };
 std::map<std::string, TensorInfo> read_header(const std::string& path, Metadata* metadata = nullptr);
 
+// A sharded checkpoint's index (model.safetensors.index.json, `json_text` read from `index_path`):
+// shard file name -> the tensor names it holds, from "weight_map". UserError naming `index_path`
+// when the text is not such an object or a shard name is not a plain file name beside the index.
+std::map<std::string, std::vector<std::string>> parse_shard_index(const std::string& json_text,
+                                                                  const std::string& index_path);
+
 }  // namespace scorch::safetensors
