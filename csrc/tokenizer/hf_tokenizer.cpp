@@ -752,11 +752,11 @@ json read_json_if_exists(const std::string& path) {
 
 class HfTokenizer final : public Tokenizer {
  public:
-  HfTokenizer(const std::string& file, const TokenizerOptions& options) : options_(options) {
+  HfTokenizer(const std::string& text, const std::string& file, const TokenizerOptions& options) : options_(options) {
     ctx_.file = file;
     json j;
     try {
-      j = json::parse(fs::read_file(file, "tokenizer file"));
+      j = json::parse(text);
     } catch (const json::parse_error& e) {
       throw UserError("tokenizer file '" + file + "' is not valid JSON (truncated or damaged?): " + e.what() +
                       ". Fix: re-download it, or re-save the tokenizer with transformers' save_pretrained");
@@ -764,12 +764,18 @@ class HfTokenizer final : public Tokenizer {
     if (!j.is_object()) ctx_.bad("the top level must be a JSON object", "/");
     if (j.contains("truncation") && !j["truncation"].is_null()) ctx_.unsupported("truncation settings", "/truncation");
     if (j.contains("padding") && !j["padding"].is_null()) ctx_.unsupported("padding settings", "/padding");
-    parse_model(ctx_.at(j, "model", "/"), "/model");
-    normalizer_.parse(j.value("normalizer", json()), ctx_, "/normalizer");
-    pre_tokenizer_.parse(j.value("pre_tokenizer", json()), ctx_, "/pre_tokenizer");
-    decoder_.parse(j.value("decoder", json()), ctx_, "/decoder");
-    parse_added(j.value("added_tokens", json::array()), "/added_tokens");
-    parse_post_processor(j.value("post_processor", json()), "/post_processor");
+    // The parsers below check what they read; a value of another JSON type that slips past them
+    // (a string where a number belongs, an object for a list) is the same damaged-file error.
+    try {
+      parse_model(ctx_.at(j, "model", "/"), "/model");
+      normalizer_.parse(j.value("normalizer", json()), ctx_, "/normalizer");
+      pre_tokenizer_.parse(j.value("pre_tokenizer", json()), ctx_, "/pre_tokenizer");
+      decoder_.parse(j.value("decoder", json()), ctx_, "/decoder");
+      parse_added(j.value("added_tokens", json::array()), "/added_tokens");
+      parse_post_processor(j.value("post_processor", json()), "/post_processor");
+    } catch (const json::exception& e) {
+      ctx_.bad(std::string("a field has the wrong type (") + e.what() + ")", "/");
+    }
     resolve_special_tokens(std::filesystem::path(file).parent_path().string());
   }
 
@@ -838,6 +844,17 @@ class HfTokenizer final : public Tokenizer {
     }
   }
 
+  // An id indexes id_to_token_ here and an embedding row in the model: one far beyond any real
+  // vocabulary (the largest in use has 262,144 tokens) is a damaged file, not gigabytes to allocate.
+  static constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
+  int64_t token_id(const json& v, const std::string& what, const std::string& path) const {
+    const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxTokenId)
+                                           : v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMaxTokenId;
+    if (!ok) ctx_.bad(what + " has no valid id (an integer from 0 to " + std::to_string(kMaxTokenId) + ")", path);
+    return v.get<int64_t>();
+  }
+
   void set_token(int64_t id, const std::string& token) {
     if (static_cast<size_t>(id) >= id_to_token_.size()) {
       id_to_token_.resize(static_cast<size_t>(id) + 1);
@@ -865,9 +882,8 @@ class HfTokenizer final : public Tokenizer {
     if (!vocab.is_object()) ctx_.bad("the BPE vocab must be an object {token: id}", path + "/vocab");
     vocab_.reserve(vocab.size());
     for (const auto& [token, id] : vocab.items()) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0) ctx_.bad("token '" + token + "' has no valid id", path + "/vocab");
-      vocab_[token] = id.get<int64_t>();
-      set_token(id.get<int64_t>(), token);
+      vocab_[token] = token_id(id, "token '" + token + "'", path + "/vocab");
+      set_token(vocab_[token], token);
     }
     const json& merges = ctx_.at(m, "merges", path);
     merges_.reserve(merges.size());
@@ -917,7 +933,7 @@ class HfTokenizer final : public Tokenizer {
       const std::string p = path + "/" + std::to_string(i);
       const json& t = list[i];
       AddedToken a;
-      a.id = ctx_.at(t, "id", p).get<int64_t>();
+      a.id = token_id(ctx_.at(t, "id", p), "added token", p);
       a.content = ctx_.str(t, "content", p);
       a.single_word = ctx_.flag(t, "single_word", false, p);
       a.lstrip = ctx_.flag(t, "lstrip", false, p);
@@ -966,6 +982,12 @@ class HfTokenizer final : public Tokenizer {
           std::vector<int64_t> ids;
           if (specials.contains(name) && specials[name].contains("ids")) ids = specials[name]["ids"].get<std::vector<int64_t>>();
           else ids = {special_id(name, path + "/single/" + std::to_string(i))};
+          for (int64_t id : ids) {
+            if (id < 0 || id >= vocab_size() || !has_id_[static_cast<size_t>(id)]) {
+              ctx_.bad("special token '" + name + "' has id " + std::to_string(id) + ", which is not in the vocabulary",
+                       path + "/special_tokens");
+            }
+          }
           auto& target = seen_a ? suffix_ids_ : prefix_ids_;
           target.insert(target.end(), ids.begin(), ids.end());
         } else {
@@ -1173,7 +1195,12 @@ class HfTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file, const TokenizerOptions& options) {
-  return std::make_unique<HfTokenizer>(file, options);
+  return std::make_unique<HfTokenizer>(fs::read_file(file, "tokenizer file"), file, options);
+}
+
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& json_text, const std::string& file,
+                                              const TokenizerOptions& options) {
+  return std::make_unique<HfTokenizer>(json_text, file, options);
 }
 
 }  // namespace scorch

@@ -72,6 +72,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const Tokeniz
 // tokenizer.json (hf_tokenizer.cpp); the tokenizer_config.json, special_tokens_map.json and
 // generation_config.json beside it give the special tokens and stop ids.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file, const TokenizerOptions& options);
+// The same from tokenizer.json text already in memory: `file` names it in errors, and its directory
+// is where the side files are looked for.
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& json_text, const std::string& file,
+                                              const TokenizerOptions& options);
 // tokenizer.model (sentencepiece_tokenizer.cpp).
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file, const TokenizerOptions& options);
 

@@ -204,6 +204,45 @@ TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
   scorch::fs::remove_all(dir);
 }
 
+// Ids index a table sized by the largest id (2^40 must not allocate it), a negative one must not wrap
+// around, a string where a number belongs is not a JSON type_error escaping as an internal error,
+// and a post-processor id outside the vocabulary must not come out of encode().
+TEST(HfTokenizer, AbsurdOrMistypedIdsAreUserErrorsNamingTheFileAndPath) {
+  const std::string dir = temp_dir("badids");
+  const std::string file = dir + "/tokenizer.json";
+  const auto error_for = [&](const json& j) {
+    write_tokenizer(dir, j);
+    return user_error_of([&] { scorch::load_tokenizer(dir); });
+  };
+  json j = tiny_tokenizer();
+  j["model"]["vocab"]["cc"] = 1099511627776;  // 2^40
+  std::string err = error_for(j);
+  EXPECT_NE(err.find(file), std::string::npos) << err;
+  EXPECT_NE(err.find("token 'cc' has no valid id"), std::string::npos) << err;
+  EXPECT_NE(err.find("/model/vocab"), std::string::npos) << err;
+
+  j = tiny_tokenizer();
+  j["added_tokens"][1]["id"] = -1;
+  err = error_for(j);
+  EXPECT_NE(err.find("added token has no valid id"), std::string::npos) << err;
+  EXPECT_NE(err.find("/added_tokens/1"), std::string::npos) << err;
+
+  j = tiny_tokenizer();
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", "one"}, {"stop", 0}};
+  err = error_for(j);
+  EXPECT_NE(err.find(file), std::string::npos) << err;
+  EXPECT_NE(err.find("wrong type"), std::string::npos) << err;
+
+  j = tiny_tokenizer();
+  j["post_processor"] = json::parse(R"({"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<|end|>"}}, {"Sequence": {"id": "A"}}],
+      "special_tokens": {"<|end|>": {"id": "<|end|>", "ids": [4000]}}})");
+  err = error_for(j);
+  EXPECT_NE(err.find("has id 4000, which is not in the vocabulary"), std::string::npos) << err;
+  EXPECT_NE(err.find("/post_processor/special_tokens"), std::string::npos) << err;
+  scorch::fs::remove_all(dir);
+}
+
 }  // namespace
 
 // ---- The model's own Jinja chat template ------------------------------------------------------
