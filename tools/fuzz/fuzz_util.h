@@ -16,10 +16,13 @@
 
 namespace scorch::fuzz {
 
-// /dev/shm when it exists (files written per input stay in memory), else /tmp; removed at exit.
+// Under $SCORCH_FUZZ_SCRATCH (run.sh makes one per target and removes it: libFuzzer often ends a
+// process without running atexit handlers), else /dev/shm (files written per input stay in memory)
+// or /tmp; one directory per process, as fork mode runs children one after another.
 inline const std::string& scratch_dir() {
   static const std::string dir = [] {
-    const char* base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    const char* env = std::getenv("SCORCH_FUZZ_SCRATCH");
+    const char* base = env && *env ? env : ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     std::string d = std::string(base) + "/scorch-fuzz-" + std::to_string(::getpid());
     fs::make_directories(d);
     std::atexit([] { fs::remove_all(scratch_dir()); });

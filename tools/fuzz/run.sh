@@ -76,6 +76,8 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus"
   fi
   log="$build_dir/logs/$t.log"
+  SCORCH_FUZZ_SCRATCH=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo /tmp )/scorch-fuzz-$t.XXXXXX")
+  export SCORCH_FUZZ_SCRATCH
   rc=0
   # One process: libFuzzer's default (-jobs=1 would move the output into ./fuzz-0.log); --keep-going
   # runs one child at a time.
@@ -85,6 +87,7 @@ for t in "${targets[@]}"; do
   "$exe" "$corpus" "$build_dir/seeds/$t" ${mode[@]+"${mode[@]}"} -max_total_time="$seconds" -runs="$runs" \
     -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$findings/" >"$log" 2>&1 || rc=$?
+  rm -rf "$SCORCH_FUZZ_SCRATCH"
   [ "$seeds_only" = 1 ] && rm -rf "$corpus"
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$stats")
