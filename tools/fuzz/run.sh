@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, -fsanitize=fuzzer,address,undefined; ninja + ccache) into
 # build-fuzz/ and runs each in turn, in one process, on its corpus.
-#   tools/fuzz/run.sh [--seconds N] [--runs N] [--build-dir DIR] [--seeds-only] [--keep-going] [--no-build] [TARGET...]
+#   tools/fuzz/run.sh [--seconds N] [--runs N] [--seed N] [--build-dir DIR] [--seeds-only] [--keep-going] [--no-build] [TARGET...]
 # TARGET: safetensors dataset config tokenizer_json tokenizer_model tokenizer_encode chat_template
 # (default: all). --seconds: time per target (default 60); --runs: executions per target (whichever
-# comes first). The corpus grows in DIR/corpus/<target> (generated seeds: DIR/seeds/<target>, from
+# comes first); --seed: libFuzzer's random seed (default 0: a new one each run). The corpus grows
+# in DIR/corpus/<target> (generated seeds: DIR/seeds/<target>, from
 # tools/fuzz/make_seeds.py); --seeds-only starts from the seeds each time and keeps nothing (CI);
 # --keep-going fuzzes in a child process (-fork=1) that is restarted after each finding, to collect
 # several findings in one run instead of stopping at the first.
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/../.."
 
 seconds=60
 runs=-1
+seed=0
 build_dir=build-fuzz
 seeds_only=0
 keep_going=0
@@ -24,6 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift ;;
     --runs) runs="$2"; shift ;;
+    --seed) seed="$2"; shift ;;
     --build-dir) build_dir="$2"; shift ;;
     --seeds-only) seeds_only=1 ;;
     --no-build) build=0 ;;
@@ -84,7 +87,7 @@ for t in "${targets[@]}"; do
   mode=()
   [ "$keep_going" = 1 ] && mode=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: 2 GB is an OOM.
-  "$exe" "$corpus" "$build_dir/seeds/$t" ${mode[@]+"${mode[@]}"} -max_total_time="$seconds" -runs="$runs" \
+  "$exe" "$corpus" "$build_dir/seeds/$t" ${mode[@]+"${mode[@]}"} -max_total_time="$seconds" -runs="$runs" -seed="$seed" \
     -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$findings/" >"$log" 2>&1 || rc=$?
   rm -rf "$SCORCH_FUZZ_SCRATCH"
