@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "common/error.h"
 
@@ -123,9 +126,43 @@ StagedDirectory::StagedDirectory(std::string target) : target_(std::move(target)
   }
   const std::string parent = std::filesystem::path(target_).parent_path().string();
   if (!parent.empty()) make_directories(parent);
+  remove_debris_of_dead_writers();
   staging_ = target_ + ".staging." + std::to_string(::getpid());
   remove_all(staging_);
   make_directories(staging_);
+}
+
+void StagedDirectory::remove_debris_of_dead_writers() const {
+  const std::filesystem::path target(target_);
+  const std::string parent = target.has_parent_path() ? target.parent_path().string() : std::string(".");
+  const std::string base = target.filename().string();
+  DIR* dir = ::opendir(parent.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::pair<std::string, bool>> debris;  // name, is a moved-aside old directory
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    for (const std::string tag : {".staging.", ".old."}) {
+      const std::string prefix = base + tag;
+      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string digits = name.substr(prefix.size());
+      if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(digits));
+      // A live process (this one, or another command writing the same output) keeps its own.
+      if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      debris.emplace_back(name, tag == ".old.");
+    }
+  }
+  ::closedir(dir);
+  for (const auto& [name, old] : debris) {
+    const std::string path = parent + "/" + name;
+    // Killed between moving the old directory aside and moving the new one in: put the old one back.
+    if (old && !exists(target_) && ::rename(path.c_str(), target_.c_str()) == 0) continue;
+    try {
+      remove_all(path);
+    } catch (const std::exception&) {
+      // Best effort, like the destructor: the next writer tries again.
+    }
+  }
 }
 
 StagedDirectory::~StagedDirectory() {
@@ -133,7 +170,7 @@ StagedDirectory::~StagedDirectory() {
   try {
     remove_all(staging_);
   } catch (...) {
-    // Best effort: a leftover staging directory is harmless and is replaced by the next run.
+    // Best effort: the next writer of the same target removes a leftover staging directory.
   }
 }
 

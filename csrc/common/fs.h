@@ -43,7 +43,10 @@ bool is_nonempty_directory(const std::string& path);
 // commit(): until then nothing in `target` changes, so a command that fails half-way (bad input
 // found late, a crash, a full disk) leaves what was there intact. commit() swaps the two with one
 // atomic rename (renameat2 RENAME_EXCHANGE when `target` exists) and then deletes the old one.
-// Without commit() the destructor deletes the staging directory.
+// Without commit() the destructor deletes the staging directory. A process killed before its
+// commit() leaves its staging directory behind; the next StagedDirectory for the same target
+// removes the ones of writers no longer running (and puts back a moved-aside old directory that a
+// kill mid-swap left without its replacement).
 class StagedDirectory {
  public:
   explicit StagedDirectory(std::string target);
@@ -54,6 +57,7 @@ class StagedDirectory {
   void commit();
 
  private:
+  void remove_debris_of_dead_writers() const;
   std::string target_;
   std::string staging_;
   bool committed_ = false;

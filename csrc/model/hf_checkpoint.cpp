@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/kill_point.h"
 #include "common/log.h"
 #include "model/hf_adapter.h"
 
@@ -256,6 +257,7 @@ void export_hf_model(const Transformer& model, const std::string& out_dir, const
   check_finite_weights(model, "export to '" + out_dir + "'");
   fs::StagedDirectory staged(out_dir);
   write_model_directory(model, staged.path(), options);
+  kill_point("export");
   staged.commit();
 }
 

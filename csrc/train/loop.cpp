@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/kill_point.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/run_dir.h"
@@ -210,8 +211,10 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
                                            : std::make_pair(NamedTensors{}, nlohmann::json{});
       if (rank == 0) {
         if (!zero1) opt_tensors = optimizer.state_tensors(), opt_json = optimizer.state_json();
+        kill_point("before-checkpoint");
         checkpoints.save(capture_state(s, model, std::move(opt_tensors), std::move(opt_json), schedule, task, guard,
                                        config_yaml));
+        kill_point("after-checkpoint");
       }
       if (group) group->wait_for_root("checkpoint/" + std::to_string(s), root_wait_s);
     }

@@ -1,7 +1,12 @@
 // What the end-to-end trainer tests share: a tiny Llama config, the files of a tiny job made
-// through the CLI, and a JSONL reader for metrics.jsonl / samples.jsonl / data files.
+// through the CLI, a JSONL reader for metrics.jsonl / samples.jsonl / data files, and the helpers
+// of the crash tests (a command killed at a kill point, the files a killed writer can leave).
 #pragma once
+#include <signal.h>
+
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,6 +42,47 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The exit code of a command that died by SIGKILL, as run_command reports it.
+inline constexpr int kKilledExitCode = 128 + SIGKILL;
+
+// `scorch ARGS` with SCORCH_KILL_AT=POINT (common/kill_point.h): it dies by SIGKILL at that point.
+inline CommandResult run_scorch_killed_at(const std::string& point, const std::string& args) {
+  return run_command("SCORCH_KILL_AT='" + point + "' '" + std::string(SCORCH_BIN) + "' " + args);
+}
+
+// Paths below `dir` (relative) that only an unfinished write leaves: staging directories
+// (`*.staging.<pid>`), temporary files and checkpoints (`*.tmp.<pid>`, `*.tmp-<pid>`) and
+// directories moved aside (`*.old.<pid>`, `*.old-<pid>`).
+inline std::vector<std::string> partial_files(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::end(it);
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    for (const char* mark : {".staging.", ".tmp.", ".tmp-", ".old.", ".old-"}) {
+      if (name.find(mark) != std::string::npos) {
+        found.push_back(std::filesystem::relative(it->path(), dir).string());
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+// Every regular file below `dir`: relative path -> content.
+inline std::map<std::string, std::string> files_below(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::end(it);
+       it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    std::ifstream in(it->path(), std::ios::binary);
+    out[std::filesystem::relative(it->path(), dir).string()] =
+        std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
   return out;
 }
 

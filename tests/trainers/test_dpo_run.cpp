@@ -6,7 +6,9 @@
 //     losses and rewards as the live reference model, step by step;
 //   - bad preference data (missing field, chosen identical to rejected) exits 2 naming file:line,
 //     or is skipped and counted with data.skip_malformed;
-//   - a two-round ScPO run builds pairs by voting, writes its pair metrics and trains both rounds.
+//   - a two-round ScPO run builds pairs by voting, writes its pair metrics and trains both rounds;
+//   - ScPO killed (SIGKILL) during a round's export, after its pairs, mid-training or during the
+//     final export resumes to the uninterrupted run's weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -175,6 +177,63 @@ TEST_F(DpoRun, TwoScpoRoundsBuildPairsByVoteAndTrainEachRound) {
     EXPECT_TRUE(std::isfinite(lines[0]["rewards/margins"].get<double>()));
   }
   EXPECT_TRUE(scorch::fs::exists(dir + "/scpo/export/model.safetensors"));
+}
+
+// ScPO killed at four places and resumed each time with the same command ends with the
+// uninterrupted run's weights, pairs, pair metrics and losses, and no partial file: during round
+// 1's export (the files written, not yet in place), right after round 2's pairs.jsonl is written,
+// part-way through round 2's training (after its first checkpoint), and while the last round's
+// model is copied to the run's export.
+TEST_F(DpoRun, ScpoKilledInItsRoundsResumesToTheSameWeights) {
+  const std::string extra =
+      "generation: {max_prompt_length: 96, max_completion_length: 24}\n"
+      "scpo: {num_samples: 8, rounds: 2, round_thresholds: [0.25, 0.25], beta: 0.5, alpha: 1.0, temperature: 1.0}\n"
+      "checkpoint: {save_every: 1}\n";
+  const std::string train = "train " + config("scpo", dir + "/prompts.jsonl", extra) + " --set train.max_steps=2 --run-dir ";
+  auto r = run_scorch(train + dir + "/full");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string run = dir + "/killed";
+  r = scorch::test::run_scorch_killed_at("export:1", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed in round 1's export\n" << r.output;
+  EXPECT_FALSE(scorch::fs::exists(run + "/round-1/export"));
+  EXPECT_FALSE(scorch::fs::exists(run + "/round-2"));
+  r = scorch::test::run_scorch_killed_at("scpo-pairs", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed after round 2's pairs\n" << r.output;
+  EXPECT_TRUE(scorch::fs::exists(run + "/round-2/pairs.jsonl"));
+  EXPECT_FALSE(scorch::fs::exists(run + "/round-2/checkpoints"));
+  r = scorch::test::run_scorch_killed_at("after-checkpoint:1", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed in round 2's training\n" << r.output;
+  EXPECT_EQ(scorch::fs::read_file(run + "/round-2/checkpoints/latest"), "step-000001\n");
+  // The second export of this process: the last round's model copied to the run's export.
+  r = scorch::test::run_scorch_killed_at("export:2", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed in the run's final export\n" << r.output;
+  EXPECT_TRUE(scorch::fs::exists(run + "/round-2/export/config.json"));
+  EXPECT_FALSE(scorch::fs::exists(run + "/export"));
+  r = run_scorch(train + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string full = dir + "/full";
+  const auto same_bytes = [](const std::string& a, const std::string& b) {
+    return scorch::fs::read_file(a) == scorch::fs::read_file(b);
+  };
+  EXPECT_TRUE(same_bytes(full + "/export/model.safetensors", run + "/export/model.safetensors"));
+  for (const char* round : {"round-1", "round-2"}) {
+    SCOPED_TRACE(round);
+    const std::string a = full + "/" + round, b = run + "/" + round;
+    EXPECT_TRUE(same_bytes(a + "/export/model.safetensors", b + "/export/model.safetensors"));
+    EXPECT_TRUE(same_bytes(a + "/pairs.jsonl", b + "/pairs.jsonl"));
+    ASSERT_TRUE(scorch::fs::exists(b + "/pairs_metrics.json"));
+    auto ma = nlohmann::json::parse(scorch::fs::read_file(a + "/pairs_metrics.json"));
+    auto mb = nlohmann::json::parse(scorch::fs::read_file(b + "/pairs_metrics.json"));
+    for (const char* varies : {"seconds", "model"}) ma.erase(varies), mb.erase(varies);  // time, run dir
+    EXPECT_EQ(ma, mb);
+    const auto la = read_jsonl(a + "/metrics.jsonl"), lb = read_jsonl(b + "/metrics.jsonl");
+    ASSERT_EQ(la.size(), 2u);
+    ASSERT_EQ(lb.size(), la.size());
+    for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i]["loss"], lb[i]["loss"]) << "step " << i + 1;
+  }
+  EXPECT_EQ(scorch::test::partial_files(run), std::vector<std::string>{});
 }
 
 }  // namespace

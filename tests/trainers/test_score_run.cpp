@@ -2,7 +2,8 @@
 // gold answers, a random tiny model. `scorch train` runs Stage I then Stage II (group baseline,
 // β1/β2 > 0: a reference model) with the two-attempt evaluation; the metrics are finite, the stage
 // boundary is checkpointed, and a run resumed in Stage I or at the boundary repeats the
-// uninterrupted run's later steps exactly. Turn 2's context holds turn 1's exact tokens, and
+// uninterrupted run's later steps exactly, also after a SIGKILL right before or after the boundary
+// checkpoint. Turn 2's context holds turn 1's exact tokens, and
 // `scorch eval --attempts 2` writes exactly the two-attempt report's keys.
 #include <gtest/gtest.h>
 
@@ -163,6 +164,42 @@ TEST_F(ScoreRun, BothStagesLogFiniteMetricsCheckpointTheBoundaryAndResumeExactly
   r = run_scorch("eval --model " + run + "/export --data " + dir_ + "/eval.jsonl --attempts 2 --max-new-tokens 8 "
                  "--temperature 1.0 --seed 3");
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// Killed by SIGKILL around the Stage I → II boundary checkpoint (the only one before the last with
+// save_every 0): right before it is written (nothing to resume from, so the run starts over) and
+// right after (the run resumes in Stage II). Each time the same command again ends with the
+// uninterrupted run's weights and per-step losses, and no partial checkpoint or export is left.
+TEST_F(ScoreRun, KilledAtTheStageBoundaryResumesToTheSameWeights) {
+  const std::string train = "train " + dir_ + "/score.yaml --run-dir ";
+  const std::string full = dir_ + "/boundary-full", run = dir_ + "/boundary-killed";
+  auto r = run_scorch(train + full);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  r = scorch::test::run_scorch_killed_at("before-checkpoint:1", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed before the boundary checkpoint\n" << r.output;
+  EXPECT_EQ(read_jsonl(run + "/metrics.jsonl").size(), 2u);  // Stage I logged, its end not saved
+  EXPECT_FALSE(scorch::fs::exists(run + "/checkpoints/latest"));
+  r = scorch::test::run_scorch_killed_at("after-checkpoint:1", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "not killed after the boundary checkpoint\n" << r.output;
+  EXPECT_EQ(scorch::fs::read_file(run + "/checkpoints/latest"), "step-000002\n");
+  EXPECT_FALSE(scorch::fs::exists(run + "/export"));
+  r = run_scorch(train + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  EXPECT_TRUE(scorch::fs::read_file(full + "/export/model.safetensors") ==
+              scorch::fs::read_file(run + "/export/model.safetensors"))
+      << "the resumed run's final weights differ from the uninterrupted run's";
+  const auto a = read_jsonl(full + "/metrics.jsonl"), b = read_jsonl(run + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (const char* key : {"loss", "grad_norm", "reward/turn2", "score/stage"}) {
+      EXPECT_EQ(a[i][key], b[i][key]) << key << " at step " << i + 1;
+    }
+  }
+  EXPECT_EQ(scorch::fs::read_file(full + "/samples.jsonl"), scorch::fs::read_file(run + "/samples.jsonl"));
+  EXPECT_EQ(scorch::test::partial_files(run), std::vector<std::string>{});
 }
 
 TEST_F(ScoreRun, TurnTwoSeesExactlyTurnOnesTokensFollowedByTheCorrectionTurn) {

@@ -1,6 +1,6 @@
 // SFT from the CLI as a user runs it: a tiny model, a few steps, metrics, checkpoints, export, and a
 // run killed with SIGKILL mid-way that, resumed with the same command, ends bitwise identical to
-// an uninterrupted run.
+// an uninterrupted run, also when the kill lands inside the final export.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -123,6 +123,48 @@ TEST(SftRun, KilledAndResumedRunEndsBitwiseIdentical) {
   const auto a = read_jsonl(f.dir + "/full/metrics.jsonl"), b = read_jsonl(run + "/metrics.jsonl");
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i + 1;
+}
+
+// Killed while the final export is being written (every file complete in the staging directory
+// beside run/export, nothing yet in place): the run directory holds no export, and the same command
+// again writes the uninterrupted run's bytes and leaves no staging directory behind. `scorch export
+// --force` killed at the same point leaves the existing output directory exactly as it was, and
+// its rerun replaces it whole.
+TEST(SftRun, KilledDuringExportResumesToTheSameExportAndDamagesNothing) {
+  Fixture f = make_job("sft-kill-export", 4, 2);
+  const std::string train = "train " + f.config + " --run-dir ";
+  auto r = run_scorch(train + f.dir + "/full");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string run = f.dir + "/killed";
+  r = scorch::test::run_scorch_killed_at("export", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "the export kill point was not reached\n" << r.output;
+  EXPECT_FALSE(fs::exists(run + "/export"));
+  EXPECT_EQ(scorch::test::partial_files(run).size(), 1u) << "the killed export's staging directory";
+  r = run_scorch(train + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(same_bytes(f.dir + "/full/export/model.safetensors", run + "/export/model.safetensors"));
+  EXPECT_EQ(scorch::test::files_below(f.dir + "/full/export"), scorch::test::files_below(run + "/export"));
+  EXPECT_EQ(scorch::test::partial_files(run), std::vector<std::string>{});
+  const auto a = read_jsonl(f.dir + "/full/metrics.jsonl"), b = read_jsonl(run + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i + 1;
+
+  // Over an existing export (the base model's): the killed command changes none of its files.
+  const std::string existing = f.dir + "/existing";
+  r = run_scorch("export --model " + f.dir + "/base --out " + existing);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto before = scorch::test::files_below(existing);
+  const std::string export_trained = "export --model " + run + "/export --out " + existing + " --force";
+  r = scorch::test::run_scorch_killed_at("export", export_trained);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "the export kill point was not reached\n" << r.output;
+  EXPECT_EQ(scorch::test::files_below(existing), before) << "the killed export damaged the existing directory";
+  EXPECT_EQ(scorch::test::partial_files(f.dir).size(), 1u) << "the killed export's staging directory";
+  r = run_scorch(export_trained);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(same_bytes(run + "/export/model.safetensors", existing + "/model.safetensors"));
+  EXPECT_EQ(scorch::test::partial_files(f.dir), std::vector<std::string>{});
 }
 
 TEST(SftRun, BadDataIsAUserErrorNamingFileAndLine) {

@@ -1,5 +1,9 @@
-// common/: strings, atomic writes, run directories, RNG derivation, progress formatting.
+// common/: strings, atomic writes, staged directories, kill points, run directories, RNG derivation,
+// progress formatting.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -7,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/kill_point.h"
 #include "common/progress.h"
 #include "common/rng.h"
 #include "common/run_dir.h"
@@ -59,6 +64,66 @@ TEST(AtomicWrite, InterruptedBeforeRenameLeavesOldFileIntact) {
   for (auto& e : std::filesystem::directory_iterator(dir)) {
     EXPECT_EQ(e.path().filename().string(), "state.json") << "temp file left behind";
   }
+}
+
+namespace {
+// The id of a process that has exited (and been reaped): no process runs under it now.
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+}  // namespace
+
+// A writer killed before its commit() leaves `out.staging.<pid>` (or, killed mid-swap without
+// RENAME_EXCHANGE, the old directory moved aside as `out.old.<pid>`): the next writer of `out`
+// clears the dead writer's staging directory, puts a lone old directory back, and leaves alone a
+// staging directory of a process that still runs.
+TEST(StagedDirectory, TheNextWriterClearsWhatAKilledWriterLeft) {
+  const std::string dir = test::temp_dir("staged");
+  const std::string out = dir + "/out";
+  const std::string dead = std::to_string(dead_pid()), live = std::to_string(::getppid());
+  fs::make_directories(out + ".staging." + dead);
+  fs::atomic_write(out + ".staging." + dead + "/model.safetensors", "half");
+  fs::make_directories(out + ".staging." + live);
+  fs::make_directories(out + ".old." + dead);
+  fs::atomic_write(out + ".old." + dead + "/model.safetensors", "the previous export");
+  {
+    fs::StagedDirectory staged(out);
+    EXPECT_FALSE(fs::exists(out + ".staging." + dead));
+    EXPECT_TRUE(fs::exists(out + ".staging." + live));
+    EXPECT_EQ(fs::read_file(out + "/model.safetensors"), "the previous export");
+    fs::atomic_write(staged.path() + "/model.safetensors", "new");
+    staged.commit();
+  }
+  EXPECT_EQ(fs::read_file(out + "/model.safetensors"), "new");
+  std::set<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(dir)) names.insert(e.path().filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{"out", "out.staging." + live}));
+}
+
+// SCORCH_KILL_AT=NAME:N kills the process with SIGKILL at the N-th pass through kill_point(NAME)
+// and at no other point.
+TEST(KillPoint, KillsAtTheNamedPointsNthPassOnly) {
+  const std::string dir = test::temp_dir("kill-point");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("SCORCH_KILL_AT", "export:2", 1);
+    kill_point("export-other");
+    kill_point("checkpoint");
+    kill_point("export");
+    std::ofstream(dir + "/passed-first") << "1";
+    kill_point("export");
+    std::ofstream(dir + "/passed-second") << "1";
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exited with " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  EXPECT_TRUE(fs::exists(dir + "/passed-first"));
+  EXPECT_FALSE(fs::exists(dir + "/passed-second"));
 }
 
 TEST(ReadFile, MissingFileAndDirectoryAreUserErrors) {

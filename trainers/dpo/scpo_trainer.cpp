@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "dist/dist.h"
 #include "common/fs.h"
+#include "common/kill_point.h"
 #include "common/log.h"
 #include "data/dataset.h"
 #include "train/metrics.h"
@@ -44,10 +45,13 @@ void run_scpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
       model_path = dir + "/export";
       continue;
     }
-    if (!fs::exists(round_config.data.train)) {
+    // The pairs count as built once pairs_metrics.json (written after them) exists: a run killed in
+    // between builds them again, the same pairs from the same seed.
+    if (!fs::exists(round_config.data.train) || !fs::exists(dir + "/pairs_metrics.json")) {
       Stopwatch clock;
       ModelSession session = open_model_session(round_config);
       const ScpoPairStats stats = build_scpo_pairs(round_config, session, prompts, tau, round_config.seed, round_config.data.train);
+      kill_point("scpo-pairs");
       nlohmann::json j = stats.to_json();
       j["round"] = round, j["threshold"] = tau, j["num_samples"] = s.num_samples, j["model"] = model_path;
       j["seconds"] = clock.seconds();
@@ -64,11 +68,12 @@ void run_scpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
   }
   if (config.checkpoint.export_final) {  // the last round's model as the run's export
     const std::string out = run_dir.path + "/export";
-    fs::make_directories(out);
+    fs::StagedDirectory staged(out);  // like every export: in place whole, or not at all
     for (const auto& e : std::filesystem::directory_iterator(model_path)) {
-      std::filesystem::copy_file(e.path(), out + "/" + e.path().filename().string(),
-                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::copy_file(e.path(), staged.path() + "/" + e.path().filename().string());
     }
+    kill_point("export");
+    staged.commit();
     log::info("ScPO: ", s.rounds, " round(s) done; final model in ", out);
   }
 }
