@@ -34,6 +34,9 @@ void run_eval(const EvalArgs& a) {
     throw UserError("--samples " + std::to_string(a.samples) + " needs --temperature > 0 (greedy samples are all the same)");
   }
   if (a.samples > 1 && a.attempts != 1) throw UserError("--samples > 1 works with --attempts 1 only");
+  if (!a.out.empty() && same_file(a.data, a.out)) {
+    throw UserError("--out '" + a.out + "' is the --data file; write the report to another file");
+  }
   const DecodeSteps decode_steps = parse_decode_steps(a.decode_steps);
   auto dataset = data::load_prompt_dataset(a.data);
   std::vector<data::PromptRecord> prompts;
@@ -87,16 +90,16 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--out", a->out, "Write the report as JSON here")->check(non_empty_path);
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
   cmd->add_option("--chat-template", a->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(positive_number);
   cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str()->check(CLI::Range(1, 2));
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling (temperature > 0)")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", a->seed, "Sampling seed (temperature > 0)")->check(non_negative_number);
   cmd->add_option("--samples", a->samples,
                   "K samples per problem (temperature > 0): accuracy = mean@K, plus pass@K and maj@K")
       ->capture_default_str();
-  cmd->add_option("--limit", a->limit, "Evaluate the first N problems only")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--limit", a->limit, "Evaluate the first N problems only")->check(non_negative_number);
+  cmd->add_option("--batch-size", a->batch_size, "Prompts per generation batch")->capture_default_str()->check(positive_number);
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--decode-steps", a->decode_steps, "auto (CUDA graphs on CUDA) | dynamic | static | cuda_graph")
       ->capture_default_str();

@@ -75,7 +75,7 @@ void register_export(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output directory")->check(non_empty_path)->required();
   cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or file to copy (default: the model directory's)")->check(non_empty_path);
   cmd->add_option("--max-shard-bytes", args->max_shard_bytes, "Shard the weights above this size (default 5e9)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number);
   cmd->add_flag("--merge", args->merge, "--model is a LoRA adapter (PEFT format): write base + scaled B A as one model");
   cmd->add_option("--base", args->base, "With --merge: the base model directory (default: the adapter's base_model_name_or_path)");
   cmd->add_flag("--force", args->force, "Replace a non-empty --out directory");

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/rng.h"
+#include "common/strings.h"
 #include "model/hf_checkpoint.h"
 #include "rollout/engine.h"
 #include "tokenizer/chat_template.h"
@@ -51,7 +52,11 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& m, const std::stri
         !x["content"].is_string()) {
       throw UserError(where + ": every message needs string \"role\" and \"content\"");
     }
-    out.push_back(ChatMessage{x["role"].get<std::string>(), x["content"].get<std::string>()});
+    const std::string role = x["role"].get<std::string>();
+    if (!is_known_chat_role(role)) {
+      throw UserError(where + ": \"role\" '" + shorten(role) + "' is unknown (use system, user, assistant or tool)");
+    }
+    out.push_back(ChatMessage{role, x["content"].get<std::string>()});
   }
   return out;
 }
@@ -92,6 +97,9 @@ std::vector<InputLine> read_inputs(const GenerateArgs& a, const ChatRenderer* ch
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = a.prompts_file + ":" + std::to_string(number);
     InputLine l;
+    if (json_nesting_depth(text) > kMaxJsonNesting) {
+      throw UserError(where + ": arrays and objects nest deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+    }
     try {
       l.object = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
@@ -109,6 +117,9 @@ std::vector<InputLine> read_inputs(const GenerateArgs& a, const ChatRenderer* ch
 void run_generate(GenerateArgs a) {
   if (a.prompt.empty() == a.prompts_file.empty()) throw UserError("give exactly one of --prompts FILE.jsonl or --prompt TEXT");
   if (!a.prompts_file.empty() && a.out.empty()) throw UserError("--prompts needs --out FILE.jsonl");
+  if (!a.prompts_file.empty() && same_file(a.prompts_file, a.out)) {
+    throw UserError("--out '" + a.out + "' is the --prompts file; write the samples to another file");
+  }
   if (a.batch_size < 1) throw UserError("--batch-size must be >= 1");
   const DecodeSteps decode_steps = parse_decode_steps(a.decode_steps);
   a.sampling.stop_strings = a.stop;
@@ -203,14 +214,16 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
   cmd->add_option("--chat-template", args->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none (text through the tokenizer alone)")
       ->capture_default_str();
-  cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str();
-  cmd->add_option("--temperature", args->sampling.temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--temperature", args->sampling.temperature, "0 = greedy")->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-p", args->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--top-k", args->sampling.top_k, "0 = off")->capture_default_str();
-  cmd->add_option("--max-new-tokens", args->sampling.max_new_tokens, "Per sample")->capture_default_str();
-  cmd->add_option("--seed", args->sampling.seed, "Same seed, same samples (on CPU)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-new-tokens", args->sampling.max_new_tokens, "Per sample")->capture_default_str()
+      ->check(positive_number);
+  cmd->add_option("--seed", args->sampling.seed, "Same seed, same samples (on CPU)")->capture_default_str()->check(non_negative_number);
   cmd->add_option("--stop", args->stop, "Stop string (repeatable)");
-  cmd->add_option("--batch-size", args->batch_size, "Prompts per engine batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", args->batch_size, "Prompts per engine batch")->capture_default_str()->check(positive_number);
   cmd->add_option("--device", args->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: as stored)");
   cmd->add_option("--decode-steps", args->decode_steps,

@@ -42,7 +42,7 @@ void register_init_model(CLI::App& app) {
   auto* cmd = app.add_subcommand("init-model", "Write a randomly initialised HF model directory");
   cmd->add_option("--config", args->config, "A HuggingFace config.json (model_type llama, qwen2 or mistral)")->check(non_empty_path)->required();
   cmd->add_option("--out", args->out, "Output directory")->check(non_empty_path)->required();
-  cmd->add_option("--seed", args->seed, "Initialisation seed (default 0)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", args->seed, "Initialisation seed (default 0)")->check(non_negative_number);
   cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or tokenizer.model to copy into the output")->check(non_empty_path);
   cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: the config's dtype, else float32)");
   cmd->add_flag("--force", args->force, "Replace a non-empty --out directory (e.g. a trained model)");

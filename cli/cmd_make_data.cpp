@@ -33,7 +33,7 @@ void register_make_data(CLI::App& app) {
   auto* cmd = app.add_subcommand("make-data", "Write a seeded synthetic task dataset (JSONL) for the quickstart");
   cmd->add_option("--task", args->task, "Task family: arith (multi-step + and - with carries)")->capture_default_str();
   cmd->add_option("--n", args->n, "Number of examples")->required();
-  cmd->add_option("--seed", args->seed, "Seed: the same seed gives the same file")->required()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", args->seed, "Seed: the same seed gives the same file")->required()->check(non_negative_number);
   cmd->add_option("--out", args->out, "Output JSONL file")->check(non_empty_path)->required();
   cmd->add_option("--min-ops", args->arith.min_ops, "Fewest operators per expression")->capture_default_str();
   cmd->add_option("--max-ops", args->arith.max_ops, "Most operators per expression")->capture_default_str();

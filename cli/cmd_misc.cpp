@@ -3,11 +3,14 @@
 #include <torch/version.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/strings.h"
 
 namespace scorch::cli {
 
@@ -34,8 +37,31 @@ void check_output_directory(const std::string& dir, bool force) {
   }
 }
 
+bool same_file(const std::string& input, const std::string& output) {
+  std::error_code ec;
+  return input == output || std::filesystem::equivalent(input, output, ec);
+}
+
 std::string non_empty_path(const std::string& value) {
   return value.empty() ? std::string("the path is empty; name a file or directory") : std::string();
+}
+
+namespace {
+// "" when `value` is a number that passes `ok`, else the message.
+std::string number_check(const std::string& value, bool (*ok)(double), const char* need) {
+  char* end = nullptr;
+  const double x = std::strtod(value.c_str(), &end);
+  if (end == value.c_str() || *end != '\0') return "'" + shorten(value) + "' is not a number";
+  return ok(x) ? std::string() : std::string("must be ") + need + ", got " + shorten(value);
+}
+}  // namespace
+
+std::string non_negative_number(const std::string& value) {
+  return number_check(value, [](double x) { return x >= 0; }, ">= 0");
+}
+
+std::string positive_number(const std::string& value) {
+  return number_check(value, [](double x) { return x > 0; }, "> 0");
 }
 
 }  // namespace scorch::cli

@@ -8,7 +8,6 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
-#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -18,6 +17,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "rewards/judge.h"
 #include "rewards/reward.h"
 
@@ -57,6 +57,9 @@ rewards::RewardBatch read_samples(const std::string& path, std::vector<ordered_j
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
     nlohmann::json obj;
+    if (json_nesting_depth(line) > kMaxJsonNesting) {
+      throw UserError(where + ": arrays and objects nest deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+    }
     try {
       obj = nlohmann::json::parse(line);
       lines.push_back(ordered_json::parse(line));
@@ -110,11 +113,8 @@ void run_reward(const RewardArgs& a) {
   if (a.config.empty() || a.in.empty() || a.out.empty()) {
     throw UserError("scorch reward needs --config FILE, --in SAMPLES.jsonl and --out SCORED.jsonl (or --list)");
   }
-  {
-    std::error_code ec;
-    if (a.out == a.in || std::filesystem::equivalent(a.in, a.out, ec)) {
-      throw UserError("--out '" + a.out + "' is the --in file; write the scored samples to another file");
-    }
+  if (same_file(a.in, a.out)) {
+    throw UserError("--out '" + a.out + "' is the --in file; write the scored samples to another file");
   }
   const auto specs = load_reward_specs(a.config);
   const auto& registry = rewards::reward_registry();

@@ -12,6 +12,7 @@
 #include "common/run_dir.h"
 #include "config/config.h"
 #include "dist/dist.h"
+#include "rewards/reward.h"
 #include "trainers/registry.h"
 
 namespace scorch::cli {
@@ -26,6 +27,9 @@ struct TrainArgs {
 
 void run_train(const TrainArgs& a) {
   Config config = load_config(a.config_path, a.overrides);
+  // Reward names and params are checked here, so that --dry-run catches them and a bad one stops the
+  // job before it creates its run directory.
+  rewards::validate_reward_specs(config.rewards);
   if (!a.run_dir.empty()) config.run_dir = a.run_dir;
   if (config.run_dir.empty()) {
     config.run_dir = "runs/" + std::filesystem::path(a.config_path).stem().string();

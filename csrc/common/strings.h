@@ -20,5 +20,10 @@ std::string nearest(const std::string& key, const std::vector<std::string>& cand
 std::string shorten(const std::string& value, size_t max = 80);
 // ", "-joined list, each item quoted with backticks.
 std::string join_quoted(const std::vector<std::string>& items);
+// How deeply arrays and objects nest in the JSON `text` (brackets inside strings do not count).
+// Lines of user data are refused above kMaxJsonNesting: nlohmann::json copies and dumps values
+// recursively, so a line of 200k brackets parses fine and then overflows the stack.
+size_t json_nesting_depth(const std::string& text);
+inline constexpr size_t kMaxJsonNesting = 1000;
 
 }  // namespace scorch

@@ -46,7 +46,7 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& v, const char* key
     } catch (const Malformed& e) {
       throw Malformed(where + ": " + e.what());
     }
-    if (msg.role != "system" && msg.role != "user" && msg.role != "assistant" && msg.role != "tool") {
+    if (!is_known_chat_role(msg.role)) {
       throw Malformed(where + ": \"role\" '" + shorten(msg.role) + "' is unknown (use system, user, assistant or tool)");
     }
     if (auto t = m.find("train"); t != m.end()) {
@@ -107,6 +107,9 @@ Dataset<Record> read_jsonl(const std::string& path, const DatasetOptions& option
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     try {
       nlohmann::json obj;
+      if (json_nesting_depth(line) > kMaxJsonNesting) {
+        throw Malformed("arrays and objects nest deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+      }
       try {
         obj = nlohmann::json::parse(line);  // a number beyond a double's range is an out_of_range error
       } catch (const nlohmann::json::exception& e) {

@@ -8,6 +8,17 @@
 #include "model/model_config.h"
 
 namespace scorch {
+namespace {
+// Refuses, before allocating, a cache of `batch` rows that the host cannot hold.
+void check_cache_memory(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t max_len, int64_t head_dim,
+                        at::ScalarType dtype, at::Device device) {
+  if (!device.is_cpu()) return;
+  const double bytes = 2.0 * num_layers * batch * kv_heads * max_len * head_dim * c10::elementSize(dtype);
+  check_host_memory(bytes, "the KV cache for " + std::to_string(batch) + " rows of " + std::to_string(max_len) + " tokens",
+                    "generate fewer sequences at once (--n, --batch-size, or prompts per step × num_generations) "
+                    "or fewer tokens (max_new_tokens / max_completion_length)");
+}
+}  // namespace
 
 KvCache::KvCache(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t max_len, int64_t head_dim,
                  at::ScalarType dtype, at::Device device)
@@ -16,12 +27,7 @@ KvCache::KvCache(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t ma
     throw UserError("KvCache needs positive sizes (layers " + std::to_string(num_layers) + ", batch " +
                     std::to_string(batch) + ", max_len " + std::to_string(max_len) + ")");
   }
-  if (device.is_cpu()) {
-    const double bytes = 2.0 * num_layers * batch * kv_heads * max_len * head_dim * c10::elementSize(dtype);
-    check_host_memory(bytes, "the KV cache for " + std::to_string(batch) + " rows of " + std::to_string(max_len) + " tokens",
-                      "generate fewer sequences at once (--n, --batch-size, or prompts per step × num_generations) "
-                      "or fewer tokens (max_new_tokens / max_completion_length)");
-  }
+  check_cache_memory(num_layers, batch, kv_heads, max_len, head_dim, dtype, device);
   const auto opts = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t l = 0; l < num_layers; ++l) {
     k_.push_back(at::zeros({batch, kv_heads, max_len, head_dim}, opts));
@@ -152,6 +158,9 @@ void KvCache::index_select(const at::Tensor& rows) {
 void KvCache::repeat_rows(int64_t n) {
   if (n < 1) throw std::invalid_argument("KvCache::repeat_rows needs n >= 1");
   if (n == 1) return;
+  // The rows a prompt's samples get are the bulk of a rollout's memory: checked before they exist.
+  check_cache_memory(num_layers(), batch_ * n, k_[0].size(1), max_len_, k_[0].size(3), k_[0].scalar_type(),
+                     valid_.device());
   index_select(at::arange(batch_, at::TensorOptions().dtype(at::kLong)).repeat_interleave(n));
 }
 

@@ -538,8 +538,9 @@ Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device de
     const double params = static_cast<double>(c.vocab_size) * H * (c.tie_word_embeddings ? 1 : 2) +
                           static_cast<double>(c.num_hidden_layers) * per_layer + H;
     check_host_memory(params * c10::elementSize(dtype),
-                      "the model's weights (" + std::to_string(c.num_hidden_layers) + " layers, hidden " +
-                          std::to_string(c.hidden_size) + ", vocabulary " + std::to_string(c.vocab_size) + ")",
+                      "the model's weights (num_hidden_layers " + std::to_string(c.num_hidden_layers) +
+                          ", hidden_size " + std::to_string(c.hidden_size) + ", intermediate_size " +
+                          std::to_string(c.intermediate_size) + ", vocab_size " + std::to_string(c.vocab_size) + ")",
                       "check the sizes in config.json, or use a smaller model or dtype");
   }
   const auto o = at::TensorOptions().dtype(dtype).device(device);

@@ -55,6 +55,12 @@ struct ChatMessage {
   bool train = true;    // assistant only: false keeps this turn out of the SFT targets
 };
 
+// The roles a data or prompt file may use: system, user, assistant, tool. Templates render any
+// other role like user, so in a file an unknown role is a typo to report, not to render.
+inline bool is_known_chat_role(const std::string& role) {
+  return role == "system" || role == "user" || role == "assistant" || role == "tool";
+}
+
 // One message's tokens in a rendered conversation.
 struct TurnSpan {
   std::string role;

@@ -47,6 +47,11 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const Tokeniz
   } else if (!fs::exists(path)) {
     throw UserError("tokenizer file '" + path + "' does not exist. " + fix);
   }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) {  // a directory fails the reader, a FIFO blocks it
+    throw UserError("tokenizer file '" + file + "' is " + (fs::is_directory(file) ? "a directory" : "not a regular file") +
+                    ". " + fix);
+  }
   if (ends_with(file, ".json")) return load_hf_tokenizer(file, options);
   if (looks_like_tiktoken(file)) {
     throw UserError("'" + file + "' is a tiktoken rank file, which scorch does not read. Fix: use the model's "

@@ -142,7 +142,7 @@ TEST_F(GenerateCli, BadInputExitsTwoWithAClearMessage) {
   for (int i = 0; i < 600; ++i) long_ids += (i ? "," : "") + std::to_string(10 + i % 100);
   write(dir_ + "/long.jsonl", "{\"prompt_ids\": " + long_ids + "]}\n");
   const std::vector<Case> cases = {
-      {base + "--n 0", "n (samples per prompt)"},
+      {base + "--n 0", "--n: Value 0 not in range 1 to 1048576"},
       {base + "--temperature -1", "temperature"},
       {base + "--top-p 1.5", "top_p"},
       {base + "--top-p 0", "top_p"},

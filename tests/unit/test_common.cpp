@@ -42,6 +42,14 @@ TEST(Strings, SplitTrimAffixes) {
   EXPECT_FALSE(ends_with("a", "abc"));
 }
 
+TEST(Strings, JsonNestingDepthCountsBracketsOutsideStringsOnly) {
+  EXPECT_EQ(scorch::json_nesting_depth(R"({"a": 1})"), 1u);
+  EXPECT_EQ(scorch::json_nesting_depth(R"({"a": [[1], {"b": []}]})"), 4u);
+  EXPECT_EQ(scorch::json_nesting_depth(R"({"a": "[[[{{{", "b": "\"[[", "c": "\\"})"), 1u);  // in strings, after \" and \\
+  EXPECT_EQ(scorch::json_nesting_depth("7"), 0u);
+  EXPECT_EQ(scorch::json_nesting_depth(std::string(5000, '[') + std::string(5000, ']')), 5000u);
+}
+
 TEST(AtomicWrite, ReplacesContentAndLeavesNoTempFile) {
   const std::string dir = test::temp_dir("atomic");
   const std::string path = dir + "/file.txt";
