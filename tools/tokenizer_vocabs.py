@@ -55,6 +55,24 @@ def sample_strings(inp_cases, n, seed):
     return out
 
 
+def random_texts(seed, n, pieces=PIECES, long_every=0):
+    """n byte strings for the python parity tests: 1-30 random pieces each; every 10th gets an invalid
+    UTF-8 byte sequence (a stray continuation byte, a cut multi-byte char, 0xff) inserted; with
+    long_every, every long_every-th is instead a 200-600 character word (BPE on hundreds of bytes)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        s = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        if long_every and i % long_every == 0:
+            s = "".join(rng.choice("abcdefgh日本") for _ in range(rng.randint(200, 600)))
+        b = s.encode("utf-8")
+        if i % 10 == 0:
+            k = rng.randrange(len(b) + 1)
+            b = b[:k] + rng.choice([b"\x80", b"\xe6\x97", b"\xff", b"\xc3"]) + b[k:]
+        out.append(b)
+    return out
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -169,5 +169,7 @@ class AddedMatcher {
 std::string token_field(const nlohmann::json& j);
 // The parsed JSON file, or null if it does not exist; invalid JSON is a UserError naming it.
 nlohmann::json read_json_if_exists(const std::string& path);
+// generation_config.json's eos_token_id: one id or a list of them (the stop ids); empty if absent.
+std::vector<int64_t> generation_eos_token_ids(const nlohmann::json& generation_config);
 
 }  // namespace scorch::bpe

@@ -784,18 +784,12 @@ class HfTokenizer final : public Tokenizer {
     pad_ = lookup("pad_token", "pad_token_id");
     if (unk_ < 0) unk_ = lookup("unk_token", "unk_token_id");
     if (eos_ >= 0) eos_ids_.push_back(eos_);
-    if (gen.is_object() && gen.contains("eos_token_id")) {
-      const json& v = gen["eos_token_id"];
-      std::vector<int64_t> ids;
-      if (v.is_number_integer()) ids = {v.get<int64_t>()};
-      else if (v.is_array()) for (const json& x : v) if (x.is_number_integer()) ids.push_back(x.get<int64_t>());
-      for (int64_t id : ids) {
-        if (id < 0 || id >= vocab_size()) {
-          throw UserError("'" + gen_path + "': eos_token_id " + std::to_string(id) + " is outside the vocabulary of '" +
-                          ctx_.file + "'. Fix: use the generation_config.json that came with the model");
-        }
-        if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+    for (int64_t id : generation_eos_token_ids(gen)) {
+      if (id < 0 || id >= vocab_size()) {
+        throw UserError("'" + gen_path + "': eos_token_id " + std::to_string(id) + " is outside the vocabulary of '" +
+                        ctx_.file + "'. Fix: use the generation_config.json that came with the model");
       }
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
     }
     // A tokenizer_config.json asking for BOS without a post-processor that adds it.
     if (prefix_ids_.empty() && bos_ >= 0 && cfg.is_object() && cfg.value("add_bos_token", false)) prefix_ids_ = {bos_};

@@ -328,15 +328,9 @@ class TiktokenTokenizer final : public Tokenizer {
     }
     if (eos_ >= 0) eos_ids_.push_back(eos_);
     if (known) for (const std::string& s : known->stop) eos_ids_.push_back(id_of(s, file_));
-    if (gen.is_object() && gen.contains("eos_token_id")) {
-      const json& v = gen["eos_token_id"];
-      std::vector<int64_t> ids;
-      if (v.is_number_integer()) ids = {v.get<int64_t>()};
-      else if (v.is_array()) for (const json& x : v) if (x.is_number_integer()) ids.push_back(x.get<int64_t>());
-      for (int64_t id : ids) {
-        if (id < 0 || id >= vocab_size_) bad(gen_path, "eos_token_id " + std::to_string(id) + " is outside the vocabulary");
-        if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
-      }
+    for (int64_t id : generation_eos_token_ids(gen)) {
+      if (id < 0 || id >= vocab_size_) bad(gen_path, "eos_token_id " + std::to_string(id) + " is outside the vocabulary");
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
     }
   }
 

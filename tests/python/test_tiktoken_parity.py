@@ -16,14 +16,13 @@ The cache is required: a missing rank file fails (tools/setup provides it), neve
 import ast
 import json
 import os
-import random
 import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from tokenizer_vocabs import PIECES  # noqa: E402
+from tokenizer_vocabs import PIECES, random_texts  # noqa: E402
 
 TOOL = os.environ.get("SCORCH_TOKENIZE_IDS")
 VOCAB_DIR = os.environ.get("SCORCH_VOCAB_DIR") or os.path.expanduser("~/.cache/scorch/vocab")
@@ -85,20 +84,9 @@ def reference(name):
 
 
 def strings(seed, specials):
-    rng = random.Random(seed)
     pieces = PIECES + specials[:8] + [specials[-1], "<|", "|>", "1234567", "00000000000", "\r\n\r\n", "\n\n\n ",
                                       "    ", "\t\t", " \u00a0 ", "x" * 40, "é" * 30, "🙂" * 5, "'S", "'Re", "ı"]
-    out = []
-    for i in range(N):
-        s = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
-        if i % 500 == 0:  # a long word: BPE on hundreds of bytes, past the cache's word limit
-            s = "".join(rng.choice("abcdefgh日本") for _ in range(rng.randint(200, 600)))
-        b = s.encode("utf-8")
-        if i % 10 == 0:  # invalid UTF-8: a stray continuation byte, a cut multi-byte char, 0xff
-            k = rng.randrange(len(b) + 1)
-            b = b[:k] + rng.choice([b"\x80", b"\xe6\x97", b"\xff", b"\xc3"]) + b[k:]
-        out.append(b)
-    return out
+    return random_texts(seed, N, pieces, long_every=500)
 
 
 def run_tool(rank_file, texts, parse_special):
