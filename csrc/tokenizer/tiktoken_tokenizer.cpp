@@ -260,7 +260,9 @@ class TiktokenTokenizer final : public Tokenizer {
     if (cfg.is_object() && cfg.contains("added_tokens_decoder")) {
       const json& list = cfg["added_tokens_decoder"];
       if (!list.is_object()) bad(cfg_path, "added_tokens_decoder is not an object {\"id\": {\"content\": ...}}");
-      for (const auto& [key, t] : list.items()) {
+      for (const auto& item : list.items()) {
+        const std::string& key = item.key();
+        const json& t = item.value();  // named, not a structured binding: lambdas capture it below
         int64_t id = -1;
         try {
           size_t used = 0;
