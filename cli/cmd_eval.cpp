@@ -58,6 +58,7 @@ void run_eval(const EvalArgs& a) {
   options.batch_size = a.batch_size;
   options.samples = a.samples;
   options.decode_steps = decode_steps;
+  options.settings_from_cli = true;
   const EvalReport report = evaluate_accuracy(*session.model, *session.renderer, prompts, options);
   // The terminal table: the paper's names (ALGORITHMS.md §7) next to the JSON keys, in a fixed order.
   static const std::pair<const char*, const char*> kRows[] = {

@@ -152,6 +152,7 @@ void run_generate(GenerateArgs a) {
   opts.decode_steps = decode_steps;
   opts.fused_decode_attention = a.fused_decode_attention;
   opts.lookahead = !a.no_lookahead;
+  opts.settings_from_cli = true;
   if (chat) opts.extra_eos_ids = chat->stop_ids();
   GenerationEngine engine(model, tokenizer.get(), opts);
 

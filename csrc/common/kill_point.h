@@ -8,7 +8,8 @@
 // Unset (or naming no point reached) the points do nothing but compare a string.
 //
 // The points (where, and what a kill there leaves behind):
-//   export             export_hf_model, and ScPO's copy of its last round to run_dir/export:
+//   export             export_hf_model, save_peft_adapter (a LoRA run's export), and ScPO's copy of
+//                      its last round to run_dir/export:
 //                      every file of the export is written into its staging directory beside
 //                      the output, which is not yet in place
 //   before-checkpoint  the training loop, after an optimizer step, right before its checkpoint

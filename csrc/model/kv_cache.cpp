@@ -4,17 +4,16 @@
 #include <ATen/ATen.h>
 
 #include "common/error.h"
-#include "common/memory.h"
+#include "model/device_memory.h"
 #include "model/model_config.h"
 
 namespace scorch {
 namespace {
-// Refuses, before allocating, a cache of `batch` rows that the host cannot hold.
+// Refuses, before allocating, a cache of `batch` rows that the device (or host) cannot hold.
 void check_cache_memory(int64_t num_layers, int64_t batch, int64_t kv_heads, int64_t max_len, int64_t head_dim,
                         at::ScalarType dtype, at::Device device) {
-  if (!device.is_cpu()) return;
   const double bytes = 2.0 * num_layers * batch * kv_heads * max_len * head_dim * c10::elementSize(dtype);
-  check_host_memory(bytes, "the KV cache for " + std::to_string(batch) + " rows of " + std::to_string(max_len) + " tokens",
+  check_memory(device, bytes, "the KV cache for " + std::to_string(batch) + " rows of " + std::to_string(max_len) + " tokens",
                     "generate fewer sequences at once (--n, --batch-size, or prompts per step × num_generations) "
                     "or fewer tokens (max_new_tokens / max_completion_length)");
 }

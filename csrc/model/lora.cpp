@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/kill_point.h"
 #include "common/rng.h"
 #include "common/strings.h"
 #include "config/config.h"
@@ -169,6 +170,7 @@ void save_peft_adapter(const Transformer& model, const LoraSection& lora, const 
   else config["init_lora_weights"] = true;
   fs::atomic_write(join_path(staged.path(), kAdapterConfig), config.dump(2) + "\n");
   if (!tokenizer_source.empty()) copy_tokenizer_files(tokenizer_source, staged.path());
+  kill_point("export");
   staged.commit();
 }
 

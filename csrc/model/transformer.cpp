@@ -24,9 +24,9 @@
 #include <utility>
 
 #include "common/error.h"
-#include "common/memory.h"
 #include "common/rng.h"
 #include "kernels/ops.h"
+#include "model/device_memory.h"
 #include "model/hf_adapter.h"
 
 namespace scorch {
@@ -531,13 +531,13 @@ at::Tensor grouped_decode_attention(const at::Tensor& q, const at::Tensor& k, co
 
 Transformer::Transformer(ModelConfig config, at::ScalarType dtype, at::Device device) : config_(std::move(config)) {
   const ModelConfig& c = config_;
-  if (device.is_cpu()) {  // doubles: an absurd config.json must not overflow the estimate
+  {  // doubles: an absurd config.json must not overflow the estimate
     const double H = static_cast<double>(c.hidden_size);
     const double per_layer = H * (c.q_dim() + 2.0 * c.kv_dim()) + static_cast<double>(c.q_dim()) * H +
                              3.0 * H * static_cast<double>(c.intermediate_size) + 2 * H;
     const double params = static_cast<double>(c.vocab_size) * H * (c.tie_word_embeddings ? 1 : 2) +
                           static_cast<double>(c.num_hidden_layers) * per_layer + H;
-    check_host_memory(params * c10::elementSize(dtype),
+    check_memory(device, params * c10::elementSize(dtype),
                       "the model's weights (num_hidden_layers " + std::to_string(c.num_hidden_layers) +
                           ", hidden_size " + std::to_string(c.hidden_size) + ", intermediate_size " +
                           std::to_string(c.intermediate_size) + ", vocab_size " + std::to_string(c.vocab_size) + ")",

@@ -53,15 +53,19 @@ GenerationEngine::GenerationEngine(const Transformer& model, const Tokenizer* to
     : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
   // The same checks for `generate`/`eval` flags and a config's generation.* keys: an option that
   // cannot take effect is an error, never silently dropped.
+  const bool cli = options_.settings_from_cli;
+  const std::string steps_name = cli ? "--decode-steps" : "generation.decode_steps";
+  const std::string fused_name = cli ? "--fused-decode-attention" : "generation.fused_decode_attention";
   if (options_.decode_steps == DecodeSteps::kCudaGraph && !model.device().is_cuda()) {
-    throw UserError("decode steps `cuda_graph` need a CUDA device, and the model is on the CPU: use `auto`, "
+    throw UserError(steps_name + " `cuda_graph` needs a CUDA device, and the model is on the CPU: use `auto`, "
                     "`dynamic` or `static`");
   }
   if (options_.fused_decode_attention && !static_decode_steps()) {
-    throw UserError(std::string("fused decode attention runs inside static decode steps, and decode steps `") +
-                    decode_steps_name(options_.decode_steps) + "` are dynamic" +
-                    (options_.decode_steps == DecodeSteps::kAuto ? " on the CPU" : "") +
-                    ": use decode steps `static` (or `cuda_graph` on CUDA), or turn fused decode attention off");
+    throw UserError(fused_name + " runs inside static decode steps, and " + steps_name + " `" +
+                    decode_steps_name(options_.decode_steps) + "` " +
+                    (options_.decode_steps == DecodeSteps::kAuto ? "is dynamic on the CPU" : "is dynamic") +
+                    ": set " + steps_name + " `static` (or `cuda_graph` on CUDA), or " +
+                    (cli ? "drop " + fused_name : "set " + fused_name + ": false"));
   }
   std::set<int64_t> eos(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
   if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.insert(tokenizer_->eos_id());

@@ -74,6 +74,9 @@ struct EngineOptions {
   // the host's per-step work overlaps the device's (engine.cpp, decode_rows()). The same tokens; a row
   // that finishes costs one extra step of compute, and the last step of a call may be wasted.
   bool lookahead = true;
+  // How refusals name decode_steps and fused_decode_attention: the CLI's flags (`--decode-steps`,
+  // `--fused-decode-attention`) or the config's keys (generation.decode_steps, ...).
+  bool settings_from_cli = false;
 };
 
 // Totals of the last generate() / episode call (benchmarks and logs).

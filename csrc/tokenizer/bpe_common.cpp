@@ -260,13 +260,4 @@ json read_json_if_exists(const std::string& path) {
   }
 }
 
-std::vector<int64_t> generation_eos_token_ids(const json& generation_config) {
-  std::vector<int64_t> ids;
-  if (!generation_config.is_object() || !generation_config.contains("eos_token_id")) return ids;
-  const json& v = generation_config["eos_token_id"];
-  if (v.is_number_integer()) ids = {v.get<int64_t>()};
-  else if (v.is_array()) for (const json& x : v) if (x.is_number_integer()) ids.push_back(x.get<int64_t>());
-  return ids;
-}
-
 }  // namespace scorch::bpe

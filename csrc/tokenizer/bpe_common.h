@@ -1,7 +1,7 @@
 // What the two BPE tokenizers (tokenizer.json in hf_tokenizer.cpp, tiktoken rank files in
 // tiktoken_tokenizer.cpp) share: UTF-8 helpers, the PCRE2 pre-tokenizer regex, the merge loop and
-// its cache, added/special-token matching, and reading the HF side files (tokenizer_config.json,
-// generation_config.json). Internal to csrc/tokenizer.
+// its cache, added/special-token matching, and reading tokenizer_config.json. Internal to
+// csrc/tokenizer.
 //
 // PCRE2 (Debian libpcre2-dev; UTF + UCP, JIT) runs the pre-tokenizer regexes, which use Unicode
 // properties (\p{L}, \p{N}), look-ahead and possessive quantifiers that std::regex lacks.
@@ -169,7 +169,5 @@ class AddedMatcher {
 std::string token_field(const nlohmann::json& j);
 // The parsed JSON file, or null if it does not exist; invalid JSON is a UserError naming it.
 nlohmann::json read_json_if_exists(const std::string& path);
-// generation_config.json's eos_token_id: one id or a list of them (the stop ids); empty if absent.
-std::vector<int64_t> generation_eos_token_ids(const nlohmann::json& generation_config);
 
 }  // namespace scorch::bpe

@@ -784,11 +784,7 @@ class HfTokenizer final : public Tokenizer {
     pad_ = lookup("pad_token", "pad_token_id");
     if (unk_ < 0) unk_ = lookup("unk_token", "unk_token_id");
     if (eos_ >= 0) eos_ids_.push_back(eos_);
-    for (int64_t id : generation_eos_token_ids(gen)) {
-      if (id < 0 || id >= vocab_size()) {
-        throw UserError("'" + gen_path + "': eos_token_id " + std::to_string(id) + " is outside the vocabulary of '" +
-                        ctx_.file + "'. Fix: use the generation_config.json that came with the model");
-      }
+    for (int64_t id : generation_config_eos_ids(ctx_.file, vocab_size())) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
     }
     // A tokenizer_config.json asking for BOS without a post-processor that adds it.

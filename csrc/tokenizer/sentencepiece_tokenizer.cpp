@@ -3,6 +3,7 @@
 // (int <-> int64_t) and turns load failures into UserErrors.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -21,6 +22,10 @@ class SentencePieceTokenizer final : public Tokenizer {
                       ". Fix: point tokenizer.path at a valid SentencePiece tokenizer.model");
     }
     if (sp_.GetPieceSize() <= 0) throw UserError("tokenizer model '" + file + "' has an empty vocabulary");
+    if (eos_id() >= 0) eos_ids_.push_back(eos_id());
+    for (int64_t id : generation_config_eos_ids(file, sp_.GetPieceSize())) {
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+    }
   }
 
   std::vector<int64_t> encode(const std::string& text, bool add_bos) const override {
@@ -55,6 +60,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   int64_t eos_id() const override { return sp_.eos_id(); }
   int64_t pad_id() const override { return sp_.pad_id(); }
   int64_t unk_id() const override { return sp_.unk_id(); }
+  std::vector<int64_t> eos_ids() const override { return eos_ids_; }
   std::string source() const override { return file_; }
 
   int64_t piece_to_id(const std::string& piece) const override {
@@ -77,6 +83,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   std::string file_;
   sentencepiece::SentencePieceProcessor sp_;
+  std::vector<int64_t> eos_ids_;  // eos_id, then generation_config.json's eos_token_id list
 };
 
 }  // namespace

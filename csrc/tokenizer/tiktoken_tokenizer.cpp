@@ -251,8 +251,7 @@ class TiktokenTokenizer final : public Tokenizer {
   void resolve_side_files(const TiktokenVocabulary* known) {
     const std::filesystem::path dir = std::filesystem::path(file_).parent_path();
     const std::string cfg_path = (dir / "tokenizer_config.json").string();
-    const std::string gen_path = (dir / "generation_config.json").string();
-    const json cfg = read_json_if_exists(cfg_path), gen = read_json_if_exists(gen_path);
+    const json cfg = read_json_if_exists(cfg_path);
     const auto bad = [&](const std::string& path, const std::string& what) {
       throw UserError("'" + path + "': " + what + " (for tiktoken rank file '" + file_ +
                       "'). Fix: use the tokenizer files that came with the model");
@@ -330,8 +329,7 @@ class TiktokenTokenizer final : public Tokenizer {
     }
     if (eos_ >= 0) eos_ids_.push_back(eos_);
     if (known) for (const std::string& s : known->stop) eos_ids_.push_back(id_of(s, file_));
-    for (int64_t id : generation_eos_token_ids(gen)) {
-      if (id < 0 || id >= vocab_size_) bad(gen_path, "eos_token_id " + std::to_string(id) + " is outside the vocabulary");
+    for (int64_t id : generation_config_eos_ids(file_, vocab_size_)) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
     }
   }

@@ -85,7 +85,10 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file, const Toke
 // is where the side files are looked for.
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& json_text, const std::string& file,
                                               const TokenizerOptions& options);
-// tokenizer.model (sentencepiece_tokenizer.cpp).
+// generation_config.json's eos_token_id (an id or a list) from the directory of `tokenizer_file`, each
+// id checked against [0, vocab_size); a UserError naming the file otherwise. Empty without the file.
+std::vector<int64_t> generation_config_eos_ids(const std::string& tokenizer_file, int64_t vocab_size);
+// tokenizer.model (sentencepiece_tokenizer.cpp); generation_config.json beside it adds stop ids.
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file, const TokenizerOptions& options);
 // A tiktoken rank file (tiktoken_tokenizer.cpp); a tokenizer_config.json and generation_config.json
 // beside it add special tokens and stop ids.

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "dist/data_parallel.h"
 #include "dist/dist.h"
+#include "model/device_memory.h"
 #include "model/hf_checkpoint.h"
 #include "model/lora.h"
 #include "model/model_config.h"
@@ -23,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/gradients.h"
 #include "train/loss_norm.h"
+#include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/zero.h"
@@ -72,6 +74,22 @@ class GroupReducer : public Reducer {
   dist::Group* group_;
 };
 
+// The pre-flight (train/memory_plan.h): gradients, AdamW state and one micro-batch's activations
+// against the memory left on the model's device once the weights are in.
+void check_training_memory(const Config& config, const Transformer& model, const NamedTensors& params,
+                           const MicroBatchShape& micro_batch, int64_t optimizer_shards) {
+  const TrainingMemory need =
+      estimate_training_memory(model.config(), params, static_cast<int64_t>(c10::elementSize(model.dtype())),
+                               config.model.gradient_checkpointing, micro_batch, optimizer_shards);
+  std::string fix = "lower train.micro_batch_size (now " + std::to_string(config.train.micro_batch_size) +
+                    ") and raise train.gradient_accumulation_steps to keep the batch";
+  if (!micro_batch.length_setting.empty()) fix += ", shorten " + micro_batch.length_setting;
+  if (!config.model.gradient_checkpointing) fix += ", set model.gradient_checkpointing: true";
+  if (!config.lora.enabled) fix += ", train a LoRA adapter (lora.enabled: true)";
+  fix += ", or use a smaller model";
+  check_memory(model.device(), need.total(), "training (" + describe(need, micro_batch) + ")", fix);
+}
+
 }  // namespace
 
 LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer& model, TrainTask& task,
@@ -94,6 +112,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
   const bool zero1 = group && config.dist.zero1;
   const std::map<std::string, int> owner =
       zero1 ? dist::partition_parameters(params, group->size()) : std::map<std::string, int>{};
+  check_training_memory(config, model, params, task.largest_micro_batch(), zero1 ? group->size() : 1);
   AdamW optimizer(zero1 ? owned_parameters(params, owner, rank) : params, adam, settings);
 
   const int64_t total = task.total_steps();

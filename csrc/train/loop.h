@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/cursor.h"
+#include "train/memory_plan.h"
 
 namespace scorch::dist {
 class Group;
@@ -55,6 +56,9 @@ class TrainTask {
   virtual bool checkpoint_after(int64_t step) const { (void)step; return false; }
   // Fractional epoch for metrics (optional).
   virtual double epoch() const { return 0.0; }
+  // The largest micro-batch forward_backward() will see, for the memory pre-flight
+  // (train/memory_plan.h); unknown (the default) checks gradients and optimizer state only.
+  virtual MicroBatchShape largest_micro_batch() const { return {}; }
   // Periodic evaluation (train.eval_every, and at the end); adds eval metrics.
   virtual void evaluate(int64_t step, StepMetrics& metrics) { (void)step, (void)metrics; }
 };

@@ -113,7 +113,7 @@ TEST(Cli, BadFlagValuesAreUserErrorsNamingTheFlag) {
       {"eval --model " + m + " --data " + dir + "/s.jsonl --temperature 1e30", "--temperature"},
       {"generate --model " + m + " --prompt hi --temperature 1e30", "--temperature: Value 1e30 not in range 0"},
       {"generate --model " + m + " --prompt hi --n 100000000", "--n: Value 100000000 not in range 1 to 1048576"},
-      {"generate --model " + m + " --prompt hi --decode-steps cuda_graph", "need a CUDA device"},
+      {"generate --model " + m + " --prompt hi --decode-steps cuda_graph", "--decode-steps `cuda_graph` needs a CUDA device"},
       {"generate --model " + m + " --prompt hi --decode-steps dynamic --fused-decode-attention", "static decode steps"},
       {"train " + dir + "/job.yaml --run-dir ''", "--run-dir"},
       {"--bogus", "unknown option '--bogus'"},

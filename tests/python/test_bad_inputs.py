@@ -341,6 +341,24 @@ def _(d, s):
     return ["train", "job.yaml", "--run-dir", "run", "--set", "data.max_length=1000000000000"]
 
 
+@case("alloc", "an SFT micro-batch whose activations cannot fit",
+      ["training (gradients", "activations", "65536 rows × 1048576 tokens", "of memory is available",
+       "train.micro_batch_size (now 65536)", "model.gradient_checkpointing"], allow_new=RUN_CONFIG)
+def _(d, s):
+    write(d / "job.yaml", job_yaml(s.model, s.data))
+    return ["train", "job.yaml", "--run-dir", "run", "--set", "train.micro_batch_size=65536",
+            "--set", "data.packing=true", "--set", "data.max_length=1048576"]
+
+
+@case("alloc", "a GRPO micro-batch whose activations cannot fit",
+      ["activations", "of memory is available", "generation.max_prompt_length / max_completion_length"],
+      allow_new=RUN_CONFIG)
+def _(d, s):
+    write(d / "job.yaml", grpo_yaml(s.model, s.data))
+    return ["train", "job.yaml", "--run-dir", "run", "--set", "train.micro_batch_size=65536",
+            "--set", "grpo.num_generations=16384"]
+
+
 @case("alloc", "grpo.num_generations 1e9", "grpo.num_generations")
 def _(d, s):
     write(d / "job.yaml", grpo_yaml(s.model, s.data))
@@ -575,17 +593,17 @@ def _(d, s):
     return ["generate", "--model", s.model, "--prompt", "hi", "--seed", "-1"]
 
 
-@case("cli", "generate --decode-steps cuda_graph on a CPU", ["cuda_graph", "CUDA"])
+@case("cli", "generate --decode-steps cuda_graph on a CPU", ["--decode-steps `cuda_graph`", "CUDA"])
 def _(d, s):
     return ["generate", "--model", s.model, "--prompt", "hi", "--device", "cpu", "--decode-steps", "cuda_graph"]
 
 
-@case("cli", "eval --decode-steps cuda_graph on a CPU", ["cuda_graph", "CUDA"])
+@case("cli", "eval --decode-steps cuda_graph on a CPU", ["--decode-steps `cuda_graph`", "CUDA"])
 def _(d, s):
     return ["eval", "--model", s.model, "--data", s.data, "--device", "cpu", "--decode-steps", "cuda_graph"]
 
 
-@case("cli", "--fused-decode-attention with dynamic steps", ["fused decode attention", "`dynamic`"])
+@case("cli", "--fused-decode-attention with dynamic steps", ["--fused-decode-attention", "--decode-steps `dynamic`"])
 def _(d, s):
     return ["generate", "--model", s.model, "--prompt", "hi", "--decode-steps", "dynamic", "--fused-decode-attention"]
 
@@ -760,6 +778,15 @@ def _(d, s):
 @case("modelcfg", "eos_token_id list with an id outside the vocabulary", "eos_token_id")
 def _(d, s):
     return ["generate", "--model", copy_model(s, d, config_changes={"eos_token_id": [2, 99999]}), "--prompt", "hi"]
+
+
+@case("modelcfg", "generation_config.json eos_token_id outside a SentencePiece vocabulary",
+      ["generation_config.json", "eos_token_id 7000"])
+def _(d, s):
+    model = copy_model(s, d)
+    assert (Path(model) / "tokenizer.model").exists()
+    write(Path(model) / "generation_config.json", json.dumps({"eos_token_id": [2, 7000]}))
+    return ["generate", "--model", model, "--prompt", "hi"]
 
 
 @case("modelcfg", "pad_token_id outside the vocabulary", "pad_token_id")

@@ -409,6 +409,24 @@ TEST(Engine, DecodeStepNamesParseAndBadNamesAreUserErrors) {
     o.fused_decode_attention = true;
     EXPECT_THROW(GenerationEngine(model, nullptr, o), UserError) << decode_steps_name(s);
   }
+  // The refusal names the settings as the user wrote them: config keys, or the CLI's flags.
+  auto message = [&](bool cli) {
+    EngineOptions o;
+    o.decode_steps = DecodeSteps::kDynamic;
+    o.fused_decode_attention = true;
+    o.settings_from_cli = cli;
+    try {
+      GenerationEngine engine(model, nullptr, o);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(false).find("generation.fused_decode_attention"), std::string::npos) << message(false);
+  EXPECT_NE(message(false).find("generation.decode_steps `dynamic`"), std::string::npos) << message(false);
+  EXPECT_EQ(message(false).find("--"), std::string::npos) << message(false);
+  EXPECT_NE(message(true).find("--fused-decode-attention"), std::string::npos) << message(true);
+  EXPECT_NE(message(true).find("--decode-steps `dynamic`"), std::string::npos) << message(true);
 }
 
 // The step profile times the parts of each decode step without changing what is generated: the

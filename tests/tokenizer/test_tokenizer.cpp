@@ -127,3 +127,33 @@ TEST(Tokenizer, DecodeSkipsIdsBeyondTheVocabularyAndRejectsNegativeOnes) {
 }
 
 }  // namespace
+
+// generation_config.json beside a SentencePiece model adds its eos_token_id list to the stop ids,
+// as for tokenizer.json; an id outside the vocabulary or a non-integer is refused naming the file.
+TEST(Tokenizer, GenerationConfigEosIdsAreStopIdsAndAreCheckedAgainstTheVocabulary) {
+  const std::string dir = temp_dir("gen");
+  std::filesystem::copy_file(kModel, dir + "/tokenizer.model", std::filesystem::copy_options::overwrite_existing);
+  const int64_t eos = scorch::load_tokenizer(kModel)->eos_id();
+  ASSERT_GE(eos, 0);
+  EXPECT_EQ(scorch::load_tokenizer(dir)->eos_ids(), std::vector<int64_t>({eos})) << "no generation_config.json";
+  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": [7, )" << eos << R"(, 11]})";
+  EXPECT_EQ(scorch::load_tokenizer(dir)->eos_ids(), std::vector<int64_t>({eos, 7, 11}));
+  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": 9})";
+  EXPECT_EQ(scorch::load_tokenizer(dir)->eos_ids(), std::vector<int64_t>({eos, 9}));
+  const auto refused = [&](const std::string& body, const std::string& needle) {
+    std::ofstream(dir + "/generation_config.json") << body;
+    try {
+      scorch::load_tokenizer(dir);
+      ADD_FAILURE() << body << ": expected a UserError";
+    } catch (const scorch::UserError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(dir + "/generation_config.json"), std::string::npos) << what;
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+    }
+  };
+  refused(R"({"eos_token_id": [2, 512]})", "eos_token_id 512 is outside the vocabulary");
+  refused(R"({"eos_token_id": -1})", "eos_token_id -1 is outside the vocabulary");
+  refused(R"({"eos_token_id": ["</s>"]})", "must be a token id or a list of token ids");
+  refused(R"({"eos_token_id": )", "not valid JSON");
+  scorch::fs::remove_all(dir);
+}

@@ -253,6 +253,26 @@ TEST(SftRun, LoraRunResumesExactlyAndItsAdapterMergesIntoTheBase) {
   EXPECT_NE(r.output.find("gate_proj"), std::string::npos) << r.output;
 }
 
+// A LoRA run killed while its PEFT adapter export is staged (every file written, nothing in place):
+// no export in the run directory, and the same command again writes the uninterrupted run's
+// adapter bytes and leaves no staging directory behind.
+TEST(SftRun, LoraRunKilledDuringItsAdapterExportResumesToTheSameAdapter) {
+  Fixture f = make_job("sft-lora-kill", 3, 3, "lora: {enabled: true, r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj]}\n");
+  const std::string train = "train " + f.config + " --run-dir ";
+  auto r = run_scorch(train + f.dir + "/full");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string run = f.dir + "/killed";
+  r = scorch::test::run_scorch_killed_at("export", train + run);
+  ASSERT_EQ(r.exit_code, scorch::test::kKilledExitCode) << "the adapter export kill point was not reached\n" << r.output;
+  EXPECT_FALSE(fs::exists(run + "/export"));
+  EXPECT_EQ(scorch::test::partial_files(run).size(), 1u) << "the killed export's staging directory";
+  r = run_scorch(train + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(same_bytes(f.dir + "/full/export/adapter_model.safetensors", run + "/export/adapter_model.safetensors"));
+  EXPECT_EQ(scorch::test::files_below(f.dir + "/full/export"), scorch::test::files_below(run + "/export"));
+  EXPECT_EQ(scorch::test::partial_files(run), std::vector<std::string>{});
+}
+
 // A checkpoint whose weights hold NaN is refused on resume (exit 2), and nothing is exported from it.
 TEST(SftRun, ResumingFromNonFiniteWeightsIsRefused) {
   Fixture f = make_job("sft-nan", 2, 1);

@@ -116,6 +116,7 @@ EvalReport evaluate_accuracy(const Transformer& model, const ChatRenderer& rende
 
   EngineOptions engine_options;
   engine_options.decode_steps = options.decode_steps;
+  engine_options.settings_from_cli = options.settings_from_cli;
   GenerationEngine engine(model, &renderer.tokenizer(), engine_options);
   SamplingParams params;
   params.temperature = options.temperature;

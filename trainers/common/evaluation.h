@@ -39,6 +39,7 @@ struct EvalOptions {
   int64_t keep_samples = 0;          // decoded samples kept in the report (for logs)
   int64_t samples = 1;               // K samples per problem (K > 1: attempts 1, temperature > 0)
   DecodeSteps decode_steps = DecodeSteps::kAuto;  // the engine's decode steps (rollout/engine.h)
+  bool settings_from_cli = false;                 // refusals name `--decode-steps`, not generation.*
 };
 
 struct EvalReport {

@@ -234,6 +234,18 @@ double DpoTask::forward_backward(size_t index, double denominator, StepMetrics& 
   return out.loss.item<double>() * static_cast<double>(B);
 }
 
+// Chosen and rejected rows of micro_batch_size pairs, padded to the longest prompt + reply.
+MicroBatchShape DpoTask::largest_micro_batch() const {
+  MicroBatchShape shape;
+  shape.rows = 2 * config_.train.micro_batch_size;
+  for (const auto& e : train_) {
+    const size_t reply = std::max(e.chosen_ids.size(), e.rejected_ids.size());
+    shape.tokens = std::max<int64_t>(shape.tokens, static_cast<int64_t>(e.prompt_ids.size() + reply));
+  }
+  shape.length_setting = "data.max_length (now " + std::to_string(config_.data.max_length) + ")";
+  return shape;
+}
+
 void DpoTask::evaluate(int64_t, StepMetrics& m) {
   add_eval_metrics(config_, *session_.model, *session_.renderer, eval_prompts_, m);
 }

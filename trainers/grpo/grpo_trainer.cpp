@@ -203,6 +203,17 @@ double GrpoTask::forward_backward(size_t index, double denominator, StepMetrics&
   return numerator;
 }
 
+// micro_batch_size prompts × G completions, each row at most prompt + completion tokens long.
+MicroBatchShape GrpoTask::largest_micro_batch() const {
+  MicroBatchShape shape;
+  shape.rows = config_.train.micro_batch_size * config_.grpo.num_generations;
+  shape.tokens = config_.generation.max_prompt_length + config_.generation.max_completion_length;
+  shape.length_setting = "generation.max_prompt_length / max_completion_length (now " +
+                         std::to_string(config_.generation.max_prompt_length) + " / " +
+                         std::to_string(config_.generation.max_completion_length) + ")";
+  return shape;
+}
+
 void GrpoTask::evaluate(int64_t, StepMetrics& m) {
   add_eval_metrics(config_, *session_.model, *session_.renderer, eval_prompts_, m);
 }

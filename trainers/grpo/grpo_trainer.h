@@ -37,6 +37,7 @@ class GrpoTask : public RlTask {
   std::vector<int64_t> prepare_step(int64_t step, StepMetrics& metrics) override;
   double forward_backward(size_t index, double denominator, StepMetrics& metrics) override;
   void evaluate(int64_t step, StepMetrics& metrics) override;
+  MicroBatchShape largest_micro_batch() const override;
 
  private:
   void generate_batch(int64_t step, StepMetrics& metrics);

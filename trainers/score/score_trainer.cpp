@@ -258,6 +258,18 @@ double ScoreTask::forward_backward(size_t index, double denominator, StepMetrics
   return numerator;
 }
 
+// micro_batch_size prompts × G episodes; the second attempt's row holds the prompt and both
+// attempts (the instruction between them is not counted: a lower bound).
+MicroBatchShape ScoreTask::largest_micro_batch() const {
+  MicroBatchShape shape;
+  shape.rows = config_.train.micro_batch_size * config_.score.num_generations;
+  shape.tokens = config_.generation.max_prompt_length + 2 * config_.generation.max_completion_length;
+  shape.length_setting = "generation.max_prompt_length / max_completion_length (now " +
+                         std::to_string(config_.generation.max_prompt_length) + " / " +
+                         std::to_string(config_.generation.max_completion_length) + ")";
+  return shape;
+}
+
 void ScoreTask::evaluate(int64_t, StepMetrics& m) {
   if (eval_prompts_.empty()) return;
   EvalOptions options;

@@ -51,6 +51,7 @@ class ScoreTask : public RlTask {
   void restore_data_cursor(const nlohmann::json& cursor) override;
   bool checkpoint_after(int64_t step) const override;
   void evaluate(int64_t step, StepMetrics& metrics) override;
+  MicroBatchShape largest_micro_batch() const override;
 
   // 1 or 2: the stage optimizer step `step` belongs to.
   int stage_of(int64_t step) const;

@@ -92,6 +92,16 @@ double SftTask::forward_backward(size_t index, double denominator, StepMetrics&)
   return loss_sum.item<double>();
 }
 
+// micro_batch_size rows of the longest example (pad_batch pads to it), or of data.max_length packed.
+MicroBatchShape SftTask::largest_micro_batch() const {
+  MicroBatchShape shape;
+  shape.rows = config_.train.micro_batch_size;
+  for (const auto& e : train_) shape.tokens = std::max<int64_t>(shape.tokens, static_cast<int64_t>(e.input_ids.size()));
+  if (config_.data.packing) shape.tokens = config_.data.max_length;
+  shape.length_setting = "data.max_length (now " + std::to_string(config_.data.max_length) + ")";
+  return shape;
+}
+
 void SftTask::evaluate(int64_t, StepMetrics& m) {
   if (!eval_.empty()) m["eval_loss"] = eval_loss();
   add_eval_metrics(config_, *session_.model, *session_.renderer, eval_prompts_, m);
