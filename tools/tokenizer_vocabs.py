@@ -11,6 +11,11 @@ a fixed set of strings with the ids of the reference `tokenizers` library, which
 compares against, and chat-template fixtures (CHAT_FIXTURES) with transformers' apply_chat_template
 ids. Nothing here is committed; the cache is ~/.cache/scorch/vocab by default.
 
+It also fetches three tiktoken rank files from pinned, checksummed PyPI packages into
+CACHE/tiktoken/<name>/ (TIKTOKEN below), with the source file that defines each one's pattern and
+special tokens, for tests/python/test_tiktoken_parity.py. A package PyPI cannot give is reported and
+skipped; the tests then fail on its missing file.
+
 Usage: tokenizer_vocabs.py CACHE_DIR   (idempotent: a complete cache is left alone)
 """
 import hashlib
@@ -50,12 +55,96 @@ def sample_strings(inp_cases, n, seed):
     return out
 
 
+def random_texts(seed, n, pieces=PIECES, long_every=0):
+    """n byte strings for the python parity tests: 1-30 random pieces each; every 10th gets an invalid
+    UTF-8 byte sequence (a stray continuation byte, a cut multi-byte char, 0xff) inserted; with
+    long_every, every long_every-th is instead a 200-600 character word (BPE on hundreds of bytes)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        s = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        if long_every and i % long_every == 0:
+            s = "".join(rng.choice("abcdefgh日本") for _ in range(rng.randint(200, 600)))
+        b = s.encode("utf-8")
+        if i % 10 == 0:
+            k = rng.randrange(len(b) + 1)
+            b = b[:k] + rng.choice([b"\x80", b"\xe6\x97", b"\xff", b"\xc3"]) + b[k:]
+        out.append(b)
+    return out
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# tiktoken rank files: (name, pip spec, archive file name, archive sha256, {member: file in
+# CACHE/tiktoken/name}, sha256 of the rank file). The rank files' sha256 are the ones scorch
+# recognises them by (csrc/tokenizer/tiktoken_vocabularies.cpp).
+TIKTOKEN = [
+    ("llama3", "llama-models==0.3.0", "llama_models-0.3.0-py3-none-any.whl",
+     "7f77f78ff13fca09f70d76a376aff6414cd901623fb9d57e69c2f8367a73032f",
+     {"llama_models/llama3/tokenizer.model": "tokenizer.model", "llama_models/llama3/tokenizer.py": "tokenizer.py"},
+     "82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55"),
+    ("qwen", "dashscope==1.24.0", "dashscope-1.24.0-py3-none-any.whl",
+     "e8c5a5a2bd6db9ddbd2465a2e0bfc7a8e1734221b378c52baf9e8e54ec8a8b11",
+     {"dashscope/resources/qwen.tiktoken": "qwen.tiktoken", "dashscope/tokenizers/qwen_tokenizer.py": "qwen_tokenizer.py"},
+     "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"),
+    ("gpt2", "openai-whisper==20250625", "openai_whisper-20250625.tar.gz",
+     "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
+     {"openai_whisper-20250625/whisper/assets/gpt2.tiktoken": "gpt2.tiktoken"},
+     "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
+]
+
+
+def fetch_tiktoken(cache):
+    """CACHE/tiktoken/NAME/: the rank file (+ the source defining its pattern) of each TIKTOKEN entry.
+    Returns the names PyPI could not give (after saying so)."""
+    import zipfile
+    missing = []
+    for name, spec, archive, archive_sha, members, rank_sha in TIKTOKEN:
+        out_dir = os.path.join(cache, "tiktoken", name)
+        rank_file = os.path.join(out_dir, [m for m in members.values() if not m.endswith(".py")][0])
+        if os.path.exists(rank_file) and sha256(rank_file) == rank_sha:
+            continue
+        dl = os.path.join(cache, "download")
+        path = os.path.join(dl, archive)
+        if not os.path.exists(path) or sha256(path) != archive_sha:
+            os.makedirs(dl, exist_ok=True)
+            kind = ["--no-binary", ":all:"] if archive.endswith(".tar.gz") else ["--only-binary", ":all:"]
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                                *kind, "-d", dl, spec], capture_output=True, text=True)
+            if r.returncode != 0 or not os.path.exists(path):
+                print(f"[setup] tiktoken vocabulary {name}: cannot download {spec} from PyPI ({r.stderr.strip()[-200:]}); "
+                      f"skipped, and the tiktoken parity tests will fail on it until tools/setup can fetch it")
+                missing.append(name)
+                continue
+        got = sha256(path)
+        if got != archive_sha:
+            sys.exit(f"tokenizer_vocabs: {path} has sha256 {got}, expected {archive_sha}; delete it and rerun tools/setup")
+        tmp = out_dir + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        if archive.endswith(".whl"):
+            with zipfile.ZipFile(path) as z:
+                for member, dest in members.items():
+                    with z.open(member) as src, open(os.path.join(tmp, dest), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        else:
+            with tarfile.open(path) as tar:
+                for member, dest in members.items():
+                    with tar.extractfile(member) as src, open(os.path.join(tmp, dest), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        got = sha256(os.path.join(tmp, os.path.basename(rank_file)))
+        if got != rank_sha:
+            sys.exit(f"tokenizer_vocabs: the rank file of {spec} has sha256 {got}, expected {rank_sha}")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.rename(tmp, out_dir)
+        print(f"[setup] tiktoken vocabulary {name}: {out_dir}")
+    return missing
 
 
 def fetch_sdist(cache):
@@ -166,6 +255,8 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     cache = sys.argv[1]
+    os.makedirs(cache, exist_ok=True)
+    fetch_tiktoken(cache)
     stamp = os.path.join(cache, "complete")
     want = f"{STAMP_VERSION} {SDIST_SHA256} {' '.join(VOCABS)}"
     if os.path.exists(stamp) and open(stamp).read().strip() == want:

@@ -43,6 +43,7 @@ void visit(Config& c, V& v) {
     v.field("chat_template", s.chat_template, one_of({"auto", "chatml", "llama-2", "plain", "none"}));
     v.field("parse_special", s.parse_special, Spec{});
     v.field_json_object("chat_template_kwargs", s.chat_template_kwargs);
+    v.field("tiktoken_pattern", s.tiktoken_pattern, Spec{});
   });
   v.section("data", [&] {
     auto& s = c.data;

@@ -22,13 +22,16 @@ struct ModelSection {
 };
 
 struct TokenizerSection {
-  std::string path;                 // tokenizer.json / tokenizer.model / their directory; empty = model.path
-  bool parse_special = false;       // special-token text in data becomes control ids (tokenizer.json only)
+  std::string path;                 // tokenizer.json / tokenizer.model / *.tiktoken / their directory; empty = model.path
+  bool parse_special = false;       // special-token text in data becomes control ids (tokenizer.json, tiktoken)
   // auto = the model's own Jinja template (tokenizer_config.json / chat_template.jinja beside the
   // tokenizer) when it has one, else plain; or a built-in: chatml | llama-2 | plain | none.
   std::string chat_template = "auto";
   // Extra template variables (e.g. enable_thinking: false) as a JSON object; auto only.
   std::string chat_template_kwargs = "{}";
+  // tiktoken rank files only: the pre-tokenizer regex, or a known vocabulary's name (llama3, qwen,
+  // r50k_base, cl100k_base, o200k_base) whose pattern to use; empty = the recognised vocabulary's.
+  std::string tiktoken_pattern;
 };
 
 struct DataSection {

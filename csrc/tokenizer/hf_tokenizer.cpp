@@ -5,129 +5,29 @@
 // and decoding through the decoder chain. Components outside the supported set fail the load
 // with "not supported: <type>" and the JSON path, never a silently different encoding.
 //
-// Libraries: PCRE2 (Debian libpcre2-dev; UTF + UCP, JIT) runs the pre-tokenizer regexes, which use
-// Unicode properties (\p{L}, \p{N}) and look-ahead that std::regex lacks; utf8proc (Debian
+// Libraries: PCRE2 runs the pre-tokenizer regexes (bpe_common.h); utf8proc (Debian
 // libutf8proc-dev, a small C library, the one Julia uses) does NFC/NFKC/NFD/NFKD. The BPE merge
-// loop is written here: no packaged C++ implementation exists on Debian.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+// loop is our own (bpe_common.h, shared with tiktoken): no packaged C++ implementation exists on
+// Debian.
 #include <utf8proc.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <queue>
 #include <stdexcept>
 #include <unordered_map>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "tokenizer/bpe_common.h"
 #include "tokenizer/tokenizer.h"
 
 namespace scorch {
 namespace {
 
 using json = nlohmann::json;
-
-// ---- UTF-8 ---------------------------------------------------------------------------------
-
-// Length of the valid UTF-8 sequence at s[i], or 0 if the bytes there are not one.
-size_t utf8_valid_len(const std::string& s, size_t i, size_t* maximal_invalid = nullptr) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t need = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) need = 1;
-  else if (c == 0xE0) { need = 2; lo = 0xA0; }
-  else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
-  else if (c == 0xED) { need = 2; hi = 0x9F; }
-  else if (c == 0xF0) { need = 3; lo = 0x90; }
-  else if (c >= 0xF1 && c <= 0xF3) need = 3;
-  else if (c == 0xF4) { need = 3; hi = 0x8F; }
-  size_t k = 1;
-  if (need > 0) {
-    for (; k <= need; ++k) {
-      if (i + k >= s.size()) break;
-      const unsigned char x = b(i + k);
-      const unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-      if (x < l || x > h) break;
-    }
-    if (k == need + 1) return need + 1;
-  }
-  if (maximal_invalid) *maximal_invalid = k;  // lead byte + the valid continuation bytes seen
-  return 0;
-}
-
-// Invalid UTF-8 -> U+FFFD per maximal invalid subpart (Python's errors="replace", Rust's
-// from_utf8_lossy).
-std::string utf8_lossy(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t bad = 1;
-    const size_t n = utf8_valid_len(s, i, &bad);
-    if (n > 0) {
-      out.append(s, i, n);
-      i += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      i += bad;
-    }
-  }
-  return out;
-}
-
-bool is_valid_utf8(const std::string& s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_valid_len(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-size_t utf8_char_len(const std::string& s, size_t i) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  const size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-  return std::min(n, s.size() - i);
-}
-
-uint32_t utf8_decode_at(const std::string& s, size_t i) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  const size_t n = utf8_char_len(s, i);
-  if (n == 1) return c;
-  uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  return cp;
-}
-
-void utf8_append(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-bool is_unicode_space(uint32_t cp) {
-  return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
-}
+using namespace bpe;
 
 std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return s;
@@ -191,56 +91,13 @@ struct Ctx {
 
 // ---- Regex / patterns --------------------------------------------------------------------------
 
-class Regex {
- public:
-  Regex(const std::string& pattern, const Ctx& ctx, const std::string& path) {
-    int err = 0;
-    PCRE2_SIZE offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
-                          &offset, nullptr);
-    if (!code_) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof(msg));
-      ctx.bad("regex /" + pattern + "/ does not compile at offset " + std::to_string(offset) + ": " +
-                  reinterpret_cast<const char*>(msg),
-              path);
-    }
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
-    match_ = pcre2_match_data_create_from_pattern(code_, nullptr);
+std::unique_ptr<Regex> make_regex(const std::string& pattern, const Ctx& ctx, const std::string& path) {
+  try {
+    return std::make_unique<Regex>(pattern);
+  } catch (const std::invalid_argument& e) {
+    ctx.bad(e.what(), path);
   }
-  ~Regex() {
-    pcre2_match_data_free(match_);
-    pcre2_code_free(code_);
-  }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-
-  // Non-empty matches [begin, end) of the regex in `s` (valid UTF-8), left to right.
-  std::vector<std::pair<size_t, size_t>> find_all(const std::string& s) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::pair<size_t, size_t>> out;
-    size_t start = 0;
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-    while (start <= s.size()) {
-      const int rc = pcre2_match(code_, subject, s.size(), start, PCRE2_NO_UTF_CHECK, match_, nullptr);
-      if (rc < 0) break;
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match_);
-      if (ov[1] > ov[0]) {
-        out.emplace_back(ov[0], ov[1]);
-        start = ov[1];
-      } else {
-        if (ov[0] >= s.size()) break;
-        start = ov[0] + utf8_char_len(s, ov[0]);
-      }
-    }
-    return out;
-  }
-
- private:
-  pcre2_code* code_ = nullptr;
-  pcre2_match_data* match_ = nullptr;
-  mutable std::mutex mu_;
-};
+}
 
 // A Split/Replace pattern: {"String": "..."} or {"Regex": "..."}.
 struct Pattern {
@@ -251,7 +108,7 @@ struct Pattern {
       literal = j.at("String").get<std::string>();
       if (literal.empty()) ctx.bad("empty String pattern", path);
     } else if (j.is_object() && j.contains("Regex") && j.at("Regex").is_string()) {
-      regex = std::make_unique<Regex>(j.at("Regex").get<std::string>(), ctx, path + "/Regex");
+      regex = make_regex(j.at("Regex").get<std::string>(), ctx, path + "/Regex");
     } else {
       ctx.bad("a pattern must be {\"String\": ...} or {\"Regex\": ...}", path);
     }
@@ -458,12 +315,12 @@ class PreTokenizer {
     } else if (type == "ByteLevel") {
       step->add_prefix_space = ctx.flag(j, "add_prefix_space", false, path);
       if (ctx.flag(j, "use_regex", true, path)) {
-        step->pattern.regex = std::make_unique<Regex>(kGpt2Pattern, ctx, path);
+        step->pattern.regex = make_regex(kGpt2Pattern, ctx, path);
       }
       byte_level_ = true;
     } else if (type == "Digits") {
       step->invert = ctx.flag(j, "individual_digits", false, path);  // reused as "individual"
-      step->pattern.regex = std::make_unique<Regex>(step->invert ? "\\p{N}" : "\\p{N}+", ctx, path);
+      step->pattern.regex = make_regex(step->invert ? "\\p{N}" : "\\p{N}+", ctx, path);
     } else if (type == "Metaspace") {
       step->replacement = metaspace_replacement(j, ctx, path);
       step->scheme = prepend_scheme(j, ctx, path);
@@ -643,112 +500,7 @@ class Decoder {
   std::vector<Step> steps_;
 };
 
-// ---- Added tokens ------------------------------------------------------------------------------
-
-struct AddedToken {
-  int64_t id = -1;
-  std::string content;
-  bool single_word = false, lstrip = false, rstrip = false, normalized = false, special = false;
-};
-
-bool is_word_char(uint32_t cp) {
-  return cp == '_' || utf8proc_category(static_cast<utf8proc_int32_t>(cp)) <= UTF8PROC_CATEGORY_NO;
-}
-
-// Leftmost-longest matching of a set of added tokens, as the reference's Aho-Corasick split.
-class AddedMatcher {
- public:
-  void add(const AddedToken* t) {
-    if (t->content.empty()) return;
-    by_first_[static_cast<unsigned char>(t->content[0])].push_back(t);
-  }
-  void finish() {
-    for (auto& list : by_first_) {
-      std::sort(list.begin(), list.end(),
-                [](const AddedToken* a, const AddedToken* b) { return a->content.size() > b->content.size(); });
-    }
-  }
-  bool empty() const {
-    return std::all_of(std::begin(by_first_), std::end(by_first_), [](const auto& l) { return l.empty(); });
-  }
-
-  struct Segment {
-    size_t b, e;
-    const AddedToken* token;  // null = text
-  };
-  // `data`: byte ranges where special tokens are not matched (message text in a rendered template).
-  std::vector<Segment> split(const std::string& s, const std::vector<std::pair<size_t, size_t>>* data = nullptr) const {
-    std::vector<Segment> out;
-    size_t text_begin = 0, i = 0;
-    while (i < s.size()) {
-      const AddedToken* hit = nullptr;
-      for (const AddedToken* t : by_first_[static_cast<unsigned char>(s[i])]) {
-        if (s.compare(i, t->content.size(), t->content) != 0) continue;
-        if (t->special && data && std::any_of(data->begin(), data->end(), [&](const auto& r) {
-              return i < r.second && i + t->content.size() > r.first;
-            })) {
-          continue;
-        }
-        if (t->single_word) {
-          const size_t e = i + t->content.size();
-          bool bad = false;
-          if (i > 0) {
-            size_t k = i - 1;
-            while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
-            bad = is_word_char(utf8_decode_at(s, k));
-          }
-          if (!bad && e < s.size()) bad = is_word_char(utf8_decode_at(s, e));
-          if (bad) continue;
-        }
-        hit = t;
-        break;
-      }
-      if (!hit) {
-        i += utf8_char_len(s, i);
-        continue;
-      }
-      size_t b = i, e = i + hit->content.size();
-      if (hit->lstrip) {
-        while (b > text_begin) {
-          size_t k = b - 1;
-          while (k > text_begin && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
-          if (!is_unicode_space(utf8_decode_at(s, k))) break;
-          b = k;
-        }
-      }
-      if (hit->rstrip) {
-        while (e < s.size() && is_unicode_space(utf8_decode_at(s, e))) e += utf8_char_len(s, e);
-      }
-      if (b > text_begin) out.push_back({text_begin, b, nullptr});
-      out.push_back({b, e, hit});
-      text_begin = i = e;
-    }
-    if (text_begin < s.size()) out.push_back({text_begin, s.size(), nullptr});
-    return out;
-  }
-
- private:
-  std::vector<const AddedToken*> by_first_[256];
-};
-
 // ---- The tokenizer -----------------------------------------------------------------------------
-
-std::string token_field(const json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j.at("content").is_string()) return j.at("content").get<std::string>();
-  return "";
-}
-
-json read_json_if_exists(const std::string& path) {
-  if (!fs::exists(path)) return json();
-  const std::string text = fs::read_file(path, "tokenizer side file");
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw UserError("'" + path + "' is not valid JSON: " + e.what() +
-                    ". Fix: re-save the tokenizer with transformers' save_pretrained or re-download it");
-  }
-}
 
 class HfTokenizer final : public Tokenizer {
  public:
@@ -1080,87 +832,45 @@ class HfTokenizer final : public Tokenizer {
         return;
       }
     }
-    {
-      std::lock_guard<std::mutex> lock(cache_mu_);
-      const auto it = cache_.find(word);
-      if (it != cache_.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        return;
-      }
-    }
+    if (cache_.lookup(word, out)) return;
     std::vector<int64_t> ids = bpe_uncached(word);
     out.insert(out.end(), ids.begin(), ids.end());
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    if (cache_.size() >= kCacheCapacity) cache_.clear();
-    if (word.size() <= kCachedWordBytes) cache_.emplace(word, std::move(ids));
+    cache_.store(word, std::move(ids));
   }
 
+  // Symbols = the word's characters (or their byte-fallback bytes, or unk), merged by the merges'
+  // line order.
   std::vector<int64_t> bpe_uncached(const std::string& word) const {
-    struct Sym {
-      int64_t id;
-      int prev, next;
-      bool alive;
-    };
-    std::vector<Sym> syms;
+    std::vector<BpeSymbol> syms;
     syms.reserve(word.size());
     bool last_unk = false;
     for (size_t i = 0; i < word.size();) {
       const size_t n = utf8_char_len(word, i);
+      const auto b = static_cast<uint32_t>(i), e = static_cast<uint32_t>(i + n);
       const auto it = vocab_.find(word.substr(i, n));
       if (it != vocab_.end()) {
-        syms.push_back({it->second, 0, 0, true});
+        syms.push_back({it->second, b, e});
         last_unk = false;
       } else if (byte_fallback_ && std::all_of(word.begin() + i, word.begin() + i + n, [&](char c) {
                    return byte_ids_[static_cast<unsigned char>(c)] >= 0;
                  })) {
-        for (size_t k = 0; k < n; ++k) syms.push_back({byte_ids_[static_cast<unsigned char>(word[i + k])], 0, 0, true});
+        for (size_t k = 0; k < n; ++k) {
+          syms.push_back({byte_ids_[static_cast<unsigned char>(word[i + k])], static_cast<uint32_t>(i + k),
+                          static_cast<uint32_t>(i + k + 1)});
+        }
         last_unk = false;
       } else if (unk_ >= 0) {
-        if (!(fuse_unk_ && last_unk)) syms.push_back({unk_, 0, 0, true});
+        if (!(fuse_unk_ && last_unk)) syms.push_back({unk_, b, e});
         last_unk = true;
       }
       i += n;
     }
-    const int n = static_cast<int>(syms.size());
-    for (int i = 0; i < n; ++i) {
-      syms[i].prev = i - 1;
-      syms[i].next = i + 1 < n ? i + 1 : -1;
-    }
-    // Lowest rank first, leftmost on ties; stale entries are skipped when popped.
-    struct Cand {
-      int32_t rank;
-      int pos;
-      int64_t left, right;
-      int32_t merged;
-      bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-    };
-    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
-    const auto push = [&](int i) {
-      if (i < 0 || syms[i].next < 0) return;
-      const auto it = merges_.find(pair_key(syms[i].id, syms[syms[i].next].id));
-      if (it != merges_.end()) heap.push({it->second.first, i, syms[i].id, syms[syms[i].next].id, it->second.second});
-    };
-    for (int i = 0; i + 1 < n; ++i) push(i);
-    while (!heap.empty()) {
-      const Cand c = heap.top();
-      heap.pop();
-      Sym& s = syms[c.pos];
-      if (!s.alive || s.next < 0 || s.id != c.left || syms[s.next].id != c.right) continue;
-      Sym& r = syms[s.next];
-      s.id = c.merged;
-      r.alive = false;
-      s.next = r.next;
-      if (r.next >= 0) syms[r.next].prev = c.pos;
-      push(s.prev);
-      push(c.pos);
-    }
-    std::vector<int64_t> ids;
-    for (int i = n > 0 ? 0 : -1; i >= 0; i = syms[i].next) ids.push_back(syms[i].id);
-    return ids;
+    return bpe_merge(syms, [&](const BpeSymbol& l, const BpeSymbol& r) {
+      const auto it = merges_.find(pair_key(l.id, r.id));
+      return it == merges_.end() ? BpeMerge{} : BpeMerge{it->second.first, it->second.second};
+    });
   }
 
-  static constexpr size_t kCacheCapacity = 1 << 18;
-  static constexpr size_t kCachedWordBytes = 256;
 
   TokenizerOptions options_;
   Ctx ctx_;
@@ -1178,8 +888,7 @@ class HfTokenizer final : public Tokenizer {
   AddedMatcher raw_[2], normalized_[2];  // [parse_special]
   std::vector<int64_t> prefix_ids_, suffix_ids_, eos_ids_;
   int64_t bos_ = -1, eos_ = -1, pad_ = -1, unk_ = -1;
-  mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
+  BpeCache cache_;
 };
 
 }  // namespace

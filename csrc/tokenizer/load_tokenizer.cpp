@@ -1,6 +1,8 @@
-// Picks the tokenizer implementation from a path: tokenizer.json (preferred in a directory),
-// else tokenizer.model. A tiktoken rank file (Llama-3's original/tokenizer.model, qwen.tiktoken)
-// is recognised by its text format and refused with a message saying so.
+// Picks the tokenizer implementation from a path. In a directory: tokenizer.json (as transformers
+// prefers it), else tokenizer.model, else one *.tiktoken file. A tokenizer.model is SentencePiece
+// unless its content is a tiktoken rank file (Llama-3's original/tokenizer.model); a .json file is
+// tokenizer.json whatever its name.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -11,7 +13,7 @@
 namespace scorch {
 namespace {
 
-// tiktoken files are lines "<base64 token> <rank>".
+// tiktoken files are lines "<base64 token> <rank>"; a SentencePiece model is a binary protobuf.
 bool looks_like_tiktoken(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
   std::string line;
@@ -32,18 +34,44 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The directory's *.tiktoken files, sorted.
+std::vector<std::string> tiktoken_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (ends_with(name, ".tiktoken")) out.push_back(entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options) {
-  const std::string fix = "Fix: point tokenizer.path at the model's tokenizer.json or SentencePiece tokenizer.model";
-  if (path.empty()) throw UserError("no tokenizer given: set tokenizer.path to a tokenizer.json or tokenizer.model, or its directory");
+  const std::string fix =
+      "Fix: point tokenizer.path at the model's tokenizer.json, its SentencePiece tokenizer.model or a tiktoken rank "
+      "file (*.tiktoken, Llama-3's original/tokenizer.model)";
+  if (path.empty()) throw UserError("no tokenizer given: set tokenizer.path to a tokenizer.json, tokenizer.model or *.tiktoken file, or its directory");
   std::string file = path;
   if (fs::is_directory(path)) {
     const std::string json_file = (std::filesystem::path(path) / "tokenizer.json").string();
     const std::string sp_file = (std::filesystem::path(path) / "tokenizer.model").string();
-    if (fs::exists(json_file)) file = json_file;
-    else if (fs::exists(sp_file)) file = sp_file;
-    else throw UserError("directory '" + path + "' has no tokenizer.json or tokenizer.model. " + fix);
+    const std::vector<std::string> tiktoken = tiktoken_files(path);
+    if (fs::exists(json_file)) {
+      file = json_file;
+    } else if (fs::exists(sp_file)) {
+      file = sp_file;
+    } else if (tiktoken.size() == 1) {
+      file = tiktoken[0];
+    } else if (tiktoken.size() > 1) {
+      std::string names;
+      for (const std::string& t : tiktoken) names += (names.empty() ? "'" : ", '") + t + "'";
+      throw UserError("directory '" + path + "' has several tiktoken rank files (" + names +
+                      ") and no tokenizer.json or tokenizer.model. Fix: set tokenizer.path to the one the model uses");
+    } else {
+      throw UserError("directory '" + path + "' has no tokenizer.json, tokenizer.model or *.tiktoken file. " + fix);
+    }
   } else if (!fs::exists(path)) {
     throw UserError("tokenizer file '" + path + "' does not exist. " + fix);
   }
@@ -52,11 +80,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const Tokeniz
     throw UserError("tokenizer file '" + file + "' is " + (fs::is_directory(file) ? "a directory" : "not a regular file") +
                     ". " + fix);
   }
-  if (ends_with(file, ".json")) return load_hf_tokenizer(file, options);
-  if (looks_like_tiktoken(file)) {
-    throw UserError("'" + file + "' is a tiktoken rank file, which scorch does not read. Fix: use the model's "
-                    "tokenizer.json (transformers writes one: AutoTokenizer.from_pretrained(dir).save_pretrained(dir))");
+  const bool tiktoken = !ends_with(file, ".json") && (ends_with(file, ".tiktoken") || looks_like_tiktoken(file));
+  if (!options.tiktoken_pattern.empty() && !tiktoken) {
+    throw UserError("tokenizer.tiktoken_pattern applies to tiktoken rank files, and '" + file +
+                    "' is not one. Fix: remove tokenizer.tiktoken_pattern");
   }
+  if (tiktoken) return load_tiktoken_tokenizer(file, options);
+  if (ends_with(file, ".json")) return load_hf_tokenizer(file, options);
   return load_sentencepiece_tokenizer(file, options);
 }
 

@@ -1,10 +1,14 @@
-// The Tokenizer interface (text <-> token ids, special-token ids) and its loader. Two
+// The Tokenizer interface (text <-> token ids, special-token ids) and its loader. Three
 // implementations, picked from the model directory by load_tokenizer():
 //   tokenizer.json   HuggingFace `tokenizers` format, model BPE (byte-level as GPT-2/Qwen2/Llama-3,
 //                    or SentencePiece-style with byte fallback as Llama-2/Mistral/Phi-3);
 //                    hf_tokenizer.cpp, with special tokens from tokenizer_config.json,
 //                    special_tokens_map.json and generation_config.json beside it.
-//   tokenizer.model  SentencePiece (libsentencepiece); sentencepiece_tokenizer.cpp.
+//   tokenizer.model  SentencePiece (libsentencepiece); sentencepiece_tokenizer.cpp. Or a tiktoken
+//                    rank file under that name (Llama-3's original/tokenizer.model), recognised by
+//                    its content.
+//   *.tiktoken       tiktoken rank files (qwen.tiktoken, gpt2.tiktoken); tiktoken_tokenizer.cpp,
+//                    pattern and special tokens from tiktoken_vocabularies.h or the options.
 // Their headers stay in the .cpp files so including this file costs nothing.
 #pragma once
 #include <cstdint>
@@ -63,10 +67,15 @@ struct TokenizerOptions {
   bool parse_special = false;
   // Extra variables for the model's own chat template (tokenizer.chat_template_kwargs), a JSON object.
   std::string chat_template_kwargs = "{}";
+  // A tiktoken rank file's pre-tokenizer regex, or a known vocabulary's name whose pattern to use
+  // (llama3, qwen, r50k_base, ...); empty = the pattern of the recognised vocabulary. Refused for
+  // other tokenizers.
+  std::string tiktoken_pattern;
 };
 
-// Loads `path` = a tokenizer.json, tokenizer.model, or a directory holding one (tokenizer.json is
-// preferred). A missing, corrupt or unsupported file is a UserError naming the path and the fix.
+// Loads `path` = a tokenizer.json, tokenizer.model, *.tiktoken, or a directory holding one
+// (tokenizer.json is preferred, then tokenizer.model, then a single *.tiktoken). A missing, corrupt or
+// unsupported file is a UserError naming the path and the fix.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options = {});
 
 // tokenizer.json (hf_tokenizer.cpp); the tokenizer_config.json, special_tokens_map.json and
@@ -81,5 +90,8 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& json_text, cons
 std::vector<int64_t> generation_config_eos_ids(const std::string& tokenizer_file, int64_t vocab_size);
 // tokenizer.model (sentencepiece_tokenizer.cpp); generation_config.json beside it adds stop ids.
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file, const TokenizerOptions& options);
+// A tiktoken rank file (tiktoken_tokenizer.cpp); a tokenizer_config.json and generation_config.json
+// beside it add special tokens and stop ids.
+std::unique_ptr<Tokenizer> load_tiktoken_tokenizer(const std::string& file, const TokenizerOptions& options);
 
 }  // namespace scorch

@@ -105,7 +105,8 @@ ModelSession open_model_session(const Config& config) {
   }
   ModelSession s = open_model_session(config.model.path, resolve_tokenizer_path(config),
                                       config.tokenizer.chat_template, config.model.device, config.model.dtype,
-                                      TokenizerOptions{config.tokenizer.parse_special, config.tokenizer.chat_template_kwargs});
+                                      TokenizerOptions{config.tokenizer.parse_special, config.tokenizer.chat_template_kwargs,
+                                                       config.tokenizer.tiktoken_pattern});
   if (config.lora.enabled) {
     add_lora(*s.model, config.lora, config.seed);
     int64_t adapter = 0;

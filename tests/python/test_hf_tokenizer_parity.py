@@ -8,14 +8,13 @@ The vocabulary cache is required: a missing one fails (tools/setup provides it),
 """
 import json
 import os
-import random
 import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from tokenizer_vocabs import PIECES, VOCABS  # noqa: E402
+from tokenizer_vocabs import VOCABS, random_texts  # noqa: E402
 
 TOOL = os.environ.get("SCORCH_TOKENIZE_IDS")
 VOCAB_DIR = os.environ.get("SCORCH_VOCAB_DIR") or os.path.expanduser("~/.cache/scorch/vocab")
@@ -23,16 +22,7 @@ N = 20000
 
 
 def strings(seed):
-    rng = random.Random(seed)
-    out = []
-    for i in range(N):
-        s = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 30)))
-        b = s.encode("utf-8")
-        if i % 10 == 0:  # invalid UTF-8: a stray continuation byte, a cut multi-byte char, 0xff
-            k = rng.randrange(len(b) + 1)
-            b = b[:k] + rng.choice([b"\x80", b"\xe6\x97", b"\xff", b"\xc3"]) + b[k:]
-        out.append(b)
-    return out
+    return random_texts(seed, N)
 
 
 def run_tool(vocab, texts):

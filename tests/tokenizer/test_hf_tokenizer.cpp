@@ -159,7 +159,8 @@ TEST(HfTokenizer, DirectoryPrefersTokenizerJsonAndTiktokenFilesAreNamed) {
   EXPECT_NE(user_error_of([&] { scorch::load_tokenizer(dir + "/tokenizer.model", scorch::TokenizerOptions{true}); })
                 .find("parse_special"),
             std::string::npos);
-  // Llama-3's original/tokenizer.model is a tiktoken rank file, not a SentencePiece protobuf.
+  // Llama-3's original/tokenizer.model is a tiktoken rank file, not a SentencePiece protobuf: it
+  // goes to the tiktoken loader (test_tiktoken.cpp), whose error here names it as one.
   std::ofstream(dir + "/tiktoken.model") << "IQ== 0\nIg== 1\n";
   const std::string err = user_error_of([&] { scorch::load_tokenizer(dir + "/tiktoken.model"); });
   EXPECT_NE(err.find("tiktoken"), std::string::npos) << err;

@@ -1,7 +1,8 @@
 // Test helper for tests/python/test_*tokenizer_parity.py and test_chat_template_parity.py: our
 // Tokenizer and ChatRenderer from outside the process.
-// Usage: tokenize_ids TOKENIZER < strings.jsonl
-//   Each input line is a JSON string; each output line is {"ids": [...], "decoded": "..."}.
+// Usage: tokenize_ids TOKENIZER [--parse-special] < strings.jsonl
+//   Each input line is a JSON string; each output line is {"ids": [...], "decoded": "..."};
+//   --parse-special loads the tokenizer with TokenizerOptions::parse_special.
 // Usage: tokenize_ids TOKENIZER --chat < conversations.jsonl
 //   Each input line is {"messages": [...], "add_generation_prompt": bool, "kwargs": {...}}; each
 //   output line is {"ids": [...]} (render_prompt or render) or {"error": "..."}; chat template auto.
@@ -16,11 +17,14 @@
 
 int main(int argc, char** argv) {
   const bool chat = argc == 3 && std::string(argv[2]) == "--chat";
-  if (argc != 2 && !chat) {
-    std::cerr << "usage: tokenize_ids TOKENIZER [--chat] < lines.jsonl\n";
+  const bool parse_special = argc == 3 && std::string(argv[2]) == "--parse-special";
+  if (argc != 2 && !chat && !parse_special) {
+    std::cerr << "usage: tokenize_ids TOKENIZER [--chat | --parse-special] < lines.jsonl\n";
     return 2;
   }
-  auto tok = scorch::load_tokenizer(argv[1]);
+  scorch::TokenizerOptions options;
+  options.parse_special = parse_special;
+  auto tok = scorch::load_tokenizer(argv[1], options);
   std::string line;
   while (std::getline(std::cin, line)) {
     const nlohmann::json in = nlohmann::json::parse(line);

@@ -3,6 +3,7 @@
 (configs, test configs, the quickstart tokenizer.model, the fixture tokenizers here, the cached
 model chat templates when tools/setup fetched them) and a few constructed cases. Deterministic;
 nothing is committed but this script.  Usage: make_seeds.py OUT_DIR"""
+import base64
 import glob
 import json
 import os
@@ -100,6 +101,10 @@ def tokenizer_seeds(out):
         write(out, "tokenizer_model", "quickstart_sentencepiece", f.read())
     write(out, "tokenizer_model", "tiktoken", "IQ== 0\nIg== 1\nIw== 2\n")
     write(out, "tokenizer_model", "tiktoken_crlf", "SGVsbG8= 0\r\nd29ybGQ= 1\r\n")
+    # A rank file that loads (every byte has a rank) with two merges: ~2.3 KB.
+    ranks = [bytes([b]) for b in range(256)] + [b"lo", b" l"]
+    write(out, "tokenizer_model", "tiktoken_bytes",
+          "".join("%s %d\n" % (base64.b64encode(t).decode(), r) for r, t in enumerate(ranks)))
 
     texts = ["Hello world, the 123 and 4567 in a string", "caf\u00e9 e\u0301 \u00c5 \ufb01 \U0001F600 \u4e2d\u6587",
              "<|im_start|>user\nHi<|im_end|>\n<think>x</think>", "[INST] a <tool> b [INST]x", "   \t\n\r\n  ",
