@@ -129,7 +129,7 @@ void run_generate(GenerateArgs a) {
   // Tokenizer: --tokenizer, else the model directory's tokenizer.json / tokenizer.model when present.
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tok_path = !a.tokenizer.empty() ? a.tokenizer : a.model;
-  if (!a.tokenizer.empty() || fs::exists(a.model + "/tokenizer.json") || fs::exists(a.model + "/tokenizer.model")) {
+  if (!a.tokenizer.empty() || has_tokenizer_file(a.model)) {
     tokenizer = load_tokenizer(tok_path);
   }
   std::unique_ptr<ChatRenderer> chat;

@@ -48,6 +48,12 @@ std::vector<std::string> tiktoken_files(const std::string& dir) {
 
 }  // namespace
 
+bool has_tokenizer_file(const std::string& dir) {
+  if (!fs::is_directory(dir)) return false;
+  return fs::exists((std::filesystem::path(dir) / "tokenizer.json").string()) ||
+         fs::exists((std::filesystem::path(dir) / "tokenizer.model").string()) || !tiktoken_files(dir).empty();
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options) {
   const std::string fix =
       "Fix: point tokenizer.path at the model's tokenizer.json, its SentencePiece tokenizer.model or a tiktoken rank "

@@ -77,6 +77,9 @@ struct TokenizerOptions {
 // (tokenizer.json is preferred, then tokenizer.model, then a single *.tiktoken). A missing, corrupt or
 // unsupported file is a UserError naming the path and the fix.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options = {});
+// True when directory `dir` holds a file load_tokenizer(dir) would pick: tokenizer.json,
+// tokenizer.model or a *.tiktoken rank file.
+bool has_tokenizer_file(const std::string& dir);
 
 // tokenizer.json (hf_tokenizer.cpp); the tokenizer_config.json, special_tokens_map.json and
 // generation_config.json beside it give the special tokens and stop ids.

@@ -261,6 +261,20 @@ TEST(Tiktoken, ABadRankFileStopsScorchGenerateWithExitCode2) {
   scorch::fs::remove_all(dir);
 }
 
+// What `generate --model DIR` uses to decide whether DIR brings its tokenizer: a lone *.tiktoken
+// counts, as it does for load_tokenizer(DIR).
+TEST(Tiktoken, ADirectoryWithOnlyARankFileHasATokenizer) {
+  const std::string dir = temp_dir("tiktoken_has");
+  EXPECT_FALSE(scorch::has_tokenizer_file(dir));
+  EXPECT_FALSE(scorch::has_tokenizer_file(dir + "/missing"));
+  std::ofstream(dir + "/notes.txt") << "x";
+  EXPECT_FALSE(scorch::has_tokenizer_file(dir));
+  std::ofstream(dir + "/qwen.tiktoken") << "IQ== 0\n";
+  EXPECT_TRUE(scorch::has_tokenizer_file(dir));
+  EXPECT_FALSE(scorch::has_tokenizer_file(dir + "/qwen.tiktoken")) << "a file is not a directory";
+  scorch::fs::remove_all(dir);
+}
+
 TEST(Sha256, MatchesTheStandardTestVectors) {
   EXPECT_EQ(scorch::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(scorch::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
