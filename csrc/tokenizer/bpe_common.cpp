@@ -254,7 +254,7 @@ json read_json_if_exists(const std::string& path) {
   const std::string text = fs::read_file(path, "tokenizer side file");
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw UserError("'" + path + "' is not valid JSON: " + e.what() +
                     ". Fix: re-save the tokenizer with transformers' save_pretrained or re-download it");
   }

@@ -26,7 +26,7 @@ std::pair<std::string, std::string> find_chat_template(const std::string& tokeni
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(fs::read_file(cfg, "tokenizer config"));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw UserError("'" + cfg + "' is not valid JSON: " + e.what() + ". Fix: re-save the tokenizer with transformers");
     }
     if (j.is_object() && j.contains("chat_template")) {
@@ -65,7 +65,7 @@ ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& templa
     try {
       const nlohmann::json kwargs = nlohmann::json::parse(kwargs_json.empty() ? "{}" : kwargs_json);
       if (kwargs.is_object()) vars = kwargs;
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       throw UserError("tokenizer.chat_template_kwargs is not a mapping of names to values");
     }
     const auto piece = [&](int64_t id) { return id >= 0 ? tokenizer.id_to_piece(id) : std::string(); };

@@ -18,7 +18,7 @@ std::vector<int64_t> generation_config_eos_ids(const std::string& tokenizer_file
   nlohmann::json gen;
   try {
     gen = nlohmann::json::parse(fs::read_file(path, "generation config"));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw UserError("'" + path + "' is not valid JSON: " + e.what() + fix);
   }
   if (!gen.is_object() || !gen.contains("eos_token_id") || gen["eos_token_id"].is_null()) return {};

@@ -509,7 +509,7 @@ class HfTokenizer final : public Tokenizer {
     json j;
     try {
       j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw UserError("tokenizer file '" + file + "' is not valid JSON (truncated or damaged?): " + e.what() +
                       ". Fix: re-download it, or re-save the tokenizer with transformers' save_pretrained");
     }

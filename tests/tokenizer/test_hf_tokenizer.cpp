@@ -208,6 +208,23 @@ TEST(HfTokenizer, BadFilesAreUserErrorsWithTheJsonPathAndAFix) {
 // Ids index a table sized by the largest id (2^40 must not allocate it), a negative one must not wrap
 // around, a string where a number belongs is not a JSON type_error escaping as an internal error,
 // and a post-processor id outside the vocabulary must not come out of encode().
+// A number beyond a double's range is nlohmann's out_of_range, not a parse_error (a fuzz finding:
+// it escaped as an internal error); it and the same in the side files are UserErrors naming the file.
+TEST(HfTokenizer, NumbersBeyondADoubleAreUserErrorsNamingTheFile) {
+  const std::string dir = temp_dir("overflow");
+  std::ofstream(dir + "/tokenizer.json") << R"({"model": {"type": "BPE", "dropout": 0.77e000000000000000100000000000000000102481}})";
+  std::string err = user_error_of([&] { scorch::load_tokenizer(dir); });
+  EXPECT_NE(err.find(dir + "/tokenizer.json"), std::string::npos) << err;
+  write_tokenizer(dir, tiny_tokenizer());
+  for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
+    std::ofstream(dir + "/" + side) << R"({"eos_token_id": 1e999999})";
+    err = user_error_of([&] { scorch::load_tokenizer(dir); });
+    EXPECT_NE(err.find(dir + "/" + side), std::string::npos) << side << ": " << err;
+    std::filesystem::remove(dir + "/" + side);
+  }
+  scorch::fs::remove_all(dir);
+}
+
 TEST(HfTokenizer, AbsurdOrMistypedIdsAreUserErrorsNamingTheFileAndPath) {
   const std::string dir = temp_dir("badids");
   const std::string file = dir + "/tokenizer.json";
