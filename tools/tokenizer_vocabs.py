@@ -181,6 +181,65 @@ def extract(sdist, cache):
     return dest
 
 
+# A bounded nesting depth for llama.cpp's Jinja engine. It evaluates and parses by recursion with no
+# limit, so a template with a self-recursive macro or ten thousand nested brackets overflows the
+# stack (SIGSEGV; a fuzz finding). These edits, applied to the extracted, checksummed sources each
+# time this script runs (idempotent; the marker says whether a file has them), count the nesting of
+# statement::execute and of the parser's recursive entry points per thread and throw the engine's
+# own error types beyond JINJA_MAX_DEPTH, which JinjaTemplate turns into a UserError naming the
+# template. cmake/Jinja.cmake refuses sources without the marker.
+JINJA_MAX_DEPTH = 1000
+JINJA_MARKER = "scorch: bounded nesting"
+JINJA_GUARD = """// {marker} (tools/tokenizer_vocabs.py)
+namespace {{
+thread_local int scorch_nesting = 0;
+struct scorch_nesting_guard {{
+    scorch_nesting_guard() {{
+        if (++scorch_nesting > {limit}) {{
+            --scorch_nesting;
+            throw std::runtime_error("template nesting deeper than {limit} levels (a recursive macro without an end, or brackets nested that deep)");
+        }}
+    }}
+    ~scorch_nesting_guard() {{ --scorch_nesting; }}
+    scorch_nesting_guard(const scorch_nesting_guard &) = delete;
+    scorch_nesting_guard & operator=(const scorch_nesting_guard &) = delete;
+}};
+}}  // namespace
+""".format(marker=JINJA_MARKER, limit=JINJA_MAX_DEPTH)
+# (file, anchor that must occur exactly once, text put in its place); the guard goes after the
+# file's includes, and each recursive function opens with one.
+JINJA_EDITS = [
+    ("jinja/runtime.cpp", "#define FILENAME \"jinja-runtime\"\n", "#define FILENAME \"jinja-runtime\"\n" + JINJA_GUARD),
+    ("jinja/runtime.cpp", "value statement::execute(context & ctx) const {\n    try {\n",
+     "value statement::execute(context & ctx) const {\n    try {\n        scorch_nesting_guard scorch_guard;\n"),
+    ("jinja/parser.cpp", "#define FILENAME \"jinja-parser\"\n", "#define FILENAME \"jinja-parser\"\n" + JINJA_GUARD),
+]
+for fn in ("parse_any", "parse_expression", "parse_logical_negation_expression", "parse_unary_expression"):
+    JINJA_EDITS.append(("jinja/parser.cpp", f"    statement_ptr {fn}() {{\n",
+                        f"    statement_ptr {fn}() {{\n        scorch_nesting_guard scorch_guard;\n"))
+
+
+def patch_jinja_engine(llama):
+    """Applies JINJA_EDITS to CACHE/llama.cpp/common once."""
+    common = os.path.join(llama, "common")
+    for rel in sorted({e[0] for e in JINJA_EDITS}):
+        path = os.path.join(common, rel)
+        text = open(path, encoding="utf-8").read()
+        if JINJA_MARKER in text:
+            continue
+        for f, anchor, replacement in JINJA_EDITS:
+            if f != rel:
+                continue
+            if text.count(anchor) != 1:
+                sys.exit(f"tools/tokenizer_vocabs.py: {path} has {text.count(anchor)} copies of the text the nesting "
+                         f"bound edits (expected 1): {anchor!r}. Fix: delete {llama} and run tools/setup again")
+            text = text.replace(anchor, replacement)
+        with open(path + ".tmp", "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(path + ".tmp", path)
+        print(f"[setup] bounded the Jinja engine's nesting in {path}")
+
+
 def build_vocab(models_dir, name, out_dir):
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
@@ -260,9 +319,11 @@ def main():
     stamp = os.path.join(cache, "complete")
     want = f"{STAMP_VERSION} {SDIST_SHA256} {' '.join(VOCABS)}"
     if os.path.exists(stamp) and open(stamp).read().strip() == want:
+        patch_jinja_engine(os.path.join(cache, "llama.cpp"))
         return
     os.makedirs(cache, exist_ok=True)
     llama = extract(fetch_sdist(cache), cache)
+    patch_jinja_engine(llama)
     for name in VOCABS:
         build_vocab(os.path.join(llama, "models"), name, os.path.join(cache, name))
         print(f"[setup] tokenizer vocabulary {name}: {os.path.join(cache, name)}")

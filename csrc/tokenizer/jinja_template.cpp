@@ -25,6 +25,14 @@ bool jinja_engine_available() { return true; }
 JinjaTemplate::JinjaTemplate(const std::string& source, const std::string& origin)
     : impl_(std::make_unique<Impl>()), origin_(origin) {
   impl_->source = source;
+  // The engine's parse tree is as deep as the longest operator chain (`1 + 1 + ...` is built in a
+  // loop, then evaluated and freed by recursion), so the source size bounds the stack a template
+  // can take; real templates are under 20 KB (gpt-oss's, the largest known, is 16.7 KB).
+  if (source.size() > kMaxTemplateBytes) {
+    throw UserError("chat template " + origin + " is " + std::to_string(source.size()) + " bytes, more than the " +
+                    std::to_string(kMaxTemplateBytes) + " scorch accepts (real chat templates are under 20 KB)" +
+                    "\nFix: point tokenizer.chat_template at the model's real template, or use a built-in (chatml, llama-2, plain, none)");
+  }
   try {
     jinja::lexer lexer;
     impl_->program = jinja::parse_from_tokens(lexer.tokenize(source));

@@ -5,6 +5,7 @@
 // from the input data (the messages), so the tokenizer can keep special-token text in user data
 // from becoming control ids.
 #pragma once
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct TemplatePart {
 
 class JinjaTemplate {
  public:
+  // Larger sources are refused (a UserError naming `origin`): see the constructor.
+  static constexpr size_t kMaxTemplateBytes = 256 * 1024;
   // Parses `source`; a template that does not parse is a UserError naming `origin` (the file) and
   // the line. Also a UserError when this build has no Jinja engine (tools/setup was not run).
   JinjaTemplate(const std::string& source, const std::string& origin);

@@ -400,4 +400,66 @@ TEST(ModelTemplate, TemplatesThatDoNotParseOrRaiseAreUserErrors) {
   scorch::fs::remove_all(dir);
 }
 
+// Text of a template's rendering, or the UserError's message prefixed with "error: ".
+std::string render_text(const std::string& source, const std::string& data = R"({"messages": []})") {
+  try {
+    const scorch::JinjaTemplate t(source, "fuzzed/chat_template.jinja");
+    std::string out;
+    for (const auto& part : t.render(data, "{}")) out += part.text;
+    return out;
+  } catch (const scorch::UserError& e) {
+    return std::string("error: ") + e.what();
+  }
+}
+
+std::string repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// A fuzz finding: llama.cpp's engine recursed without bound, so a self-recursive macro overflowed
+// the stack (SIGSEGV). tools/tokenizer_vocabs.py bounds the nesting of evaluation and parsing at
+// 1000 levels; beyond it the template is a UserError naming the file, and recursion of an ordinary
+// depth (a JSON schema rendered by a recursive macro, as gpt-oss's template does) still works.
+TEST(ModelTemplate, RunawayRecursionAndDeepNestingAreUserErrorsNamingTheTemplate) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  // A countdown by a recursive macro, 40 deep: the expected text is built here.
+  std::string expected;
+  for (int n = 40; n > 0; --n) expected += std::to_string(n) + ",";
+  EXPECT_EQ(render_text("{% macro r(n) %}{% if n > 0 %}{{ n }},{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(40) }}"),
+            expected);
+  // 200 nested brackets and 200 nested ifs are ordinary.
+  EXPECT_EQ(render_text("{{ " + repeat("(", 200) + "7" + repeat(")", 200) + " }}"), "7");
+  EXPECT_EQ(render_text(repeat("{% if true %}", 200) + "x" + repeat("{% endif %}", 200)), "x");
+  const std::vector<std::pair<std::string, std::string>> runaway = {
+      {"{% macro r(x) %}[{{ r(x) }}]{% endmacro %}{{ r(1) }}", "rendering"},  // the fuzz finding's shape
+      {"{% macro r(m) %}{% for x in m %}{{ r(m) }}{% endfor %}{% endmacro %}{{ r([1]) }}", "rendering"},
+      {"{{ " + repeat("(", 50000) + "1" + repeat(")", 50000) + " }}", "does not parse"},
+      {"{{ " + repeat("[", 50000) + "1" + repeat("]", 50000) + " }}", "does not parse"},
+      {"{{ " + repeat("not ", 50000) + "1 }}", "does not parse"},
+      {"{{ " + repeat("-", 50000) + "1 }}", "does not parse"},
+      {repeat("{% if true %}", 10000) + "x" + repeat("{% endif %}", 10000), "does not parse"},
+      // Chains the parser builds in a loop nest as deep in evaluation (and in the parse tree).
+      // (up to the size limit: 65,000 levels).
+      {"{{ 1" + repeat(" + 1", 65000) + " }}", "rendering"},
+      {"{{ 'a'" + repeat("|trim", 50000) + " }}", "rendering"},
+  };
+  // A larger source is refused before the engine sees it.
+  const std::string huge = "{{ 1" + repeat(" + 1", 70000) + " }}";
+  ASSERT_GT(huge.size(), scorch::JinjaTemplate::kMaxTemplateBytes);
+  const std::string refused = render_text(huge);
+  EXPECT_NE(refused.find("more than the 262144 scorch accepts"), std::string::npos) << refused.substr(0, 300);
+  EXPECT_NE(refused.find("fuzzed/chat_template.jinja"), std::string::npos) << refused.substr(0, 300);
+  for (const auto& [source, stage] : runaway) {
+    ASSERT_LE(source.size(), scorch::JinjaTemplate::kMaxTemplateBytes);
+    const std::string err = render_text(source);
+    SCOPED_TRACE(source.substr(0, 80));
+    EXPECT_EQ(err.rfind("error: ", 0), 0u) << err.substr(0, 300);
+    EXPECT_NE(err.find(stage), std::string::npos) << err.substr(0, 300);
+    EXPECT_NE(err.find("nesting deeper than 1000"), std::string::npos) << err.substr(0, 300);
+    EXPECT_NE(err.find("fuzzed/chat_template.jinja"), std::string::npos) << err.substr(0, 300);
+  }
+}
+
 }  // namespace chat
