@@ -84,18 +84,18 @@ ChatRenderer::ChatRenderer(const Tokenizer& tokenizer, const std::string& templa
       const std::vector<int64_t> header = tokens(prompt, 0, prompt.text.size(), {});
       completion_continues_ = !header.empty() && !tokenizer.decode({header.back()}).empty();
       const std::vector<int64_t> body = tokens(full, prompt.text.size(), full.text.size(), header);
-      // The reply may follow more template text (Solar's "<|content|>", GLM's "\n<think></think>\n"):
-      // the end-of-turn token is the first special token after the reply's tokens, wherever they are.
-      for (bool continues : {completion_continues_, !completion_continues_}) {
-        const std::vector<int64_t> content = tokenizer.encode_template("Hello", {{0, 5}}, continues);
-        const auto at = std::search(body.begin(), body.end(), content.begin(), content.end());
-        if (content.empty() || at == body.end()) continue;
-        const auto special = std::find_if(at + static_cast<std::ptrdiff_t>(content.size()), body.end(),
-                                          [&](int64_t id) { return tokenizer.decode({id}).empty(); });
-        if (special != body.end()) {
-          end_of_turn_ = *special;
+      // The reply may follow more template text (Solar's "<|content|>", GLM's "\n<think></think>\n")
+      // and its first token may merge with the text before it (Reka's "assistant:" + " Hello"): the
+      // end-of-turn token is the first special token once the decoded body holds the whole reply.
+      std::vector<int64_t> seen;
+      bool replied = false;
+      for (int64_t id : body) {
+        if (replied && tokenizer.decode({id}).empty()) {
+          end_of_turn_ = id;
           break;
         }
+        seen.push_back(id);
+        replied = replied || tokenizer.decode(seen).find("Hello") != std::string::npos;
       }
       if (end_of_turn_ != tokenizer.eos_id()) break;
     }
@@ -292,13 +292,36 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
                                 RenderedChat& out, size_t* last_end) const {
   const size_t n = messages.size();
   std::vector<Text> texts(n);
+  // A template may refuse a prefix on its own (Qwen3.5 raises "No user query found" for a lone
+  // system message): such a non-assistant message has no boundary of its own, and its text goes
+  // with the next message's span (its own span is empty). The whole conversation must render.
+  std::vector<bool> renders(n, true);
   for (size_t k = 0; k < n; ++k) {
-    texts[k] = render_text(std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k) + 1), false);
+    const std::vector<ChatMessage> prefix(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k) + 1);
+    if (k + 1 < n && messages[k].role != "assistant") {
+      try {
+        texts[k] = render_text(prefix, false);
+      } catch (const UserError&) {
+        renders[k] = false;
+      }
+    } else {
+      texts[k] = render_text(prefix, false);
+    }
   }
   size_t start = 0;
+  const Text* kept_text = nullptr;  // the last prefix rendered on its own
   for (size_t k = 0; k < n; ++k) {
+    if (!renders[k]) {
+      TurnSpan span;
+      span.role = messages[k].role;
+      span.begin = span.end = span.target_begin = span.target_end = static_cast<int64_t>(out.ids.size());
+      out.turns.push_back(span);
+      continue;
+    }
     const Text& cur = texts[k];
-    const std::string* next = k + 1 < n ? &texts[k + 1].text : following;
+    size_t after = k + 1;  // the next message whose prefix renders on its own
+    while (after < n && !renders[after]) ++after;
+    const std::string* next = after < n ? &texts[after].text : following;
     size_t end = next ? kept_prefix(cur.text, *next) : cur.text.size();
     if (end == std::string::npos) not_append_only(k + 1);
     TurnSpan span;
@@ -306,7 +329,7 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
     span.begin = static_cast<int64_t>(out.ids.size());
     if (messages[k].role == "assistant") {
       const Text gen = render_text(std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k)), true);
-      const std::string kept = k > 0 ? texts[k - 1].text.substr(0, start) : std::string();
+      const std::string kept = kept_text ? kept_text->text.substr(0, start) : std::string();
       if (gen.text.compare(0, kept.size(), kept) == 0 && cur.text.compare(0, gen.text.size(), gen.text) != 0) {
         // DeepSeek-R1's template prompts with "<｜Assistant｜><think>\n" but renders a finished reply without it.
         const std::string prompt_tail = gen.text.substr(std::min(start, gen.text.size()));
@@ -320,13 +343,13 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
       const std::vector<int64_t> header = tokens(gen, start, gen.text.size(), out.ids);
       out.ids.insert(out.ids.end(), header.begin(), header.end());
       std::vector<int64_t> body = tokens(cur, gen.text.size(), end, out.ids);
-      if (std::find(body.begin(), body.end(), end_of_turn_) == body.end() && k + 1 < n) {
+      if (std::find(body.begin(), body.end(), end_of_turn_) == body.end() && after < n) {
         // Templates that close a turn only when another message follows (Apertus, Kimi): the
         // end-of-turn token opens the next message's text; it belongs to this reply.
         const std::string eot_text = tokenizer_.id_to_piece(end_of_turn_);
         if (!eot_text.empty() && next->compare(end, eot_text.size(), eot_text) == 0) {
           end += eot_text.size();
-          body = tokens(texts[k + 1], gen.text.size(), end, out.ids);
+          body = tokens(texts[after], gen.text.size(), end, out.ids);
         }
       }
       const auto eot = std::find(body.begin(), body.end(), end_of_turn_);
@@ -355,6 +378,7 @@ void ChatRenderer::jinja_append(const std::vector<ChatMessage>& messages, const 
     span.end = static_cast<int64_t>(out.ids.size());
     out.turns.push_back(span);
     start = end;
+    kept_text = &cur;
   }
   if (last_end) *last_end = start;
 }

@@ -400,6 +400,74 @@ TEST(ModelTemplate, TemplatesThatDoNotParseOrRaiseAreUserErrors) {
   scorch::fs::remove_all(dir);
 }
 
+// A directory with the Qwen2 vocabulary and `chat_template` in its tokenizer_config.json.
+std::string qwen2_with_template(const std::string& name, const std::string& chat_template) {
+  const std::string dir = temp_dir(name);
+  std::filesystem::copy_file(vocab_dir() + "/qwen2/tokenizer.json", dir + "/tokenizer.json");
+  std::ofstream(dir + "/tokenizer_config.json")
+      << json{{"eos_token", "<|endoftext|>"}, {"chat_template", chat_template}}.dump();
+  return dir;
+}
+
+std::vector<int64_t> concat(std::initializer_list<std::vector<int64_t>> parts) {
+  std::vector<int64_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+// Reka's template prompts with "assistant:" and renders the reply as "assistant: Hello": the reply's
+// first token (" Hello") takes the space, so the end-of-turn token is found from the decoded reply,
+// not by searching for "Hello"'s own tokens. The ids are the prompt's, then the reply's.
+TEST(ModelTemplate, TheEndOfTurnIsFoundWhenTheReplyMergesWithTheTextBeforeIt) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  const std::string dir = qwen2_with_template(
+      "reka", "{% for m in messages %}{% if m.role == 'user' %}human: {{ m.content }}<|im_end|>{% else %}assistant: "
+              "{{ m.content }}<|im_end|>{% endif %}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}");
+  auto tok = scorch::load_tokenizer(dir);
+  const ChatRenderer chat(*tok, "auto");
+  const int64_t im_end = tok->piece_to_id("<|im_end|>");
+  ASSERT_GE(im_end, 0);
+  ASSERT_NE(im_end, tok->eos_id());
+  EXPECT_EQ(chat.end_of_turn_id(), im_end);
+  const auto rendered = chat.render({{"user", "Hi", true}, {"assistant", "Hello", true}});
+  EXPECT_EQ(rendered.ids, concat({tok->encode_special("human: Hi<|im_end|>assistant:"), tok->encode_special(" Hello<|im_end|>")}));
+  ASSERT_EQ(rendered.turns.size(), 2u);
+  EXPECT_EQ(rendered.ids[static_cast<size_t>(rendered.turns[1].target_end - 1)], im_end);
+  scorch::fs::remove_all(dir);
+}
+
+// Qwen3.5's template raises "No user query found" when a conversation has no user message, so a
+// lone system message cannot be rendered on its own: its text goes with the next message's turn
+// (its own span is empty), and the ids are still the renderings' pieces.
+TEST(ModelTemplate, AMessageWhosePrefixTheTemplateRefusesJoinsTheNextTurn) {
+  ASSERT_TRUE(scorch::jinja_engine_available()) << "built without llama.cpp's Jinja engine: run tools/setup";
+  const std::string dir = qwen2_with_template(
+      "nouser",
+      "{% set ns = namespace(user=false) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.user = true %}"
+      "{% endif %}{% endfor %}{% if not ns.user %}{{ raise_exception('No user query found in messages.') }}{% endif %}"
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}");
+  auto tok = scorch::load_tokenizer(dir);
+  const ChatRenderer chat(*tok, "auto");
+  const auto rendered = chat.render({{"system", "Be terse.", true}, {"user", "Hi", true}, {"assistant", "Hello", true}});
+  const auto first = tok->encode_special("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+  const auto header = tok->encode_special("<|im_start|>assistant\n");
+  const auto reply = tok->encode_special("Hello<|im_end|>");
+  EXPECT_EQ(rendered.ids, concat({first, header, reply, tok->encode_special("\n")}));
+  ASSERT_EQ(rendered.turns.size(), 3u);
+  EXPECT_EQ(rendered.turns[0].begin, 0);
+  EXPECT_EQ(rendered.turns[0].end, 0);
+  EXPECT_EQ(rendered.turns[1].begin, 0);
+  EXPECT_EQ(rendered.turns[1].end, static_cast<int64_t>(first.size()));
+  EXPECT_EQ(rendered.turns[2].target_begin, static_cast<int64_t>(first.size() + header.size()));
+  EXPECT_EQ(rendered.turns[2].target_end, static_cast<int64_t>(first.size() + header.size() + reply.size()));
+  // The same prompt through render_prompt; a conversation the template refuses as a whole is an error.
+  EXPECT_EQ(chat.render_prompt({{"system", "Be terse.", true}, {"user", "Hi", true}}), concat({first, header}));
+  const std::string err = user_error_of([&] { chat.render_prompt({{"system", "Be terse.", true}}); });
+  EXPECT_NE(err.find("No user query found"), std::string::npos) << err;
+  scorch::fs::remove_all(dir);
+}
+
 // Text of a template's rendering, or the UserError's message prefixed with "error: ".
 std::string render_text(const std::string& source, const std::string& data = R"({"messages": []})") {
   try {
