@@ -12,6 +12,7 @@
 #include "common/fs.h"
 #include "config/config.h"
 #include "data/dataset.h"
+#include "tokenizer/tokenizer.h"
 #include "trainers/common/evaluation.h"
 #include "train/session.h"
 
@@ -19,6 +20,7 @@ namespace scorch::cli {
 namespace {
 struct EvalArgs {
   std::string model, data, out, tokenizer, chat_template = "auto", device = "auto", decode_steps = "auto";
+  std::string tiktoken_pattern;
   int64_t max_new_tokens = 256, attempts = 1, limit = 0, batch_size = 64, samples = 1;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -47,7 +49,9 @@ void run_eval(const EvalArgs& a) {
   }
   if (prompts.empty()) throw UserError("'" + a.data + "' has no line with an \"answer\" field: eval needs gold answers");
   if (a.limit > 0 && static_cast<int64_t>(prompts.size()) > a.limit) prompts.resize(static_cast<size_t>(a.limit));
-  ModelSession session = open_model_session(a.model, a.tokenizer, a.chat_template, a.device, "auto");
+  TokenizerOptions tokenizer_options;
+  tokenizer_options.tiktoken_pattern = a.tiktoken_pattern;
+  ModelSession session = open_model_session(a.model, a.tokenizer, a.chat_template, a.device, "auto", tokenizer_options);
   EvalOptions options;
   options.max_new_tokens = a.max_new_tokens;
   options.attempts = a.attempts;
@@ -90,6 +94,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data", a->data, "JSONL with \"prompt\" and \"answer\"")->check(non_empty_path)->required();
   cmd->add_option("--out", a->out, "Write the report as JSON here")->check(non_empty_path);
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
+  cmd->add_option("--tiktoken-pattern", a->tiktoken_pattern, kTiktokenPatternHelp);
   cmd->add_option("--chat-template", a->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none")->capture_default_str();
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens per attempt")->capture_default_str()->check(positive_number);
   cmd->add_option("--attempts", a->attempts, "1, or 2 for the self-correction metrics")->capture_default_str()->check(CLI::Range(1, 2));

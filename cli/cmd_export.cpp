@@ -1,7 +1,8 @@
 // `scorch export --model DIR --out DIR [--tokenizer PATH] [--max-shard-bytes N]`: loads any
 // directory holding config.json + safetensors (a HF model or a training checkpoint) and writes a
 // HuggingFace directory transformers and vLLM load. Tokenizer files come from --tokenizer, else from
-// the model directory when it has them.
+// the model directory when it has them; a tiktoken rank file is written as tokenizer.json (which
+// transformers loads), with --tiktoken-pattern for one scorch does not recognise.
 // `scorch export --model ADAPTER_DIR --merge [--base DIR] --out DIR`: a LoRA adapter in PEFT's
 // format (a LoRA run's export/) merged into its base model (--base, else the adapter config's
 // base_model_name_or_path): W + scaling · B A, written as a plain HF model directory.
@@ -26,6 +27,7 @@ struct ExportArgs {
   int64_t max_shard_bytes = 5'000'000'000;
   bool merge = false;
   std::string base;
+  std::string tiktoken_pattern;
   bool force = false;
 };
 
@@ -61,6 +63,7 @@ void run_export(const ExportArgs& a) {
   ExportOptions options;
   options.max_shard_bytes = a.max_shard_bytes;
   options.tokenizer_source = a.tokenizer.empty() ? source : a.tokenizer;
+  options.tokenizer_files = tokenizer_export_files(options.tokenizer_source, a.tiktoken_pattern);
   options.generation_config_source = source;
   export_hf_model(model, a.out, options);
   log::info("exported ", a.model, " (", model.num_parameters(), " parameters, ", model_dtype_name(model.dtype()),
@@ -77,6 +80,7 @@ void register_export(CLI::App& app) {
   cmd->add_option("--max-shard-bytes", args->max_shard_bytes, "Shard the weights above this size (default 5e9)")
       ->check(positive_number);
   cmd->add_flag("--merge", args->merge, "--model is a LoRA adapter (PEFT format): write base + scaled B A as one model");
+  cmd->add_option("--tiktoken-pattern", args->tiktoken_pattern, kTiktokenPatternHelp);
   cmd->add_option("--base", args->base, "With --merge: the base model directory (default: the adapter's base_model_name_or_path)");
   cmd->add_flag("--force", args->force, "Replace a non-empty --out directory");
   cmd->callback([args] { run_export(*args); });

@@ -30,6 +30,7 @@ namespace {
 
 struct GenerateArgs {
   std::string model, prompts_file, out, prompt, tokenizer, chat_template = "auto", device = "auto", dtype;
+  std::string tiktoken_pattern;
   std::string decode_steps = "auto";
   bool fused_decode_attention = false, no_lookahead = false;
   std::vector<std::string> stop;
@@ -130,7 +131,13 @@ void run_generate(GenerateArgs a) {
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tok_path = !a.tokenizer.empty() ? a.tokenizer : a.model;
   if (!a.tokenizer.empty() || has_tokenizer_file(a.model)) {
-    tokenizer = load_tokenizer(tok_path);
+    TokenizerOptions tokenizer_options;
+    tokenizer_options.tiktoken_pattern = a.tiktoken_pattern;
+    tokenizer = load_tokenizer(tok_path, tokenizer_options);
+  }
+  if (!tokenizer && !a.tiktoken_pattern.empty()) {
+    throw UserError("--tiktoken-pattern needs a tiktoken tokenizer, and '" + a.model + "' has no tokenizer file "
+                    "(pass --tokenizer PATH)");
   }
   std::unique_ptr<ChatRenderer> chat;
   if (tokenizer) chat = std::make_unique<ChatRenderer>(*tokenizer, a.chat_template);
@@ -213,6 +220,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output JSONL (one line per sample)")->check(non_empty_path);
   cmd->add_option("--prompt", args->prompt, "One prompt text: print its samples to stdout");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json, tokenizer.model or their directory (default: the model directory)")->check(non_empty_path);
+  cmd->add_option("--tiktoken-pattern", args->tiktoken_pattern, kTiktokenPatternHelp);
   cmd->add_option("--chat-template", args->chat_template, "auto (the model's own template, else plain) | chatml | llama-2 | plain | none (text through the tokenizer alone)")
       ->capture_default_str();
   cmd->add_option("--n", args->sampling.n, "Samples per prompt")->capture_default_str()->check(CLI::Range(1, 1 << 20));

@@ -18,6 +18,7 @@ struct InitModelArgs {
   std::string out;
   uint64_t seed = 0;
   std::string tokenizer;
+  std::string tiktoken_pattern;
   std::string dtype;
   bool force = false;
 };
@@ -31,6 +32,7 @@ void run_init_model(const InitModelArgs& a) {
   model.init_weights(a.seed);
   ExportOptions options;
   options.tokenizer_source = a.tokenizer;
+  options.tokenizer_files = tokenizer_export_files(a.tokenizer, a.tiktoken_pattern);
   export_hf_model(model, a.out, options);
   log::info("wrote ", config.model_type, " model (", model.num_parameters(), " parameters, ", config.dtype,
             ", seed ", a.seed, ") to ", a.out);
@@ -44,6 +46,7 @@ void register_init_model(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output directory")->check(non_empty_path)->required();
   cmd->add_option("--seed", args->seed, "Initialisation seed (default 0)")->check(non_negative_number);
   cmd->add_option("--tokenizer", args->tokenizer, "Tokenizer directory or tokenizer.model to copy into the output")->check(non_empty_path);
+  cmd->add_option("--tiktoken-pattern", args->tiktoken_pattern, kTiktokenPatternHelp);
   cmd->add_option("--dtype", args->dtype, "float32 | bfloat16 | float16 (default: the config's dtype, else float32)");
   cmd->add_flag("--force", args->force, "Replace a non-empty --out directory (e.g. a trained model)");
   cmd->callback([args] { run_init_model(*args); });

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/strings.h"
+#include "tokenizer/tokenizer.h"
 
 namespace scorch::cli {
 
@@ -62,6 +63,23 @@ std::string non_negative_number(const std::string& value) {
 
 std::string positive_number(const std::string& value) {
   return number_check(value, [](double x) { return x > 0; }, "> 0");
+}
+
+std::map<std::string, std::string> tokenizer_export_files(const std::string& source, const std::string& tiktoken_pattern) {
+  if (source.empty() || (fs::is_directory(source) && !has_tokenizer_file(source))) {
+    if (!tiktoken_pattern.empty()) throw UserError("--tiktoken-pattern needs a tiktoken rank file to export, and there is none");
+    return {};
+  }
+  const std::string file = tokenizer_file_of(source);
+  if (!is_tiktoken_file(file)) {
+    if (!tiktoken_pattern.empty()) {
+      throw UserError("--tiktoken-pattern applies to tiktoken rank files, and '" + file + "' is not one. Fix: remove it");
+    }
+    return {};
+  }
+  TokenizerOptions options;
+  options.tiktoken_pattern = tiktoken_pattern;
+  return load_tokenizer(file, options)->hf_export_files();
 }
 
 }  // namespace scorch::cli

@@ -1,6 +1,7 @@
 // Each subcommand registers itself on the CLI11 app from its own file (cmd_<name>.cpp), so the
 // binary's main only parses and dispatches. A registered callback throws UserError for bad input.
 #pragma once
+#include <map>
 #include <string>
 
 namespace CLI {
@@ -30,5 +31,15 @@ std::string non_empty_path(const std::string& value);
 // CLI::NonNegativeNumber / PositiveNumber print the range up to DBL_MAX in 300 digits.
 std::string non_negative_number(const std::string& value);
 std::string positive_number(const std::string& value);
+
+// What an export writes in place of the tokenizer file of `source` (a tokenizer directory or file;
+// "" = none): a tiktoken rank file becomes tokenizer.json (+ tokenizer_config.json), loaded with
+// `tiktoken_pattern` ("" = the known vocabulary's); empty for files transformers reads as they are.
+// Checked before anything is written: an unknown rank file without a pattern is a UserError.
+std::map<std::string, std::string> tokenizer_export_files(const std::string& source, const std::string& tiktoken_pattern);
+// The --tiktoken-pattern option (eval, generate, export, init-model).
+inline constexpr const char* kTiktokenPatternHelp =
+    "Pre-tokenizer regex (or a known name: llama3, qwen, r50k_base, cl100k_base, o200k_base) for a tiktoken rank file "
+    "scorch does not recognise (tokenizer.tiktoken_pattern)";
 
 }  // namespace scorch::cli

@@ -2,6 +2,8 @@
 // from hf_adapter; this file only knows the directory layout (file names, the shard index).
 #include "model/hf_checkpoint.h"
 
+#include <map>
+
 #include <ATen/ATen.h>
 
 #include <filesystem>
@@ -197,12 +199,26 @@ void write_model_directory(const Transformer& model, const std::string& out_dir,
     fs::atomic_write(join(out_dir, "generation_config.json"), gen.dump(2) + "\n");
   }
 
-  if (!options.tokenizer_source.empty()) copy_tokenizer_files(options.tokenizer_source, out_dir);
+  if (!options.tokenizer_source.empty()) copy_tokenizer_files(options.tokenizer_source, out_dir, options.tokenizer_files);
 }
 
 }  // namespace
 
-void copy_tokenizer_files(const std::string& src, const std::string& out_dir) {
+void copy_tokenizer_files(const std::string& src, const std::string& out_dir,
+                          const std::map<std::string, std::string>& converted) {
+  if (!converted.empty()) {
+    // The tokenizer's own file is not one transformers reads: the converted files stand for it,
+    // and the side files beside it (special tokens, chat template) are copied.
+    for (const auto& [name, content] : converted) fs::atomic_write(join(out_dir, name), content);
+    const std::string dir = fs::is_directory(src) ? src : stdfs::path(src).parent_path().string();
+    for (const char* f : kTokenizerFiles) {
+      const std::string name = f;
+      if (name != "tokenizer.model" && name != "tokenizer.json" && !converted.count(name) && fs::exists(join(dir, f))) {
+        copy_file_atomic(join(dir, f), join(out_dir, f));
+      }
+    }
+    return;
+  }
   if (fs::is_directory(src)) {
     int copied = 0;
     for (const char* f : kTokenizerFiles) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <string>
 
 #include <c10/core/Device.h>
@@ -36,6 +37,9 @@ struct ExportOptions {
   // A tokenizer directory (copies tokenizer.model, tokenizer.json, tokenizer_config.json,
   // special_tokens_map.json, added_tokens.json that exist) or a single tokenizer file; "" = none.
   std::string tokenizer_source;
+  // Written in place of the tokenizer's own file when transformers cannot read that file (a tiktoken
+  // rank file as tokenizer.json: Tokenizer::hf_export_files); empty = copy the files as they are.
+  std::map<std::string, std::string> tokenizer_files;
   // A directory whose generation_config.json is copied; "" or absent file = one generated from the config.
   std::string generation_config_source;
 };
@@ -43,7 +47,10 @@ struct ExportOptions {
 // Copies the tokenizer files of `src` (a directory: each of tokenizer.model, tokenizer.json,
 // tokenizer_config.json, special_tokens_map.json, ... that exists; or one tokenizer file, with a
 // tokenizer.json's side files beside it) into `out_dir`. UserError if `src` does not exist.
-void copy_tokenizer_files(const std::string& src, const std::string& out_dir);
+// `converted` (name -> content), when not empty, is written instead of the tokenizer's own file,
+// and only the side files are copied.
+void copy_tokenizer_files(const std::string& src, const std::string& out_dir,
+                          const std::map<std::string, std::string>& converted = {});
 
 // Writes a directory transformers loads with from_pretrained. The directory is built beside
 // `out_dir` and swapped in whole (fs::StagedDirectory): a failing export leaves `out_dir` as it

@@ -135,7 +135,8 @@ Transformer merge_lora(const Transformer& model) {
 }
 
 void save_peft_adapter(const Transformer& model, const LoraSection& lora, const std::string& dir,
-                       const std::string& base_model_path, const std::string& tokenizer_source) {
+                       const std::string& base_model_path, const std::string& tokenizer_source,
+                       const std::map<std::string, std::string>& tokenizer_files) {
   if (!model.has_lora()) throw std::logic_error("save_peft_adapter: the model has no adapter");
   safetensors::TensorMap tensors;
   for (const auto& [name, t] : model.lora_parameters()) {
@@ -169,7 +170,7 @@ void save_peft_adapter(const Transformer& model, const LoraSection& lora, const 
   if (lora.init_lora_weights == "gaussian") config["init_lora_weights"] = "gaussian";
   else config["init_lora_weights"] = true;
   fs::atomic_write(join_path(staged.path(), kAdapterConfig), config.dump(2) + "\n");
-  if (!tokenizer_source.empty()) copy_tokenizer_files(tokenizer_source, staged.path());
+  if (!tokenizer_source.empty()) copy_tokenizer_files(tokenizer_source, staged.path(), tokenizer_files);
   kill_point("export");
   staged.commit();
 }

@@ -16,6 +16,7 @@
 // policy to keep in sync and the frozen base is never merged into in place.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,10 +52,12 @@ Transformer merge_lora(const Transformer& model);
 // PEFT adapter directory: adapter_model.safetensors (PEFT key names, the adapter's dtype) and
 // adapter_config.json (peft_type LORA, task_type CAUSAL_LM, r, lora_alpha, lora_dropout,
 // target_modules, use_rslora, init_lora_weights, base_model_name_or_path), plus the tokenizer
-// files of `tokenizer_source` when given (as TRL saves them beside an adapter). Built beside `dir`
+// files of `tokenizer_source` when given (as TRL saves them beside an adapter; `tokenizer_files` as
+// in ExportOptions). Built beside `dir`
 // and swapped in whole.
 void save_peft_adapter(const Transformer& model, const LoraSection& lora, const std::string& dir,
-                       const std::string& base_model_path, const std::string& tokenizer_source = "");
+                       const std::string& base_model_path, const std::string& tokenizer_source = "",
+                       const std::map<std::string, std::string>& tokenizer_files = {});
 bool is_peft_adapter_dir(const std::string& dir);
 // Reads adapter_config.json into a LoraSection (enabled = true) and the base model path it names.
 // UserError for a PEFT option scorch does not implement (DoRA, bias training, modules_to_save,

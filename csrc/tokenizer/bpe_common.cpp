@@ -98,6 +98,21 @@ void utf8_append(std::string& out, uint32_t cp) {
   }
 }
 
+ByteLevelTable::ByteLevelTable() {
+  int n = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    const uint32_t cp = printable ? static_cast<uint32_t>(b) : static_cast<uint32_t>(256 + n++);
+    utf8_append(byte_to_char[b], cp);
+    char_to_byte[cp] = static_cast<unsigned char>(b);
+  }
+}
+
+const ByteLevelTable& byte_level_table() {
+  static const ByteLevelTable table;
+  return table;
+}
+
 bool is_unicode_space(uint32_t cp) {
   return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||

@@ -38,6 +38,15 @@ uint32_t utf8_decode_at(const std::string& s, size_t i);
 void utf8_append(std::string& out, uint32_t cp);
 bool is_unicode_space(uint32_t cp);
 
+// GPT-2's byte <-> printable-character table used by ByteLevel (tokenizer.json's byte-level
+// vocabularies; a tiktoken rank file's bytes written as tokenizer.json).
+struct ByteLevelTable {
+  std::string byte_to_char[256];
+  std::unordered_map<uint32_t, unsigned char> char_to_byte;
+  ByteLevelTable();
+};
+const ByteLevelTable& byte_level_table();
+
 // ---- Pre-tokenizer regex -----------------------------------------------------------------------
 
 class Regex {

@@ -41,25 +41,6 @@ std::string replace_all(const std::string& s, const std::string& from, const std
   return out;
 }
 
-// GPT-2's byte <-> printable-character table used by ByteLevel.
-struct ByteLevelTable {
-  std::string byte_to_char[256];
-  std::unordered_map<uint32_t, unsigned char> char_to_byte;
-  ByteLevelTable() {
-    int n = 0;
-    for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-      const uint32_t cp = printable ? static_cast<uint32_t>(b) : static_cast<uint32_t>(256 + n++);
-      utf8_append(byte_to_char[b], cp);
-      char_to_byte[cp] = static_cast<unsigned char>(b);
-    }
-  }
-};
-const ByteLevelTable& byte_level_table() {
-  static const ByteLevelTable table;
-  return table;
-}
-
 // ---- Errors ----------------------------------------------------------------------------------
 
 struct Ctx {

@@ -54,7 +54,7 @@ bool has_tokenizer_file(const std::string& dir) {
          fs::exists((std::filesystem::path(dir) / "tokenizer.model").string()) || !tiktoken_files(dir).empty();
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options) {
+std::string tokenizer_file_of(const std::string& path) {
   const std::string fix =
       "Fix: point tokenizer.path at the model's tokenizer.json, its SentencePiece tokenizer.model or a tiktoken rank "
       "file (*.tiktoken, Llama-3's original/tokenizer.model)";
@@ -86,7 +86,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const Tokeniz
     throw UserError("tokenizer file '" + file + "' is " + (fs::is_directory(file) ? "a directory" : "not a regular file") +
                     ". " + fix);
   }
-  const bool tiktoken = !ends_with(file, ".json") && (ends_with(file, ".tiktoken") || looks_like_tiktoken(file));
+  return file;
+}
+
+bool is_tiktoken_file(const std::string& file) {
+  return !ends_with(file, ".json") && (ends_with(file, ".tiktoken") || looks_like_tiktoken(file));
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options) {
+  const std::string file = tokenizer_file_of(path);
+  const bool tiktoken = is_tiktoken_file(file);
   if (!options.tiktoken_pattern.empty() && !tiktoken) {
     throw UserError("tokenizer.tiktoken_pattern applies to tiktoken rank files, and '" + file +
                     "' is not one. Fix: remove tokenizer.tiktoken_pattern");

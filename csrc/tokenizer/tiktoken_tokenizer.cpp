@@ -105,6 +105,99 @@ class TiktokenTokenizer final : public Tokenizer {
     return out;
   }
 
+  // The rank file as a byte-level BPE tokenizer.json, as transformers' TikTokenConverter writes one:
+  // vocab = each rank's bytes through GPT-2's byte-to-character table, id = rank; merges = every
+  // split of each token into two tokens, in the order of the rank they make; ignore_merges (a piece that is a whole token is that token, tiktoken's rule); the pattern as a
+  // Split pre-tokenizer; the special and added tokens as added_tokens; BOS added as the tokenizer
+  // adds it. scorch and `tokenizers` load it to the same ids as this tokenizer (tested).
+  std::map<std::string, std::string> hf_export_files() const override {
+    std::map<std::string, std::string> files;
+    files["tokenizer.json"] = hf_tokenizer_json();
+    const std::string config = (std::filesystem::path(file_).parent_path() / "tokenizer_config.json").string();
+    if (!fs::exists(config)) {
+      // PreTrainedTokenizerFast uses tokenizer.json as it is (a model-specific class such as
+      // LlamaTokenizerFast would rewrite its BOS handling).
+      nlohmann::json c = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"clean_up_tokenization_spaces", false}};
+      const auto piece = [&](int64_t id) { return added_.count(id) ? added_.at(id).content : std::string(); };
+      if (bos_ >= 0) c["bos_token"] = piece(bos_);
+      if (eos_ >= 0) c["eos_token"] = piece(eos_);
+      if (pad_ >= 0) c["pad_token"] = piece(pad_);
+      files["tokenizer_config.json"] = c.dump(2) + "\n";
+    }
+    return files;
+  }
+
+  std::string hf_tokenizer_json() const {
+    const ByteLevelTable& table = byte_level_table();
+    const auto chars = [&](std::string_view bytes) {
+      std::string out;
+      for (char c : bytes) out += table.byte_to_char[static_cast<unsigned char>(c)];
+      return out;
+    };
+    nlohmann::json vocab = nlohmann::json::object();
+    nlohmann::json merges = nlohmann::json::array();
+    for (int64_t r = 0; r < n_ranks_; ++r) {
+      const std::string_view token = rank_bytes(r);
+      vocab[chars(token)] = r;
+      // Every split of the token into two tokens, by their ranks: tiktoken merges any adjacent pair
+      // whose concatenation is a token, lowest rank first, so each such pair needs a merge, ordered
+      // by the rank it makes.
+      std::vector<std::pair<int64_t, int64_t>> splits;  // (left rank, right rank)
+      for (size_t i = 1; i < token.size(); ++i) {
+        const auto left = rank_of_.find(token.substr(0, i));
+        const auto right = rank_of_.find(token.substr(i));
+        if (left != rank_of_.end() && right != rank_of_.end()) splits.emplace_back(left->second, right->second);
+      }
+      std::sort(splits.begin(), splits.end());
+      for (const auto& [left, right] : splits) merges.push_back(chars(rank_bytes(left)) + " " + chars(rank_bytes(right)));
+    }
+    nlohmann::json added = nlohmann::json::array();
+    for (const auto& [id, t] : added_) {
+      added.push_back({{"id", id}, {"content", t.content}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                       {"normalized", false}, {"special", t.special}});
+    }
+    nlohmann::json post = nullptr;
+    if (add_bos_ && bos_ >= 0) {
+      const std::string bos = added_.count(bos_) ? added_.at(bos_).content : chars(rank_bytes(bos_));
+      const auto special = [&](int type_id) {
+        nlohmann::json o = nlohmann::json::object();
+        o["SpecialToken"] = {{"id", bos}, {"type_id", type_id}};
+        return o;
+      };
+      const auto sequence = [](const char* id, int type_id) {
+        nlohmann::json o = nlohmann::json::object();
+        o["Sequence"] = {{"id", id}, {"type_id", type_id}};
+        return o;
+      };
+      post = nlohmann::json::object();
+      post["type"] = "TemplateProcessing";
+      post["single"] = nlohmann::json::array({special(0), sequence("A", 0)});
+      post["pair"] = nlohmann::json::array({special(0), sequence("A", 0), special(1), sequence("B", 1)});
+      nlohmann::json entry = nlohmann::json::object();
+      entry["id"] = bos;
+      entry["ids"] = nlohmann::json::array({bos_});
+      entry["tokens"] = nlohmann::json::array({bos});
+      post["special_tokens"] = nlohmann::json::object();
+      post["special_tokens"][bos] = entry;
+    }
+    nlohmann::ordered_json j;
+    j["version"] = "1.0";
+    j["truncation"] = nullptr;
+    j["padding"] = nullptr;
+    j["added_tokens"] = added;
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers",
+                           {{{"type", "Split"}, {"pattern", {{"Regex", pattern_}}}, {"behavior", "Isolated"}, {"invert", false}},
+                            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
+    j["post_processor"] = post;
+    j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+    j["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                  {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", true},
+                  {"vocab", vocab}, {"merges", merges}};
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
   // Bytes of the tokens, invalid UTF-8 replaced as tiktoken's decode(errors="replace") does; special
   // tokens, ids without a token (holes below a special id) and ids past the vocabulary give nothing.
   std::string decode(const std::vector<int64_t>& ids) const override {
@@ -219,7 +312,7 @@ class TiktokenTokenizer final : public Tokenizer {
     }
   }
 
-  std::unique_ptr<Regex> compile_pattern(const TiktokenVocabulary* known) const {
+  std::unique_ptr<Regex> compile_pattern(const TiktokenVocabulary* known) {
     const std::string& setting = options_.tiktoken_pattern;
     std::string pattern;
     if (!setting.empty()) {
@@ -237,6 +330,7 @@ class TiktokenTokenizer final : public Tokenizer {
           "to the pattern the model was trained with (a regex, or one of " + names +
           "); its special tokens then come from a tokenizer_config.json (added_tokens_decoder) beside the file");
     }
+    pattern_ = pattern;
     try {
       return std::make_unique<Regex>(pattern, /*dollar_end_only=*/true);
     } catch (const std::invalid_argument& e) {
@@ -377,6 +471,7 @@ class TiktokenTokenizer final : public Tokenizer {
   std::unordered_map<std::string_view, int64_t> rank_of_;  // views into bytes_
   int64_t byte_rank_[256] = {};                             // the rank of each single byte
   int64_t n_ranks_ = 0, vocab_size_ = 0;
+  std::string pattern_;  // the pre-tokenizer regex in use
   std::unique_ptr<Regex> regex_;
   std::map<int64_t, AddedToken> added_;  // special (and added) tokens by id; pointers stay valid
   AddedMatcher matcher_[2];              // [parse_special]: non-special only / all

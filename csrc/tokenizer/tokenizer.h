@@ -12,6 +12,7 @@
 // Their headers stay in the .cpp files so including this file costs nothing.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +42,10 @@ class Tokenizer {
     (void)continuation;
     return encode_special(text);
   }
+  // Files (name -> content) an export writes in place of this tokenizer's own file when that file is
+  // not one transformers reads (a tiktoken rank file: a tokenizer.json that encodes the same, and a
+  // tokenizer_config.json when none is beside the file); empty when the files are copied as they are.
+  virtual std::map<std::string, std::string> hf_export_files() const { return {}; }
   // Inverse of encode; control tokens (bos/eos/pad, special added tokens) and ids at or above
   // vocab_size() (a model's padded embedding rows) decode to nothing; a negative id throws.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
@@ -77,6 +82,11 @@ struct TokenizerOptions {
 // (tokenizer.json is preferred, then tokenizer.model, then a single *.tiktoken). A missing, corrupt or
 // unsupported file is a UserError naming the path and the fix.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const TokenizerOptions& options = {});
+// The file load_tokenizer(path) reads (`path` itself, or the one it picks in a directory); a
+// UserError as load_tokenizer's when there is none.
+std::string tokenizer_file_of(const std::string& path);
+// Whether that file is a tiktoken rank file (by name or content).
+bool is_tiktoken_file(const std::string& file);
 // True when directory `dir` holds a file load_tokenizer(dir) would pick: tokenizer.json,
 // tokenizer.model or a *.tiktoken rank file.
 bool has_tokenizer_file(const std::string& dir);

@@ -126,3 +126,26 @@ def test_ids_and_decoding_match_tiktoken(name, parse_special):
     assert (with_special > N // 20) == parse_special, with_special
     print(f"{name} parse_special={parse_special}: {len(texts)} strings, 0 mismatches, "
           f"{sum(len(e) for e in expected)} tokens")
+
+
+@pytest.mark.parametrize("name", sorted(RANK_FILES))
+def test_exported_tokenizer_json_gives_tiktokens_ids_in_transformers(name, tmp_path):
+    """What `scorch export` writes for a rank file (tokenizer.json + tokenizer_config.json), loaded by
+    transformers' AutoTokenizer (and by scorch), encodes as tiktoken does (special-token text as control ids, as
+    transformers parses it) and adds BOS where the model's tokenizer does (Llama-3)."""
+    from transformers import AutoTokenizer
+    assert TOOL, "SCORCH_TOKENIZE_IDS not set (run through ctest)"
+    rank_file, enc, specials = reference(name)
+    p = subprocess.run([TOOL, rank_file, "--export", str(tmp_path)], capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
+    hf = AutoTokenizer.from_pretrained(str(tmp_path))
+    texts = [t.decode("utf-8", "replace") for t in strings(sum(map(ord, name)) + 1, specials)]
+    wrong = [(t, hf.encode(t, add_special_tokens=False), enc.encode(t, allowed_special="all")) for t in texts]
+    wrong = [w for w in wrong if w[1] != w[2]]
+    assert not wrong, f"{len(wrong)} of {len(texts)} differ, first: {wrong[0]}"
+    # scorch reads its own export the same way.
+    ours = run_tool(str(tmp_path / "tokenizer.json"), [t.encode() for t in texts], True)
+    assert [o["ids"] for o in ours] == [enc.encode(t, allowed_special="all") for t in texts]
+    bos = [enc.encode_single_token("<|begin_of_text|>")] if name == "llama3" else []
+    assert hf.encode("hello", add_special_tokens=True) == bos + enc.encode_ordinary("hello")
+    print(f"{name}: exported tokenizer.json, {len(texts)} strings, 0 mismatches against tiktoken in transformers")

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sha256.h"
@@ -273,6 +275,74 @@ TEST(Tiktoken, ADirectoryWithOnlyARankFileHasATokenizer) {
   EXPECT_TRUE(scorch::has_tokenizer_file(dir));
   EXPECT_FALSE(scorch::has_tokenizer_file(dir + "/qwen.tiktoken")) << "a file is not a directory";
   scorch::fs::remove_all(dir);
+}
+
+// transformers reads no rank file, so an export writes it as tokenizer.json: every split of a
+// token into two tokens is a merge, in the order of the rank it makes (worked by hand below), with
+// ignore_merges (tiktoken's whole-piece rule), the pattern as a Split pre-tokenizer and the special
+// tokens. scorch reads it back to the same ids; the CLI writes it in place of the rank file.
+TEST(Tiktoken, AnExportWritesATokenizerJsonThatEncodesTheSame) {
+  const std::string dir = temp_dir("tiktoken_export");
+  const std::string file = write_tiny(dir);
+  const std::string pattern = "[a-z]+|[^a-z]";
+  auto bare = scorch::load_tokenizer(file, with_pattern(pattern));
+  auto files = bare->hf_export_files();
+  ASSERT_EQ(files.count("tokenizer.json"), 1u);
+  ASSERT_EQ(files.count("tokenizer_config.json"), 1u);  // none beside the file: one is written
+  EXPECT_EQ(nlohmann::json::parse(files["tokenizer_config.json"])["tokenizer_class"], "PreTrainedTokenizerFast");
+  const nlohmann::json j = nlohmann::json::parse(files["tokenizer.json"]);
+  // lo = l+o; ow = o+w; low = l+ow (108, 257) and lo+w (256, 119); er; " l" (space is Ġ); aa;
+  // xyz has no split into two tokens.
+  EXPECT_EQ(j["model"]["merges"], nlohmann::json({"l o", "o w", "l ow", "lo w", "e r", "\xC4\xA0 l", "a a"}));
+  EXPECT_EQ(j["model"]["vocab"].size(), 263u);
+  EXPECT_EQ(j["model"]["vocab"]["\xC4\xA0"], 32);
+  EXPECT_EQ(j["model"]["ignore_merges"], true);
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"], pattern);
+
+  // With special tokens from the side file: the converted tokenizer.json encodes as the rank file.
+  std::ofstream(dir + "/tokenizer_config.json") << R"({
+    "added_tokens_decoder": {"263": {"content": "<|end|>", "special": true}, "264": {"content": "<|start|>", "special": true}},
+    "bos_token": "<|start|>", "eos_token": "<|end|>", "add_bos_token": true})";
+  auto tok = scorch::load_tokenizer(file, with_pattern(pattern));
+  files = tok->hf_export_files();
+  EXPECT_EQ(files.count("tokenizer_config.json"), 0u);  // the model's own is copied instead
+  const std::string out = temp_dir("tiktoken_export_out");
+  std::ofstream(out + "/tokenizer.json") << files["tokenizer.json"];
+  std::filesystem::copy_file(dir + "/tokenizer_config.json", out + "/tokenizer_config.json");
+  auto back = scorch::load_tokenizer(out + "/tokenizer.json");
+  for (const std::string text : {"lower lower", "aaa", "xyz", "xyzx", " lo", "a\xFF", "low<|end|>x", ""}) {
+    EXPECT_EQ(back->encode(text), tok->encode(text)) << text;
+    EXPECT_EQ(back->encode_special(text), tok->encode_special(text)) << text;
+    EXPECT_EQ(back->encode(text, /*add_bos=*/true), tok->encode(text, true)) << text;
+  }
+  EXPECT_EQ(back->encode("low", true), (std::vector<int64_t>{264, 258}));
+
+  // Through the CLI: init-model writes tokenizer.json (+ the side file), not the rank file.
+  std::ofstream(dir + "/config.json") << R"({"model_type": "llama", "vocab_size": 272, "hidden_size": 8,
+    "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "max_position_embeddings": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true})";
+  const std::string model = out + "/model";
+  auto r = scorch::test::run_scorch("init-model --config '" + dir + "/config.json' --tokenizer '" + file +
+                                    "' --tiktoken-pattern '" + pattern + "' --out '" + model + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(scorch::fs::read_file(model + "/tokenizer.json"), files["tokenizer.json"]);
+  EXPECT_TRUE(scorch::fs::exists(model + "/tokenizer_config.json"));
+  EXPECT_FALSE(scorch::fs::exists(model + "/tokenizer.model"));
+  EXPECT_FALSE(scorch::fs::exists(model + "/tiny.tiktoken"));
+  // An unknown rank file needs its pattern to be exported, and a pattern needs a rank file.
+  r = scorch::test::run_scorch("init-model --config '" + dir + "/config.json' --tokenizer '" + file + "' --out '" +
+                               out + "/nopattern'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("tiktoken_pattern"), std::string::npos) << r.output;
+  EXPECT_FALSE(scorch::fs::exists(out + "/nopattern"));
+  r = scorch::test::run_scorch("export --model '" + model + "' --tiktoken-pattern qwen --out '" + out + "/again'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("is not one"), std::string::npos) << r.output;
+  EXPECT_FALSE(scorch::fs::exists(out + "/again"));
+  r = scorch::test::run_scorch("generate --model '" + model + "' --tiktoken-pattern qwen --prompt x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  scorch::fs::remove_all(dir);
+  scorch::fs::remove_all(out);
 }
 
 TEST(Sha256, MatchesTheStandardTestVectors) {

@@ -6,6 +6,10 @@
 // Usage: tokenize_ids TOKENIZER --chat < conversations.jsonl
 //   Each input line is {"messages": [...], "add_generation_prompt": bool, "kwargs": {...}}; each
 //   output line is {"ids": [...]} (render_prompt or render) or {"error": "..."}; chat template auto.
+// Usage: tokenize_ids TOKENIZER --export DIR
+//   Writes what an export writes for the tokenizer (Tokenizer::hf_export_files: a tiktoken rank
+//   file's tokenizer.json + tokenizer_config.json) into DIR; nothing for other tokenizers.
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -16,6 +20,12 @@
 #include "tokenizer/tokenizer.h"
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[2]) == "--export") {
+    for (const auto& [name, content] : scorch::load_tokenizer(argv[1])->hf_export_files()) {
+      std::ofstream(std::string(argv[3]) + "/" + name, std::ios::binary) << content;
+    }
+    return 0;
+  }
   const bool chat = argc == 3 && std::string(argv[2]) == "--chat";
   const bool parse_special = argc == 3 && std::string(argv[2]) == "--parse-special";
   if (argc != 2 && !chat && !parse_special) {
