@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -30,6 +32,8 @@
 #include "tokenizer/chat_template.h"
 #include "train/loop.h"
 #include "train/session.h"
+#include "trainers/common/policy_gradient.h"
+#include "trainers/common/policy_loss.h"
 #include "trainers/grpo/grpo_trainer.h"
 
 namespace scorch::trainers {
@@ -149,6 +153,80 @@ TEST(GrpoTrainer, CompletionLogprobsMatchAOneRowForwardOfPromptAndCompletion) {
       const double ent = -(lsm[pos].exp() * lsm[pos]).sum().item<double>();
       EXPECT_NEAR(entropy[static_cast<int64_t>(r)][static_cast<int64_t>(j)].item<double>(), ent, 1e-4);
     }
+  }
+}
+
+// Packed rows (several per forward row, positions restarting, block-diagonal mask) give the padded
+// rows' log-probs, entropies and policy-loss gradients up to fp32 reassociation, with fewer token
+// positions in the forward. Rows of 3, 4, 2, 5, 2 and 7 tokens, first fit longest first into rows
+// of 2 x 7: [7 5 2] [4 3 2] = 2 rows x 14 = 28 positions instead of 6 x 7 = 42.
+TEST(GrpoTrainer, PackedRowsGiveThePaddedRowsLogprobsAndGradients) {
+  auto model = small_model();
+  for (auto& [name, t] : model->named_parameters()) {
+    at::NoGradGuard no_grad;
+    t.normal_(0.0, 0.3, at::make_generator<at::CPUGeneratorImpl>(7));  // outputs far from uniform
+    t.requires_grad_(true);
+  }
+  const std::vector<std::vector<int64_t>> prompts = {{5, 6}, {9}, {4}, {7, 8, 1}, {2}, {3, 3, 4, 5}};
+  const std::vector<std::vector<int64_t>> completions = {{11}, {13, 14, 0}, {6}, {20, 21}, {30}, {40, 41, 42}};
+  std::vector<PolicyRow> rows;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    PolicyRow row;
+    row.prompt = &prompts[r];
+    row.completion = completions[r];
+    row.logprobs.assign(completions[r].size(), -1.0f);
+    row.advantages = {static_cast<float>(r) - 2.5f};
+    rows.push_back(row);
+  }
+  const PolicyBatch padded = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU, /*pack=*/false);
+  const PolicyBatch packed = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU, /*pack=*/true);
+  EXPECT_FALSE(padded.layout.packed);
+  EXPECT_EQ(padded.layout.slots, 42);
+  ASSERT_TRUE(packed.layout.packed);
+  EXPECT_EQ(packed.layout.slots, 28);
+  EXPECT_EQ(packed.layout.input_ids.sizes(), (std::vector<int64_t>{2, 14}));
+  EXPECT_EQ(packed.tokens, 23);
+
+  // Past rows of 2 x 1,024 tokens the dense block-diagonal mask would outweigh the padding: padded.
+  std::vector<int64_t> long_prompt(1000, 5), short_prompt(4, 5);
+  std::vector<PolicyRow> long_rows(3);
+  for (size_t r = 0; r < 3; ++r) {
+    long_rows[r].prompt = r == 0 ? &long_prompt : &short_prompt;
+    long_rows[r].completion = std::vector<int64_t>(r == 0 ? 25 : 3, 7);
+    long_rows[r].logprobs.assign(long_rows[r].completion.size(), -1.0f);
+    long_rows[r].advantages = {1.0f};
+  }
+  EXPECT_FALSE(pack_policy_batch(long_rows, 0, at::kCPU, true).layout.packed);  // 2 x 1025 > 2048
+  long_prompt.resize(990);
+  EXPECT_TRUE(pack_policy_batch(long_rows, 0, at::kCPU, true).layout.packed);   // 2 x 1015 <= 2048
+
+  PolicyLossOptions options;
+  options.entropy_coef = 0.01;  // the entropies' gradient too
+  std::vector<std::vector<at::Tensor>> grads;
+  std::vector<at::Tensor> logps, entropies;
+  for (const PolicyBatch* b : {&padded, &packed}) {
+    for (auto& [name, t] : model->named_parameters()) t.mutable_grad() = at::Tensor();
+    std::map<std::string, double> metrics;
+    policy_gradient_step(*model, *b, 0.7, options, /*denominator=*/23.0, 1, false, metrics);
+    std::vector<at::Tensor> g;
+    for (auto& [name, t] : model->named_parameters()) g.push_back(t.grad().clone());
+    grads.push_back(g);
+    at::NoGradGuard no_grad;
+    auto [logp, entropy] = completion_logprobs(*model, *b, 0.7, true);
+    logps.push_back(logp);
+    entropies.push_back(entropy);
+  }
+  const at::Tensor valid = padded.completion_ids.ge(0);
+  ASSERT_EQ(valid.sum().item<int64_t>(), 11);
+  const double logp_gap = (logps[0] - logps[1]).abs().masked_select(valid).max().item<double>();
+  const double ent_gap = (entropies[0] - entropies[1]).abs().masked_select(valid).max().item<double>();
+  EXPECT_LT(logp_gap, 1e-5) << logp_gap;
+  EXPECT_LT(ent_gap, 1e-5) << ent_gap;
+  EXPECT_GT(logps[0].masked_select(valid).abs().min().item<double>(), 0.1);  // not a trivial case
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    const double scale = grads[0][i].abs().max().item<double>();
+    ASSERT_GT(scale, 0.0) << i;
+    EXPECT_LT((grads[0][i] - grads[1][i]).abs().max().item<double>(), 1e-4 * scale) << i;
   }
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,15 +34,31 @@ struct RowTokens {
   const std::vector<uint8_t>* generated = nullptr;
 };
 
-// Rows padded to one tensor on `device`.
+// What the model's forward runs for R rows, and where each completion token's predicting hidden
+// state sits in its output. Padded: one row each (prompt ‖ completion ‖ pad, causal). Packed: rows
+// share forward rows of up to twice the longest row's length (first fit, longest first), with
+// positions restarting at 0 for each and a block-diagonal causal mask, so the forward does almost
+// no work on padding; the log-probs are the same up to floating-point reassociation. Used when it
+// saves forward rows and the packed rows stay within 2,048 tokens (their mask is a dense T x T).
+struct RowLayout {
+  at::Tensor input_ids;                 // [Q, T] int64
+  at::Tensor positions;                 // [Q, T] int64
+  std::optional<at::Tensor> attention;  // [Q, 1, T, T] bool when packed; nullopt = causal
+  at::Tensor where;                     // [R, C] int64: q·T + t of the hidden state predicting token j of row r
+  int64_t slots = 0;                    // Q·T: the token positions the forward computes
+  bool packed = false;
+};
+
+// Rows padded to one tensor on `device`, and the layout of their forward.
 struct PackedRows {
   at::Tensor input_ids;       // [R, S] int64 prompt ‖ completion ‖ pad
   at::Tensor prompt_lengths;  // [R] int64
   at::Tensor completion_ids;  // [R, C] int64 targets; −100 where not generated and past each completion
   int64_t tokens = 0;         // real (unpadded) tokens of the R rows
+  RowLayout layout;           // packed when packing saves forward rows (and `pack`), else padded
 };
 
-PackedRows pack_rows(const std::vector<RowTokens>& rows, int64_t pad_id, c10::Device device);
+PackedRows pack_rows(const std::vector<RowTokens>& rows, int64_t pad_id, c10::Device device, bool pack = true);
 
 // One micro-batch of policy-gradient rows on the model's device.
 struct PolicyBatch {
@@ -55,6 +72,8 @@ struct PolicyBatch {
   at::Tensor old_logp;         // [B, C] π_old (μ > 1); undefined for μ = 1
   at::Tensor ref_logp;         // [B, C] reference model (β > 0); undefined otherwise
   int64_t units = 0;           // policy_loss_units of this micro-batch
+  RowLayout layout;            // the forward's rows (pack_rows)
+  int64_t tokens = 0;          // real tokens of the B rows
 };
 
 // One row before padding: the prompt, then every token after it. GRPO: the completion, all
@@ -73,7 +92,7 @@ struct PolicyRow {
 // Pads `rows` into one micro-batch on `device`. Targets of tokens that were not generated are
 // −100. Advantages are [B] when every row has one value, else [B, C] (a per-sequence row is
 // broadcast over its tokens). `units` is left 0 for the caller.
-PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device);
+PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device, bool pack = true);
 
 // Log-probs [R, C] of `completion_ids` (−100 = no target, log-prob 0) and, when with_entropy, the
 // entropies [R, C], under `model` at `temperature` (the logits scaled by 1/T as the sampler did),
@@ -83,7 +102,12 @@ std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& m
                                                             const at::Tensor& completion_ids, double temperature,
                                                             bool with_entropy);
 
-// completion_token_logprobs of a policy batch's rows.
+// The same through a row layout (pack_rows): the rows' completion log-probs [R, C] (and entropies).
+std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const RowLayout& layout,
+                                                            const at::Tensor& completion_ids, double temperature,
+                                                            bool with_entropy);
+
+// completion_token_logprobs of a policy batch's rows, through its layout.
 std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const PolicyBatch& batch,
                                                       double temperature, bool with_entropy);
 

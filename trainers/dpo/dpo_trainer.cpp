@@ -50,13 +50,14 @@ PairBatch make_pair_batch(const std::vector<data::PreferenceExample>& examples, 
   b.examples = indices;
   b.pairs = B;
   b.tokens = packed.tokens;
+  b.layout = std::move(packed.layout);
   return b;
 }
 
 at::Tensor pair_sequence_logps(const Transformer& model, const PairBatch& b) {
   // [R, C], 0 at −100 (past each completion).
   const at::Tensor logp =
-      completion_token_logprobs(model, b.input_ids, b.prompt_lengths, b.completion_ids, 1.0, false).first;
+      completion_token_logprobs(model, b.layout, b.completion_ids, 1.0, false).first;
   return logp.sum(1);  // [R] fp32
 }
 

@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/preference_example.h"
 #include "train/loop.h"
+#include "trainers/common/policy_gradient.h"
 #include "train/session.h"
 #include "trainers/dpo/dpo_loss.h"
 #include "trainers/registry.h"
@@ -41,6 +42,7 @@ struct PairBatch {
   std::vector<int64_t> examples;  // dataset index of each pair
   int64_t pairs = 0;
   int64_t tokens = 0;         // real tokens of the 2B rows (prompt counted twice, as computed)
+  RowLayout layout;           // the forward's rows (pack_rows: packed when that saves rows)
 };
 
 PairBatch make_pair_batch(const std::vector<data::PreferenceExample>& examples, const std::vector<int64_t>& indices,
