@@ -6,6 +6,10 @@
 // from token_logprobs' backward kernel and turns it into grad_hidden (one GEMM into its rows) and
 // grad_weight (one GEMM per chunk, summed in fp32). At most one chunk of logits and one of their
 // gradient exist at a time: 2 x chunk x V values instead of the eager path's several N x V.
+// A frozen weight (LoRA, a reference model under grad) takes another route: the forward also
+// computes E = softmax(logits / T) @ weight per row (one more GEMM while the chunk is at hand), and
+// the backward is grad_logp · (weight[target] − E) / T: two GEMMs in all, as eager's forward and
+// grad_hidden, instead of four. The entropy's gradient, when asked for, uses the recomputing path.
 // With a soft cap c > 0 the logits are c tanh(z / c) (Gemma 2's final_logit_softcapping), in fp32,
 // before the temperature; d/dz = 1 - tanh^2.
 #include "kernels/ops_impl.h"
@@ -69,11 +73,13 @@ void check_lm_head_logprobs_inputs(const at::Tensor& hidden, const at::Tensor& w
   TORCH_CHECK(std::isfinite(softcap) && softcap >= 0.0, op, "logit_softcap must be >= 0 (0 = none), got ", softcap);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at::Tensor& hidden,
-                                                                        const at::Tensor& weight,
-                                                                        const at::Tensor& targets, double temperature,
-                                                                        bool with_entropy, int64_t chunk,
-                                                                        double softcap) {
+namespace {
+
+// The chunked forward; with `expectation` also E = softmax(logits / T) @ weight per row.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_chunks(const at::Tensor& hidden, const at::Tensor& weight,
+                                                              const at::Tensor& targets, double temperature,
+                                                              bool with_entropy, int64_t chunk, double softcap,
+                                                              at::Tensor* expectation) {
   check_lm_head_logprobs_inputs(hidden, weight, targets, temperature, chunk, softcap);
   const int64_t rows = hidden.size(0), vocab = weight.size(0);
   const int64_t step = lm_head_chunk_rows(chunk, vocab);
@@ -81,6 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at
   at::Tensor logp = at::empty({rows}, f32);
   at::Tensor entropy = with_entropy ? at::empty({rows}, f32) : at::empty({0}, f32);
   at::Tensor lse = at::empty({rows}, f32);
+  if (expectation) *expectation = at::empty({rows, hidden.size(1)}, hidden.options());
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
     const at::Tensor z = chunk_logits(hidden.slice(0, r0, r1), weight, softcap);
@@ -88,8 +95,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at
     logp.slice(0, r0, r1).copy_(lp);
     lse.slice(0, r0, r1).copy_(chunk_lse);
     if (with_entropy) entropy.slice(0, r0, r1).copy_(ent);
+    if (expectation) {
+      // softmax(z / T) from the chunk's log-sum-exp, in z's fp32 copy, then one GEMM.
+      const at::Tensor p = z.to(at::kFloat).div_(temperature).sub_(chunk_lse.unsqueeze(1)).exp_();
+      at::Tensor rows_out = expectation->slice(0, r0, r1);
+      at::mm_out(rows_out, p.to(hidden.scalar_type()), weight);
+    }
   }
   return {logp, entropy, lse};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at::Tensor& hidden,
+                                                                        const at::Tensor& weight,
+                                                                        const at::Tensor& targets, double temperature,
+                                                                        bool with_entropy, int64_t chunk,
+                                                                        double softcap) {
+  return forward_chunks(hidden, weight, targets, temperature, with_entropy, chunk, softcap, nullptr);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward_expectation(
+    const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets, double temperature,
+    bool with_entropy, int64_t chunk) {
+  at::Tensor expectation;
+  auto [logp, entropy, lse] = forward_chunks(hidden, weight, targets, temperature, with_entropy, chunk, 0.0, &expectation);
+  return {logp, entropy, lse, expectation};
+}
+
+at::Tensor lm_head_logprobs_frozen_grad_hidden(const at::Tensor& grad_logp, const at::Tensor& weight,
+                                               const at::Tensor& targets, const at::Tensor& expectation,
+                                               double temperature) {
+  const at::Tensor valid = targets.ge(0);
+  const at::Tensor rows = weight.index_select(0, targets.clamp_min(0));  // [N, H]
+  const at::Tensor scale = grad_logp.to(at::kFloat).mul(valid).div(temperature).unsqueeze(1);  // [N, 1]
+  return rows.to(at::kFloat).sub(expectation.to(at::kFloat)).mul_(scale).to(expectation.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backward(const at::Tensor& grad_logp,

@@ -43,6 +43,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at
                                                                         const at::Tensor& targets, double temperature,
                                                                         bool with_entropy, int64_t chunk,
                                                                         double softcap);
+// The same, also returning E [N, H] = softmax(logits / T) @ weight per row (in hidden's dtype), for a
+// frozen weight: then d logp / d hidden = (weight[target] − E) / T needs no second pass over the
+// vocabulary (lm_head_logprobs_frozen_grad_hidden). No soft cap (its derivative varies per logit).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward_expectation(
+    const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets, double temperature,
+    bool with_entropy, int64_t chunk);
+// grad_hidden [N, H] = grad_logp · (weight[target] − E) / T, 0 where the target is −100.
+at::Tensor lm_head_logprobs_frozen_grad_hidden(const at::Tensor& grad_logp, const at::Tensor& weight,
+                                               const at::Tensor& targets, const at::Tensor& expectation,
+                                               double temperature);
 // Backward: (grad_hidden [N, H], grad_weight [V, H]) in the inputs' dtype, each undefined unless
 // asked for; grad_logp / grad_entropy may be undefined (that output did not reach the loss).
 std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backward(const at::Tensor& grad_logp,

@@ -21,6 +21,7 @@
 
 #include <cmath>
 #include <initializer_list>
+#include <tuple>
 #include <optional>
 #include <utility>
 
@@ -360,16 +361,25 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs_autograd(const at::Tensor& log
 }
 
 // Saves hidden and weight (references), the targets, the [N] lse and the [N] entropy; the backward
-// recomputes the logits chunk by chunk.
+// recomputes the logits chunk by chunk, except for a frozen weight, where the forward's E [N, H]
+// is saved instead (lm_head_logprobs.cpp).
 class LmHeadLogprobsFunction : public torch::autograd::Function<LmHeadLogprobsFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                                const at::Tensor& targets, double temperature, bool with_entropy, int64_t chunk,
                                double softcap) {
+    // A frozen weight (no gradient wanted) with hidden's gradient wanted: E saved in the forward
+    // (lm_head_logprobs.cpp), so the backward needs no pass over the vocabulary.
+    const bool frozen = hidden.requires_grad() && !weight.requires_grad() && softcap == 0.0;
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [logp, entropy, lse] =
-        lm_head_logprobs_forward(hidden, weight, targets, temperature, with_entropy, chunk, softcap);
-    ctx->save_for_backward({hidden, weight, targets, lse, entropy});
+    at::Tensor logp, entropy, lse, expectation;
+    if (frozen) {
+      std::tie(logp, entropy, lse, expectation) =
+          lm_head_logprobs_forward_expectation(hidden, weight, targets, temperature, with_entropy, chunk);
+    } else {
+      std::tie(logp, entropy, lse) = lm_head_logprobs_forward(hidden, weight, targets, temperature, with_entropy, chunk, softcap);
+    }
+    ctx->save_for_backward({hidden, weight, targets, lse, entropy, expectation});
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["softcap"] = softcap;
@@ -382,6 +392,11 @@ class LmHeadLogprobsFunction : public torch::autograd::Function<LmHeadLogprobsFu
     at::Tensor grad_logp = grads[0];
     at::Tensor grad_entropy = grads.size() > 1 && grads[1].defined() && grads[1].numel() > 0 ? grads[1] : at::Tensor();
     const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
+    if (saved[5].defined() && need_hidden && !need_weight && !grad_entropy.defined() && grad_logp.defined()) {
+      const at::Tensor grad_hidden = lm_head_logprobs_frozen_grad_hidden(grad_logp, saved[1], saved[2], saved[5],
+                                                                         ctx->saved_data["temperature"].toDouble());
+      return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     auto [grad_hidden, grad_weight] = lm_head_logprobs_backward(
         grad_logp, grad_entropy, saved[0], saved[1], saved[2], saved[3], saved[4],
         ctx->saved_data["temperature"].toDouble(), ctx->saved_data["chunk"].toInt(),

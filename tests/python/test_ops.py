@@ -95,6 +95,33 @@ def test_lm_head_logprobs_forward_and_backward_match_float64_log_softmax(n, h, v
     torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-4, atol=1e-5)
 
 
+# A frozen weight (LoRA's base, no gradient wanted): the forward saves E = softmax @ W and the
+# backward is g (W[target] - E) / T. Checked against float64 autograd, with -100 targets, with the
+# entropy's gradient too (that takes the recomputing path), in fp32 and bf16.
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("entropy_grad", [False, True])
+def test_lm_head_logprobs_frozen_weight_gradient_matches_float64(dtype, tol, temperature, entropy_grad):
+    torch.manual_seed(5)
+    n, h, v = 23, 16, 301
+    hidden = torch.randn(n, h).to(dtype)
+    weight = (torch.randn(v, h) * 0.7).to(dtype)
+    targets = torch.randint(0, v, (n,))
+    targets[2::5] = -100
+    x = hidden.clone().requires_grad_()
+    logp, entropy = ops.lm_head_logprobs(x, weight, targets, temperature, True, 7, 0.0)
+    gl, ge = torch.randn(n), torch.randn(n)
+    loss = (logp * gl).sum() + ((entropy * ge).sum() if entropy_grad else 0.0)
+    loss.backward()
+    x64 = hidden.double().requires_grad_()
+    ref_logp, ref_entropy = _lm_head_reference(x64, weight.double(), targets, temperature, 0.0)
+    ((ref_logp * gl.double()).sum() + ((ref_entropy * ge.double()).sum() if entropy_grad else 0.0)).backward()
+    torch.testing.assert_close(logp.double(), ref_logp.detach(), rtol=tol, atol=tol)
+    rel = (x.grad.double() - x64.grad).norm() / x64.grad.norm()
+    assert rel < tol, rel
+    assert x.grad[2::5].abs().max() > 0 if entropy_grad else x.grad[2::5].abs().max() == 0
+
+
 def test_lm_head_logprobs_tied_weights_sum_both_gradients():
     # Tied embeddings: the LM head is the embedding table, so the weight gets the embedding's and the
     # head's gradients together.

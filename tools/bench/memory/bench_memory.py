@@ -6,7 +6,8 @@
   fused           torch.ops.scorch.lm_head_logprobs(h, W, targets)            (never holds [N, V] logits)
 
 at Qwen2.5-0.5B's LM-head shape (H 896, V 151,936) and Llama 3's (H 2048, V 128,256), the loss being
--sum(logp), backward to h and W (both require grad).
+-sum(logp), backward to h and W (both require grad; with --frozen-weight W requires none, as LoRA's
+frozen base, and the fused op saves E = softmax @ W in the forward instead of recomputing).
 
 Peak extra memory = the most memory held during the step beyond the inputs (h, W, targets): it
 includes the gradients of h and W, which every method must produce (W's alone is V x H x 4 bytes in
@@ -66,6 +67,8 @@ def parse_args():
     p.add_argument("--lora", action="store_true",
                    help="whole model with LoRA r=16 (base frozen): the peak is weights + activations, not AdamW state")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--frozen-weight", action="store_true",
+                   help="LM-head table: the weight needs no gradient (LoRA's frozen base): only grad_hidden")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -86,10 +89,10 @@ def step_fn(method, h, w, t, chunk):
     return step
 
 
-def inputs(n, hdim, v, dtype, device):
+def inputs(n, hdim, v, dtype, device, frozen=False):
     g = torch.Generator().manual_seed(0)
     h = (torch.randn(n, hdim, generator=g) * 0.5).to(dtype).to(device).requires_grad_()
-    w = (torch.randn(v, hdim, generator=g) * 0.05).to(dtype).to(device).requires_grad_()
+    w = (torch.randn(v, hdim, generator=g) * 0.05).to(dtype).to(device).requires_grad_(not frozen)
     t = torch.randint(0, v, (n,), generator=g).to(device)
     return h, w, t
 
@@ -111,8 +114,8 @@ def child(spec):
     dtype = getattr(torch, a["dtype"])
     # Warm the libraries (BLAS, the op registrations) on a tiny case so that their one-off memory is
     # not counted.
-    step_fn(a["method"], *inputs(8, a["h"], 97, dtype, "cpu"), a["chunk"])()
-    h, w, t = inputs(a["n"], a["h"], a["v"], dtype, "cpu")
+    step_fn(a["method"], *inputs(8, a["h"], 97, dtype, "cpu", a.get("frozen", False)), a["chunk"])()
+    h, w, t = inputs(a["n"], a["h"], a["v"], dtype, "cpu", a.get("frozen", False))
     step = step_fn(a["method"], h, w, t, a["chunk"])
     times = []
     peak = 0
@@ -143,7 +146,8 @@ def estimated_peak(method, n, hdim, v, esize):
 
 def run_cpu_case(args, method, n, hdim, v):
     spec = json.dumps({"lib": args.lib, "method": method, "n": n, "h": hdim, "v": v, "dtype": args.dtype,
-                       "chunk": args.chunk, "iters": args.iters, "threads": args.threads})
+                       "chunk": args.chunk, "iters": args.iters, "threads": args.threads,
+                       "frozen": args.frozen_weight})
     r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec], capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:]}
@@ -152,7 +156,7 @@ def run_cpu_case(args, method, n, hdim, v):
 
 def run_cuda_case(args, method, n, hdim, v):
     dtype = getattr(torch, args.dtype)
-    h, w, t = inputs(n, hdim, v, dtype, "cuda")
+    h, w, t = inputs(n, hdim, v, dtype, "cuda", args.frozen_weight)
     step = step_fn(method, h, w, t, args.chunk)
     try:
         step()
@@ -186,7 +190,8 @@ def gib(b):
 
 
 def lm_head_table(args):
-    print(f"## LM head: one loss + backward ({args.device}, {args.dtype}, "
+    print(f"## LM head: one loss + backward{' to hidden only (frozen weight)' if args.frozen_weight else ''} "
+          f"({args.device}, {args.dtype}, "
           f"{torch.get_num_threads() if args.device == 'cpu' else 1} thread(s){'' if args.device == 'cpu' else ' / GPU'})\n")
     print("| H | V | tokens | fp32 logits | method | peak extra memory | / fp32 logits | time | / eager |")
     print("|---|---|---|---|---|---|---|---|---|")
