@@ -264,9 +264,15 @@ TEST(GrpoTrainer, LearnsAToyRewardWithAFrozenReferenceAndFiniteMetrics) {
   for (const char* key : {"reward", "reward_std", "frac_reward_zero_std", "kl", "entropy", "clip_ratio/region_mean",
                           "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length",
                           "completions/clipped_ratio", "advantages/std", "rollout/logprob_diff_mean",
-                          "rewards/test_first_byte_low/mean", "time/generation", "time/training"}) {
+                          "rewards/test_first_byte_low/mean", "time/generation", "time/training",
+                          "forward/padding", "forward/padding_unpacked"}) {
     ASSERT_TRUE(lines.back().contains(key)) << key;
     EXPECT_TRUE(std::isfinite(lines.back()[key].get<double>())) << key;
+  }
+  // Packing never adds padding: at most what padded rows would have had.
+  for (const auto& line : lines) {
+    EXPECT_GE(line["forward/padding"].get<double>(), 0.0);
+    EXPECT_LE(line["forward/padding"].get<double>(), line["forward/padding_unpacked"].get<double>() + 1e-12);
   }
   // The policy's own log-probs of its rollout tokens agree with the sampler's (same weights, fp32).
   EXPECT_LT(lines.front()["rollout/logprob_diff_max"].get<double>(), 1e-3);

@@ -194,6 +194,18 @@ PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id
   return b;
 }
 
+void add_padding_metrics(const std::vector<PolicyBatch>& batches, std::map<std::string, double>& m) {
+  double tokens = 0, slots = 0, padded = 0;
+  for (const PolicyBatch& b : batches) {
+    tokens += static_cast<double>(b.tokens);
+    slots += static_cast<double>(b.layout.slots);
+    padded += static_cast<double>(b.input_ids.numel());
+  }
+  if (slots <= 0 || padded <= 0) return;
+  m["forward/padding"] = 1.0 - tokens / slots;
+  m["forward/padding_unpacked"] = 1.0 - tokens / padded;
+}
+
 std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const at::Tensor& input_ids,
                                                             const at::Tensor& prompt_lengths,
                                                             const at::Tensor& completion_ids, double temperature,

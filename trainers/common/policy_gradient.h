@@ -94,6 +94,10 @@ struct PolicyRow {
 // broadcast over its tokens). `units` is left 0 for the caller.
 PolicyBatch pack_policy_batch(const std::vector<PolicyRow>& rows, int64_t pad_id, c10::Device device, bool pack = true);
 
+// "forward/padding": the share of the token positions the batches' forwards compute that are
+// padding (after packing); "forward/padding_unpacked": the same had the rows been padded.
+void add_padding_metrics(const std::vector<PolicyBatch>& batches, std::map<std::string, double>& metrics);
+
 // Log-probs [R, C] of `completion_ids` (−100 = no target, log-prob 0) and, when with_entropy, the
 // entropies [R, C], under `model` at `temperature` (the logits scaled by 1/T as the sampler did),
 // for rows `input_ids` [R, S] whose completions start at `prompt_lengths` [R].

@@ -127,6 +127,7 @@ void GrpoTask::generate_batch(int64_t step, StepMetrics& m) {
 
   // 5. Metrics (TRL's names where TRL has them).
   for (const auto& [k, v] : scored.metrics) m[k] = v;
+  add_padding_metrics(batches_, m);
   m["reward_std"] = group_std.to(at::kDouble).nanmean().item<double>();
   m["frac_reward_zero_std"] = zero_std.to(at::kDouble).mean().item<double>();
   CompletionLengths lengths;

@@ -190,6 +190,7 @@ std::vector<int64_t> ScoreTask::prepare_step(int64_t step, StepMetrics& m) {
   }
 
   // 5. Metrics: rewards per turn, the rollouts' self-correction outcomes, collapse detector.
+  add_padding_metrics(batches_, m);
   const at::Tensor r1 = turn_rewards[0], r2 = turn_rewards[1];
   m["score/stage"] = stage;
   m["reward"] = r2.mean().item<double>();
