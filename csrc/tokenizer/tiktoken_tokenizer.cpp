@@ -107,9 +107,10 @@ class TiktokenTokenizer final : public Tokenizer {
 
   // The rank file as a byte-level BPE tokenizer.json, as transformers' TikTokenConverter writes one:
   // vocab = each rank's bytes through GPT-2's byte-to-character table, id = rank; merges = every
-  // split of each token into two tokens, in the order of the rank they make; ignore_merges (a piece that is a whole token is that token, tiktoken's rule); the pattern as a
-  // Split pre-tokenizer; the special and added tokens as added_tokens; BOS added as the tokenizer
-  // adds it. scorch and `tokenizers` load it to the same ids as this tokenizer (tested).
+  // split of each token into two tokens, in the order of the rank they make; ignore_merges (a piece
+  // that is a whole token is that token, tiktoken's rule); the pattern as a Split pre-tokenizer; the
+  // special and added tokens as added_tokens; BOS added as the tokenizer adds it. scorch and
+  // `tokenizers` load it to the same ids as this tokenizer (tested).
   std::map<std::string, std::string> hf_export_files() const override {
     std::map<std::string, std::string> files;
     files["tokenizer.json"] = hf_tokenizer_json();

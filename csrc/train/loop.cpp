@@ -248,10 +248,11 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, Transformer
     result.export_dir = run_dir.path + "/export";
     ExportOptions export_options;
     export_options.tokenizer_source = options.tokenizer_dir;
-    export_options.tokenizer_files = options.tokenizer_files;
+    // Built only here: converting a tiktoken rank file to tokenizer.json takes a second.
+    if (options.tokenizer) export_options.tokenizer_files = options.tokenizer->hf_export_files();
     if (model.has_lora()) {
       save_peft_adapter(model, config.lora, result.export_dir, config.model.path, options.tokenizer_dir,
-                        options.tokenizer_files);
+                        export_options.tokenizer_files);
       log::info("exported the LoRA adapter (PEFT format) to ", result.export_dir,
                 "; `scorch export --model ", result.export_dir, " --merge --out DIR` writes the merged model");
     } else {
@@ -293,7 +294,7 @@ LoopResult run_training(const Config& config, const RunDir& run_dir, ModelSessio
   LoopOptions options;
   options.resume_from = resume_from;
   options.tokenizer_dir = session.tokenizer_path;
-  options.tokenizer_files = session.tokenizer->hf_export_files();
+  options.tokenizer = session.tokenizer.get();
   options.group = dist::current();
   LoopResult result = run_training(config, run_dir, *session.model, task, options);
   if (result.last_metrics.count("eval_accuracy")) {

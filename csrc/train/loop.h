@@ -30,6 +30,7 @@ namespace scorch {
 
 struct Config;
 struct RunDir;
+class Tokenizer;
 class Transformer;
 class Reducer;
 struct ModelSession;
@@ -85,7 +86,7 @@ class DatasetTask : public TrainTask {
 struct LoopOptions {
   std::string resume_from;   // "" = the run dir's latest checkpoint if any
   std::string tokenizer_dir; // copied into the export (tokenizer files), may be ""
-  std::map<std::string, std::string> tokenizer_files;  // ExportOptions::tokenizer_files
+  const Tokenizer* tokenizer = nullptr;  // its hf_export_files() go into the export; may be null
   int rank = 0;
   Reducer* reducer = nullptr;  // all-reduce of the step's units; nullptr = `group`'s, or single process
   // Data parallelism (dist/data_parallel.h): parameters broadcast from rank 0 at the start,

@@ -18,15 +18,14 @@ namespace {
 constexpr int64_t kMaxPackedRow = 2048;
 
 // The layout of rows with real lengths `lengths` and prompt lengths `prompts`, completions up to C
-// tokens, from the flat ids `ids` [R, S] (host).
-RowLayout make_layout(const std::vector<int64_t>& ids, int64_t S, const std::vector<int64_t>& lengths,
-                      const std::vector<int64_t>& prompts, int64_t C, int64_t pad_id, c10::Device device, bool pack) {
-  const int64_t R = static_cast<int64_t>(lengths.size());
+// tokens: `padded` [R, S] (on the device) as it is, or packed from the flat host copy `ids`.
+RowLayout make_layout(const std::vector<int64_t>& ids, const at::Tensor& padded, const std::vector<int64_t>& lengths,
+                      const std::vector<int64_t>& prompts, int64_t C, int64_t pad_id, bool pack) {
+  const int64_t R = padded.size(0), S = padded.size(1);
   std::vector<std::vector<int64_t>> plan;
   // The block-diagonal mask is a dense [Q, 1, T, T] (additive in the forward): past rows of 2,048
   // tokens it would cost more memory than the padding it saves, and long rows are attention-bound.
-  if (pack && 2 * S > kMaxPackedRow) pack = false;
-  if (pack) {
+  if (pack && 2 * S <= kMaxPackedRow) {
     // First fit, longest first, into rows of twice the longest row's length (the order of the rows
     // in the forward does not matter: `where` maps them back). Measured by tools/bench/grpo
     // bench_pack on the quickstart shape: rows of 1x the longest leave 21% padding (1.24x faster
@@ -36,7 +35,6 @@ RowLayout make_layout(const std::vector<int64_t>& ids, int64_t S, const std::vec
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
       return lengths[static_cast<size_t>(a)] > lengths[static_cast<size_t>(b)];
     });
-    const int64_t row_length = 2 * S;
     std::vector<int64_t> room;
     for (int64_t r : order) {
       const int64_t len = lengths[static_cast<size_t>(r)];
@@ -44,40 +42,35 @@ RowLayout make_layout(const std::vector<int64_t>& ids, int64_t S, const std::vec
       while (q < room.size() && room[q] < len) ++q;
       if (q == room.size()) {
         plan.emplace_back();
-        room.push_back(row_length);
+        room.push_back(2 * S);
       }
       plan[q].push_back(r);
       room[q] -= len;
     }
   }
   RowLayout out;
-  out.packed = pack && static_cast<int64_t>(plan.size()) < R;
+  out.packed = !plan.empty() && static_cast<int64_t>(plan.size()) < R;
   if (!out.packed) {
     plan.clear();
     for (int64_t r = 0; r < R; ++r) plan.push_back({r});
   }
   const int64_t Q = static_cast<int64_t>(plan.size());
-  int64_t T = 1;
-  for (const auto& row : plan) {
-    int64_t used = 0;
-    for (int64_t r : row) used += lengths[static_cast<size_t>(r)];
-    T = std::max(T, used);
+  int64_t T = S;
+  if (out.packed) {
+    T = 1;
+    for (const auto& row : plan) {
+      int64_t used = 0;
+      for (int64_t r : row) used += lengths[static_cast<size_t>(r)];
+      T = std::max(T, used);
+    }
   }
-  if (!out.packed) T = S;
-  std::vector<int64_t> qids(static_cast<size_t>(Q * T), pad_id), pos(static_cast<size_t>(Q * T), 0),
-      seg(static_cast<size_t>(Q * T), -1), where(static_cast<size_t>(R * C), 0);
+  // Completion token j of row r is predicted by the hidden state at P − 1 + j of its row; past the
+  // row's tokens (no target there) the row's last one stands in.
+  std::vector<int64_t> where(static_cast<size_t>(R * C), 0);
   for (int64_t q = 0; q < Q; ++q) {
     int64_t offset = 0;
     for (int64_t r : plan[static_cast<size_t>(q)]) {
       const int64_t len = lengths[static_cast<size_t>(r)], P = prompts[static_cast<size_t>(r)];
-      for (int64_t t = 0; t < len; ++t) {
-        const size_t at = static_cast<size_t>(q * T + offset + t);
-        qids[at] = ids[static_cast<size_t>(r * S + t)];
-        pos[at] = t;
-        seg[at] = r;
-      }
-      // Completion token j is predicted by the hidden state at P − 1 + j; past the row's tokens
-      // (no target there) the row's last one stands in.
       for (int64_t j = 0; j < C; ++j) {
         const int64_t t = std::min(std::max<int64_t>(P - 1 + j, 0), std::max<int64_t>(len - 1, 0));
         where[static_cast<size_t>(r * C + j)] = q * T + offset + t;
@@ -85,23 +78,36 @@ RowLayout make_layout(const std::vector<int64_t>& ids, int64_t S, const std::vec
       offset += len;
     }
   }
-  if (!out.packed) {
-    for (int64_t q = 0; q < Q; ++q) {
-      for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(q * T + t)] = t;  // pads too, as before
-    }
-  }
+  const c10::Device device = padded.device();
   const auto lng = at::TensorOptions().dtype(at::kLong);
-  out.input_ids = at::from_blob(qids.data(), {Q, T}, lng).clone().to(device);
-  out.positions = at::from_blob(pos.data(), {Q, T}, lng).clone().to(device);
   out.where = at::from_blob(where.data(), {R, C}, lng).clone().to(device);
   out.slots = Q * T;
-  if (out.packed) {
-    // Block-diagonal causal: token i sees j iff same row of the batch and j <= i.
-    const at::Tensor s = at::from_blob(seg.data(), {Q, T}, lng).clone().to(device);
-    const at::Tensor same = s.unsqueeze(2).eq(s.unsqueeze(1)) & s.unsqueeze(2).ge(0);
-    const at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(device)).tril();
-    out.attention = (same & causal.unsqueeze(0)).unsqueeze(1);
+  if (!out.packed) {
+    out.input_ids = padded;
+    out.positions = at::arange(S, lng.device(device)).unsqueeze(0).expand({R, S});
+    return out;
   }
+  std::vector<int64_t> qids(static_cast<size_t>(Q * T), pad_id), pos(static_cast<size_t>(Q * T), 0),
+      seg(static_cast<size_t>(Q * T), -1);
+  for (int64_t q = 0; q < Q; ++q) {
+    int64_t offset = 0;
+    for (int64_t r : plan[static_cast<size_t>(q)]) {
+      for (int64_t t = 0; t < lengths[static_cast<size_t>(r)]; ++t) {
+        const size_t at = static_cast<size_t>(q * T + offset + t);
+        qids[at] = ids[static_cast<size_t>(r * S + t)];
+        pos[at] = t;
+        seg[at] = r;
+      }
+      offset += lengths[static_cast<size_t>(r)];
+    }
+  }
+  out.input_ids = at::from_blob(qids.data(), {Q, T}, lng).clone().to(device);
+  out.positions = at::from_blob(pos.data(), {Q, T}, lng).clone().to(device);
+  // Block-diagonal causal: token i sees j iff same row of the batch and j <= i.
+  const at::Tensor s = at::from_blob(seg.data(), {Q, T}, lng).clone().to(device);
+  const at::Tensor same = s.unsqueeze(2).eq(s.unsqueeze(1)) & s.unsqueeze(2).ge(0);
+  const at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(device)).tril();
+  out.attention = (same & causal.unsqueeze(0)).unsqueeze(1);
   return out;
 }
 
@@ -138,7 +144,7 @@ PackedRows pack_rows(const std::vector<RowTokens>& rows, int64_t pad_id, c10::De
   out.input_ids = at::from_blob(ids.data(), {R, S}, lng).clone().to(device);
   out.prompt_lengths = at::from_blob(plen.data(), {R}, lng).clone().to(device);
   out.completion_ids = at::from_blob(cids.data(), {R, C}, lng).clone().to(device);
-  out.layout = make_layout(ids, S, lengths, plen, C, pad_id, device, pack);
+  out.layout = make_layout(ids, out.input_ids, lengths, plen, C, pad_id, pack);
   return out;
 }
 
