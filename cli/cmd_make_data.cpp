@@ -1,4 +1,5 @@
-// `scorch make-data --task arith --n N --seed S --out FILE.jsonl [difficulty flags] [--with-correction K]`
+// `scorch make-data --task arith --n N --seed S --out FILE.jsonl [difficulty flags] [--with-correction K]
+//   [--with-verification K]`
 // Draws the quickstart's synthetic arithmetic tasks (csrc/data/arith_task.h) as JSONL, so anyone
 // can make a fresh held-out set with another seed.
 #include <CLI/CLI.hpp>
@@ -42,8 +43,18 @@ void register_make_data(CLI::App& app) {
                   "Percent of two-attempt self-correction examples ({\"messages\": ...})")->capture_default_str();
   cmd->add_option("--correction-first-right", args->arith.correction_first_right,
                   "Percent of those whose first attempt is right (kept unchanged); default: 25");
+  cmd->add_option("--correction-instruction", args->arith.correction_instruction,
+                  "The user turn before the second attempt (default: score.correction_instruction's default)");
+  cmd->add_option("--with-verification", args->arith.verification_percent,
+                  "Percent of verification examples (a worked solution, half of them one step off, then Yes or No)")
+      ->capture_default_str();
+  cmd->add_option("--verification-question", args->arith.verification_question,
+                  "The question before Yes / No (the default is the self_verify reward's)")
+      ->capture_default_str();
   cmd->footer("Lines: {\"prompt\",\"completion\",\"answer\"}; with --with-correction K, K% are "
-              "{\"messages\":[user, assistant (first attempt), user (correction instruction), assistant], \"answer\"}.");
+              "{\"messages\":[user, assistant (first attempt), user (correction instruction), assistant], \"answer\"}; "
+              "with --with-verification K, K% are {\"messages\":[user, assistant (a solution, not trained on), "
+              "user (verification question), assistant (Yes or No)], \"answer\"}.");
   cmd->callback([args] { run_make_data(*args); });
 }
 

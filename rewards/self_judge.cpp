@@ -5,7 +5,8 @@
 //   user: question] through its chat template and the reward is p(Yes) / (p(Yes) + p(No)) of the
 //   next token, from one batched forward pass (no sampling, no parsing). p(Yes) sums the
 //   probabilities of every `yes_tokens` entry that is a single token (same for No).
-//   Params: question ("Is this solution correct? Answer Yes or No."), yes_tokens (["Yes", " Yes"]),
+//   Params: question ("Is this solution correct? Answer Yes or No.", data::kVerificationQuestion:
+//   the question `make-data --with-verification` examples ask), yes_tokens (["Yes", " Yes"]),
 //   no_tokens (["No", " No"]), judge ("policy" | "frozen": which model a trainer passes).
 //   NaN when the judge puts no mass on Yes or No (counted as `no_mass`).
 //   Diagnostics: yes_no_mass (mean p(Yes) + p(No): low means the judge ignores the question).
@@ -22,6 +23,7 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "data/arith_task.h"
 #include "rewards/builtin.h"
 #include "rewards/judge.h"
 
@@ -69,7 +71,7 @@ std::vector<int64_t> resolve_tokens(Params& p, Judge& judge, const std::string& 
 class SelfVerify : public Reward {
  public:
   SelfVerify(Params& p, const RewardContext& ctx) {
-    question_ = p.text("question", "Is this solution correct? Answer Yes or No.", {}, "the verification question");
+    question_ = p.text("question", data::kVerificationQuestion, {}, "the verification question");
     const auto yes = p.texts("yes_tokens", {"Yes", " Yes"}, "tokens whose probabilities make p(Yes)");
     const auto no = p.texts("no_tokens", {"No", " No"}, "tokens whose probabilities make p(No)");
     p.text("judge", "policy", {"policy", "frozen"}, "which model judges during training");

@@ -13,6 +13,8 @@ const char* const kCorrectionInstruction =
     "There might be an error in the solution above because of lack of understanding of the "
     "question. Please correct the error, if any, and rewrite the solution.";
 
+const char* const kVerificationQuestion = "Is this solution correct? Answer Yes or No.";
+
 namespace {
 
 // Uniform integer in [lo, hi] from raw engine output: the standard distributions are
@@ -26,6 +28,10 @@ int64_t apply(char op, int64_t a, int64_t b) { return op == '+' ? a + b : a - b;
 
 std::string boxed_answer(int64_t value) {
   return "The answer is \\boxed{" + std::to_string(value) + "}.";
+}
+
+bool is_blank(const std::string& text) {
+  return text.find_first_not_of(" \t\r\n") == std::string::npos;
 }
 
 }  // namespace
@@ -53,6 +59,19 @@ void validate(const ArithOptions& o) {
   if (o.correction_first_right != -1 && (o.correction_first_right < 0 || o.correction_first_right > 100))
     throw UserError("--correction-first-right must be a percentage in [0, 100] (got " +
                     std::to_string(o.correction_first_right) + ")");
+  if (o.verification_percent < 0 || o.verification_percent > 100)
+    throw UserError("--with-verification must be a percentage in [0, 100] (got " +
+                    std::to_string(o.verification_percent) + ")");
+  if (o.correction_percent + o.verification_percent > 100)
+    throw UserError("--with-correction (" + std::to_string(o.correction_percent) + ") + --with-verification (" +
+                    std::to_string(o.verification_percent) +
+                    ") must be <= 100: both are shares of the same examples; lower one of them");
+  if (is_blank(o.correction_instruction))
+    throw UserError("--correction-instruction is empty: give the text of the user turn before the second attempt, "
+                    "or leave the flag out for the default instruction");
+  if (is_blank(o.verification_question))
+    throw UserError("--verification-question is empty: give the question the verification examples ask, "
+                    "or leave the flag out for the default question");
 }
 
 ArithProblem make_arith_problem(std::mt19937_64& rng, const ArithOptions& o) {
@@ -88,38 +107,56 @@ std::string arith_solution(const ArithProblem& p, int64_t error_step, int64_t er
   return out.str();
 }
 
+namespace {
+
+// A wrong worked solution: a carry-like slip (units or tens off by one) in one step, carried
+// through to the answer, so the answer is off by the slip too.
+std::string slipped_solution(std::mt19937_64& rng, const ArithProblem& p) {
+  const int64_t step = uniform(rng, 0, static_cast<int64_t>(p.ops.size()) - 1);
+  static const int64_t kDeltas[] = {1, -1, 10, -10};
+  int64_t delta = kDeltas[uniform(rng, 0, 3)];
+  // A negative slip could push a later running value below zero; the positive one never does.
+  int64_t running = p.operands[0];  // the correct running value
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    running = apply(p.ops[i], running, p.operands[i + 1]);
+    if (static_cast<int64_t>(i) >= step && running + delta < 0) delta = -delta;
+  }
+  return arith_solution(p, step, delta);
+}
+
+nlohmann::ordered_json conversation(const std::string& prompt, const std::string& shown, bool train_shown,
+                                    const std::string& question, const std::string& reply, const std::string& answer) {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  messages.push_back({{"role", "user"}, {"content", prompt}});
+  messages.push_back({{"role", "assistant"}, {"content", shown}, {"train", train_shown}});
+  messages.push_back({{"role", "user"}, {"content", question}});
+  messages.push_back({{"role", "assistant"}, {"content", reply}});
+  return {{"messages", messages}, {"answer", answer}};
+}
+
+}  // namespace
+
 nlohmann::ordered_json make_arith_example(uint64_t seed, int64_t index, const ArithOptions& o) {
   std::mt19937_64 rng = rng::engine(seed, {rng::kTagGenerator, static_cast<uint64_t>(index)});
   const ArithProblem p = make_arith_problem(rng, o);
   const std::string answer = std::to_string(p.answer);
-  const bool two_attempts = uniform(rng, 0, 99) < o.correction_percent;
-  if (!two_attempts) {
-    return {{"prompt", p.prompt()}, {"completion", arith_solution(p)}, {"answer", answer}};
-  }
   const std::string correct = arith_solution(p);
-  std::string first = correct;
-  const bool first_is_wrong = o.correction_first_right < 0
-                                  ? uniform(rng, 0, 3) != 0  // default: 3 in 4 first attempts are wrong
-                                  : uniform(rng, 0, 99) >= o.correction_first_right;
-  if (first_is_wrong) {
-    // A carry-like slip (units or tens off by one) in one step, carried through to the answer.
-    const int64_t step = uniform(rng, 0, static_cast<int64_t>(p.ops.size()) - 1);
-    static const int64_t kDeltas[] = {1, -1, 10, -10};
-    int64_t delta = kDeltas[uniform(rng, 0, 3)];
-    // A negative slip could push a later running value below zero; the positive one never does.
-    int64_t running = p.operands[0];  // the correct running value
-    for (size_t i = 0; i < p.ops.size(); ++i) {
-      running = apply(p.ops[i], running, p.operands[i + 1]);
-      if (static_cast<int64_t>(i) >= step && running + delta < 0) delta = -delta;
-    }
-    first = arith_solution(p, step, delta);
+  // One roll picks the kind; the draws after it are the kind's own, so no kind shifts another's.
+  const int64_t kind = uniform(rng, 0, 99);
+  if (kind < o.correction_percent) {
+    const bool first_is_wrong = o.correction_first_right < 0
+                                    ? uniform(rng, 0, 3) != 0  // default: 3 in 4 first attempts are wrong
+                                    : uniform(rng, 0, 99) >= o.correction_first_right;
+    const std::string first = first_is_wrong ? slipped_solution(rng, p) : correct;
+    return conversation(p.prompt(), first, !first_is_wrong, o.correction_instruction, correct, answer);
   }
-  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-  messages.push_back({{"role", "user"}, {"content", p.prompt()}});
-  messages.push_back({{"role", "assistant"}, {"content", first}, {"train", !first_is_wrong}});
-  messages.push_back({{"role", "user"}, {"content", kCorrectionInstruction}});
-  messages.push_back({{"role", "assistant"}, {"content", correct}});
-  return {{"messages", messages}, {"answer", answer}};
+  if (kind < o.correction_percent + o.verification_percent) {
+    // The shown solution is never trained on: the model learns to judge it, not to write it.
+    const bool shown_is_right = uniform(rng, 0, 1) == 0;
+    const std::string shown = shown_is_right ? correct : slipped_solution(rng, p);
+    return conversation(p.prompt(), shown, false, o.verification_question, shown_is_right ? "Yes" : "No", answer);
+  }
+  return {{"prompt", p.prompt()}, {"completion", correct}, {"answer", answer}};
 }
 
 void write_arith_jsonl(const std::string& path, int64_t n, uint64_t seed, const ArithOptions& o) {

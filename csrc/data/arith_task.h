@@ -20,6 +20,15 @@
 // correct first attempts repeated unchanged, so the model also learns that a right answer survives
 // the check. correction_first_right = P sets that share to P% instead (a model whose own first
 // attempts are mostly right should see mostly right first attempts kept; see README, SCoRe).
+//
+// Verification examples (the self_verify reward's format, rewards/self_judge.cpp): with
+// verification_percent K, K% of the examples are conversations
+//   user: prompt / assistant: a worked solution (train: false) / user: question / assistant: Yes|No
+// Half of the shown solutions (drawn per example) are right ("Yes"); the rest carry the correction
+// examples' error (one step off, propagated to the end; "No"). One roll of the example's generator
+// picks its kind (two-attempt below correction_percent, verification below correction_percent +
+// verification_percent), so adding verification examples leaves every two-attempt example as it
+// was, and a file with verification_percent 0 is the file this generator always wrote.
 #pragma once
 #include <cstdint>
 #include <random>
@@ -30,6 +39,12 @@
 
 namespace scorch::data {
 
+// ALGORITHMS.md §7's fixed correction instruction (the same text as config ScoreSection's default).
+extern const char* const kCorrectionInstruction;
+// The verification question; also the self_verify reward's default `question`, so a model trained
+// on verification examples is asked the question it learned to answer.
+extern const char* const kVerificationQuestion;
+
 struct ArithOptions {
   int64_t min_ops = 2;         // operators per expression (>= 1)
   int64_t max_ops = 3;         // >= min_ops
@@ -37,10 +52,10 @@ struct ArithOptions {
   int64_t correction_percent = 0;  // 0..100: share of two-attempt (self-correction) examples
   int64_t correction_first_right = -1;  // 0..100: % of those whose first attempt is right; -1 = 25
                                         // (drawn as before, so default files stay byte-identical)
+  int64_t verification_percent = 0;  // 0..100: share of verification examples; + correction_percent <= 100
+  std::string correction_instruction = kCorrectionInstruction;  // the user turn before attempt 2 (non-empty)
+  std::string verification_question = kVerificationQuestion;    // the user turn before Yes / No (non-empty)
 };
-
-// ALGORITHMS.md §7's fixed correction instruction (the same text as config ScoreSection's default).
-extern const char* const kCorrectionInstruction;
 
 struct ArithProblem {
   std::vector<int64_t> operands;  // [ops + 1]
@@ -60,7 +75,7 @@ ArithProblem make_arith_problem(std::mt19937_64& rng, const ArithOptions& option
 std::string arith_solution(const ArithProblem& problem, int64_t error_step = -1, int64_t error_delta = 0);
 
 // Example i of the dataset drawn with `seed`: {"prompt","completion","answer"} or, for a
-// two-attempt example, {"messages":[...],"answer"}.
+// two-attempt or verification example, {"messages":[...],"answer"}.
 nlohmann::ordered_json make_arith_example(uint64_t seed, int64_t index, const ArithOptions& options);
 
 // Writes n examples as JSONL (atomically). Throws UserError on bad options or an unwritable path.
