@@ -140,6 +140,7 @@ void visit(Config& c, V& v) {
   v.section("scpo", [&] {
     auto& s = c.scpo;
     v.field("num_samples", s.num_samples, range(2, 1 << 14));
+    v.field("pairs", s.pairs, Spec{});
     v.field("threshold", s.threshold, range(0, 1));
     v.field("rounds", s.rounds, at_least(1));
     v.field("round_thresholds", s.round_thresholds, range(0, 1));
@@ -291,6 +292,19 @@ void validate(const Config& c, const yaml::Reader& r) {
     fail_at(r, "optim.warmup_ratio", "set either `optim.warmup_steps` or `optim.warmup_ratio`, not both");
   }
   if (c.generation.top_k < 0) fail_at(r, "generation.top_k", "`generation.top_k` must be >= 0");
+  // Gold pairs have no vote to threshold. A threshold at its default is accepted (the resolved
+  // config writes every key, and it must parse again); any other value would be silently ignored.
+  if (c.scpo.pairs == ScpoPairs::kGold) {
+    const ScpoSection defaults;
+    if (c.scpo.threshold != defaults.threshold) {
+      fail_at(r, "scpo.threshold", "`scpo.threshold` is the vote threshold and `scpo.pairs: gold` has no vote: "
+                                   "remove `scpo.threshold`, or use `scpo.pairs: vote`");
+    }
+    if (!c.scpo.round_thresholds.empty()) {
+      fail_at(r, "scpo.round_thresholds", "`scpo.round_thresholds` are vote thresholds and `scpo.pairs: gold` has no vote: "
+                                          "remove `scpo.round_thresholds`, or use `scpo.pairs: vote`");
+    }
+  }
   if (c.train.eval_samples == 1) {
     fail_at(r, "train.eval_samples", "`train.eval_samples` 1 is greedy evaluation already: use 0, or K >= 2 samples");
   }

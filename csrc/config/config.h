@@ -148,9 +148,10 @@ struct DpoSection {
 
 struct ScpoSection {
   int64_t num_samples = 8;
-  double threshold = 0.5;             // tau as a fraction of num_samples
+  ScpoPairs pairs = ScpoPairs::kVote;  // vote | gold (needs every prompt's `answer`)
+  double threshold = 0.5;             // tau as a fraction of num_samples (vote only)
   int64_t rounds = 1;
-  std::vector<double> round_thresholds;  // per round; empty = `threshold` every round
+  std::vector<double> round_thresholds;  // per round (vote only); empty = `threshold` every round
   double beta = 0.5;
   double alpha = 1.0;
   double temperature = 0.7;

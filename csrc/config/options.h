@@ -44,6 +44,11 @@ constexpr std::array<const char*, 3> option_names(ScoreStage) { return {"1", "2"
 enum class ScorePolicyGradient { kReinforce, kGroup };
 constexpr std::array<const char*, 2> option_names(ScorePolicyGradient) { return {"reinforce", "group"}; }
 
+// scpo.pairs: how ScPO picks (chosen, rejected) from a prompt's samples: by their vote, or by the
+// prompt's gold answer (the labelled baseline, IRPO-style).
+enum class ScpoPairs { kVote, kGold };
+constexpr std::array<const char*, 2> option_names(ScpoPairs) { return {"vote", "gold"}; }
+
 // The name of an option value.
 template <class E>
 constexpr const char* option_name(E value) {

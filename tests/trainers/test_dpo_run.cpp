@@ -7,12 +7,15 @@
 //   - bad preference data (missing field, chosen identical to rejected) exits 2 naming file:line,
 //     or is skipped and counted with data.skip_malformed;
 //   - a two-round ScPO run builds pairs by voting, writes its pair metrics and trains both rounds;
+//   - ScPO with gold pairs, on the same samples, pairs each voted answer made gold with the first
+//     sample that disagrees (weight 1), and refuses prompts without a gold answer before sampling;
 //   - ScPO killed (SIGKILL) during a round's export, after its pairs, mid-training or during the
 //     final export resumes to the uninterrupted run's weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
@@ -177,6 +180,69 @@ TEST_F(DpoRun, TwoScpoRoundsBuildPairsByVoteAndTrainEachRound) {
     EXPECT_TRUE(std::isfinite(lines[0]["rewards/margins"].get<double>()));
   }
   EXPECT_TRUE(scorch::fs::exists(dir + "/scpo/export/model.safetensors"));
+}
+
+// The same seed, model and prompts give the same k samples whatever the pair rule, so a vote run's
+// chosen answers, made the prompts' gold answers, must come back as gold pairs: y+ = the vote's y+
+// (the first sample with that answer), y− = the first sample with any other answer, weight 1.
+TEST_F(DpoRun, ScpoGoldPairsMatchTheFirstSampleWithTheGoldAnswerAndNeedEveryAnswer) {
+  const std::string sampling =
+      "generation: {max_prompt_length: 96, max_completion_length: 24}\n"
+      "scpo: {num_samples: 8, rounds: 1, beta: 0.5, alpha: 1.0, temperature: 1.0";
+  auto r = run_scorch("train " + config("scpo", dir + "/prompts.jsonl", sampling + ", threshold: 0.25}\n") +
+                      " --run-dir " + dir + "/vote --set train.max_steps=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, nlohmann::json> vote;  // prompt -> its vote pair
+  for (const auto& p : read_jsonl(dir + "/vote/round-1/pairs.jsonl")) vote[p["prompt"].get<std::string>()] = p;
+  ASSERT_GT(vote.size(), 0u);
+  std::ofstream gold(dir + "/gold.jsonl"), missing(dir + "/missing.jsonl");
+  int line = 0;
+  for (auto p : read_jsonl(dir + "/prompts.jsonl")) {
+    const auto it = vote.find(p["prompt"].get<std::string>());
+    p["answer"] = it != vote.end() ? it->second["answers"][0] : nlohmann::json("123456789");
+    gold << p.dump() << "\n";
+    if (++line == 5) p.erase("answer");
+    missing << p.dump() << "\n";
+  }
+  gold.close(), missing.close();
+  r = run_scorch("train " + config("scpo", dir + "/gold.jsonl", sampling + ", pairs: gold}\n") + " --run-dir " + dir +
+                 "/gold --set train.max_steps=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto metrics = nlohmann::json::parse(scorch::fs::read_file(dir + "/gold/round-1/pairs_metrics.json"));
+  EXPECT_EQ(metrics["pairs_by"], "gold");
+  EXPECT_FALSE(metrics.contains("threshold"));
+  EXPECT_FALSE(metrics.contains("vote_margin_histogram"));
+  int kept = 0;  // prompts by how many of their 8 samples have the gold answer (1..7 when kept)
+  for (const auto& [correct, n] : metrics["correct_count_histogram"].items()) {
+    EXPECT_GE(std::stoi(correct), 1);
+    EXPECT_LE(std::stoi(correct), 7);
+    kept += n.get<int>();
+  }
+  EXPECT_EQ(kept, metrics["pairs"].get<int>());
+  int verdicts = 0;
+  for (const auto& [name, n] : metrics["verdicts"].items()) {
+    EXPECT_TRUE(name == "kept" || name == "all_correct" || name == "none_correct") << name;
+    verdicts += n.get<int>();
+  }
+  EXPECT_EQ(verdicts, 16);
+  size_t matched = 0;
+  for (const auto& p : read_jsonl(dir + "/gold/round-1/pairs.jsonl")) {
+    EXPECT_DOUBLE_EQ(p["weight"].get<double>(), 1.0);
+    EXPECT_EQ(p["votes"][0].get<int>() + p["votes"][1].get<int>(), 8);  // right, the rest
+    const auto it = vote.find(p["prompt"].get<std::string>());
+    if (it == vote.end()) continue;
+    ++matched;
+    EXPECT_EQ(p["chosen"], it->second["chosen"]);
+    EXPECT_EQ(p["votes"][0], it->second["votes"][0]);  // the samples with the gold answer: the vote's V+
+    EXPECT_NE(p["answers"][1], p["answers"][0]);
+  }
+  EXPECT_EQ(matched, vote.size());  // every voted prompt is kept
+  r = run_scorch("train " + config("scpo", dir + "/missing.jsonl", sampling + ", pairs: gold}\n") + " --run-dir " + dir +
+                 "/missing");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("missing.jsonl:5: this prompt has no gold `answer` (1 of 16 prompts have none)"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(scorch::fs::exists(dir + "/missing/round-1/pairs.jsonl"));  // refused before sampling
 }
 
 // ScPO killed at four places and resumed each time with the same command ends with the

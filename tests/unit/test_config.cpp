@@ -143,6 +143,26 @@ TEST(Config, EvalSamplesNeedsTwoOrMoreSamplesAndATemperature) {
   EXPECT_NE(e.find("train.eval_samples"), std::string::npos) << e;
 }
 
+TEST(Config, ScpoPairsIsVoteOrGoldAndGoldRefusesVoteThresholds) {
+  const std::string scpo = std::string(kMinimal) + "scpo:\n  pairs: ";  // `pairs` is line 7
+  EXPECT_EQ(parse_config(kMinimal, "j").scpo.pairs, ScpoPairs::kVote);
+  const Config gold = parse_config(scpo + "gold\n", "job.yaml");
+  EXPECT_EQ(gold.scpo.pairs, ScpoPairs::kGold);
+  // The resolved config writes every key (the thresholds at their defaults) and parses back.
+  EXPECT_EQ(to_yaml(parse_config(to_yaml(gold), "resolved.yaml")), to_yaml(gold));
+  std::string e = error_of(scpo + "majority\n");
+  EXPECT_NE(e.find("job.yaml:7"), std::string::npos) << e;
+  EXPECT_NE(e.find("`scpo.pairs` must be one of"), std::string::npos) << e;
+  e = error_of(scpo + "gold\n  threshold: 0.6\n");
+  EXPECT_NE(e.find("job.yaml:8: `scpo.threshold` is the vote threshold and `scpo.pairs: gold` has no vote"), std::string::npos) << e;
+  e = error_of(scpo + "gold\n  rounds: 2\n  round_thresholds: [0.5, 0.625]\n");
+  EXPECT_NE(e.find("job.yaml:9: `scpo.round_thresholds` are vote thresholds"), std::string::npos) << e;
+  e = error_of(scpo + "gold\n", {"scpo.threshold=0.75"});
+  EXPECT_NE(e.find("(from --set scpo.threshold)"), std::string::npos) << e;
+  // With the vote, the thresholds are the vote's.
+  EXPECT_DOUBLE_EQ(parse_config(scpo + "vote\n  threshold: 0.6\n", "j").scpo.threshold, 0.6);
+}
+
 TEST(Config, BooleansAndIntegersAreStrict) {
   EXPECT_TRUE(parse_config("trainer: sft\nmodel: {path: m}\ndata:\n  packing: true\n  train: x\n", "j").data.packing);
   EXPECT_NE(error_of(std::string(kMinimal) + "log:\n  progress: maybe\n").find("must be true or false"), std::string::npos);

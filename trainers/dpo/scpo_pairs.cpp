@@ -30,6 +30,8 @@ const char* scpo_verdict_name(ScpoVerdict v) {
     case ScpoVerdict::kUnanimous: return "unanimous";
     case ScpoVerdict::kTie: return "tie";
     case ScpoVerdict::kNoAnswer: return "no_answer";
+    case ScpoVerdict::kAllCorrect: return "all_correct";
+    case ScpoVerdict::kNoneCorrect: return "none_correct";
   }
   return "?";
 }
@@ -70,6 +72,48 @@ ScpoPairChoice choose_scpo_pair(const std::vector<std::string>& answers, double 
   return out;
 }
 
+ScpoPairChoice choose_scpo_gold_pair(const std::vector<std::string>& answers, const std::string& gold) {
+  const int64_t k = static_cast<int64_t>(answers.size());
+  ScpoPairChoice out;
+  int64_t unanswered = -1;  // the first response with no answer: y− when every answer is right
+  for (int64_t i = 0; i < k; ++i) {
+    const std::string& a = answers[static_cast<size_t>(i)];
+    if (a.empty()) {
+      if (unanswered < 0) unanswered = i;
+    } else if (rewards::math::answers_equal(gold, a)) {
+      if (out.chosen < 0) out.chosen = i, out.chosen_answer = a;
+      ++out.top_votes;
+    } else if (out.rejected < 0) {
+      out.rejected = i, out.rejected_answer = a;
+    }
+  }
+  out.bottom_votes = k - out.top_votes;
+  if (out.rejected < 0) out.rejected = unanswered;
+  if (out.chosen < 0) {
+    out.verdict = ScpoVerdict::kNoneCorrect;
+    out.rejected = -1, out.rejected_answer.clear();
+  } else if (out.rejected < 0) {
+    out.verdict = ScpoVerdict::kAllCorrect;
+  } else {
+    out.verdict = ScpoVerdict::kKept;
+    out.weight = 1.0;
+  }
+  return out;
+}
+
+void require_gold_answers(const std::vector<data::PromptRecord>& prompts, const std::string& path) {
+  const auto lacks_gold = [](const data::PromptRecord& r) {
+    return !r.answer || rewards::math::gold_answer(*r.answer).find_first_not_of(" \t\r\n") == std::string::npos;
+  };
+  const auto first = std::find_if(prompts.begin(), prompts.end(), lacks_gold);
+  if (first == prompts.end()) return;
+  const auto missing = std::count_if(prompts.begin(), prompts.end(), lacks_gold);
+  throw UserError(path + ":" + std::to_string(first->line) + ": this prompt has no gold `answer` (" +
+                  std::to_string(missing) + " of " + std::to_string(prompts.size()) +
+                  " prompts have none), and `scpo.pairs: gold` picks pairs by the gold answer. Fix: give every "
+                  "line of " + path + " an \"answer\", or use `scpo.pairs: vote` (no labels needed)");
+}
+
 nlohmann::json ScpoPairStats::to_json() const {
   nlohmann::json j;
   j["prompts"] = prompts;
@@ -78,7 +122,7 @@ nlohmann::json ScpoPairStats::to_json() const {
   j["verdicts"] = verdicts;
   nlohmann::json hist = nlohmann::json::object();
   for (const auto& [margin, n] : margin_histogram) hist[std::to_string(margin)] = n;
-  j["vote_margin_histogram"] = hist;
+  j[gold_pairs ? "correct_count_histogram" : "vote_margin_histogram"] = hist;
   j["mean_weight"] = mean_weight;
   if (with_gold > 0) {
     j["pairs_with_gold"] = with_gold;
@@ -101,6 +145,8 @@ nlohmann::json prompt_json(const data::PromptRecord& r) {
 ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session,
                                const std::vector<data::PromptRecord>& prompts, double threshold, uint64_t seed,
                                const std::string& out_path) {
+  const bool gold_pairs = config.scpo.pairs == ScpoPairs::kGold;
+  if (gold_pairs) require_gold_answers(prompts, config.data.train);
   const Tokenizer& tok = *session.tokenizer;
   const int64_t k = config.scpo.num_samples;
   SamplingParams sp;
@@ -112,6 +158,7 @@ ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session
   sp.n = k;
   const int64_t chunk = std::max<int64_t>(1, config.train.micro_batch_size);
   ScpoPairStats stats;
+  stats.gold_pairs = gold_pairs;
   std::string jsonl;
   double weight_sum = 0.0;
   at::NoGradGuard no_grad;
@@ -137,14 +184,15 @@ ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session
         const auto e = rewards::math::extract_answer(texts.back());
         answers.push_back(e.ok() ? e.answer : "");
       }
-      const ScpoPairChoice c = choose_scpo_pair(answers, threshold);
+      const data::PromptRecord& rec = prompts[i];
+      const ScpoPairChoice c = gold_pairs ? choose_scpo_gold_pair(answers, rewards::math::gold_answer(*rec.answer))
+                                          : choose_scpo_pair(answers, threshold);
       ++stats.prompts;
       ++stats.verdicts[scpo_verdict_name(c.verdict)];
       if (c.verdict != ScpoVerdict::kKept) continue;
       ++stats.kept;
-      ++stats.margin_histogram[c.top_votes - c.bottom_votes];
+      ++stats.margin_histogram[gold_pairs ? c.top_votes : c.top_votes - c.bottom_votes];
       weight_sum += c.weight;
-      const data::PromptRecord& rec = prompts[i];
       if (rec.answer && !rec.answer->empty()) {
         ++stats.with_gold;
         if (rewards::math::answers_equal(rewards::math::gold_answer(*rec.answer), c.chosen_answer)) ++stats.chosen_correct;

@@ -30,6 +30,8 @@ void run_scpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
   data::DatasetOptions dataset_options;
   dataset_options.skip_malformed = config.data.skip_malformed;
   const auto prompts = data::load_prompt_dataset(config.data.train, dataset_options).records;
+  const bool gold_pairs = s.pairs == ScpoPairs::kGold;
+  if (gold_pairs) require_gold_answers(prompts, config.data.train);  // before any sampling
   std::string model_path = config.model.path;
   for (int64_t round = 1; round <= s.rounds; ++round) {
     const std::string dir = run_dir.path + "/round-" + std::to_string(round);
@@ -53,10 +55,17 @@ void run_scpo(const Config& config, const RunDir& run_dir, const RunOptions& opt
       const ScpoPairStats stats = build_scpo_pairs(round_config, session, prompts, tau, round_config.seed, round_config.data.train);
       kill_point("scpo-pairs");
       nlohmann::json j = stats.to_json();
-      j["round"] = round, j["threshold"] = tau, j["num_samples"] = s.num_samples, j["model"] = model_path;
+      j["round"] = round, j["pairs_by"] = option_name(s.pairs), j["num_samples"] = s.num_samples, j["model"] = model_path;
+      if (!gold_pairs) j["threshold"] = tau;
       j["seconds"] = clock.seconds();
       fs::atomic_write(dir + "/pairs_metrics.json", j.dump(2) + "\n");
       log::info("ScPO round ", round, " pairs: ", j.dump());
+      if (stats.kept == 0 && gold_pairs) {
+        throw UserError("ScPO round " + std::to_string(round) + ": no prompt had both a sample with the gold answer and one "
+                        "without (of " + std::to_string(s.num_samples) + " samples each); see " + dir +
+                        "/pairs_metrics.json. Fix: more samples (scpo.num_samples), a higher scpo.temperature, or "
+                        "prompts the model solves some of the time");
+      }
       if (stats.kept == 0) {
         throw UserError("ScPO round " + std::to_string(round) + ": no prompt reached the vote threshold " + std::to_string(tau) +
                         " (of " + std::to_string(s.num_samples) + " samples) with a second answer; see " + dir +
