@@ -19,10 +19,22 @@ struct MakeDataArgs {
   uint64_t seed = 0;
   std::string out;
   data::ArithOptions arith;
+  // Flags that only shape one kind of example: given without that kind they would do nothing.
+  bool first_right_given = false, instruction_given = false, question_given = false;
 };
+
+void refuse_without(bool given, int64_t percent, const char* flag, const char* needs) {
+  if (given && percent == 0) {
+    throw UserError(std::string(flag) + " only shapes the examples " + needs + " adds, and there are none; add " +
+                    needs + " K (K > 0) or drop " + flag);
+  }
+}
 
 void run_make_data(const MakeDataArgs& a) {
   if (a.task != "arith") throw UserError("--task '" + a.task + "' is unknown; the tasks are: `arith`");
+  refuse_without(a.first_right_given, a.arith.correction_percent, "--correction-first-right", "--with-correction");
+  refuse_without(a.instruction_given, a.arith.correction_percent, "--correction-instruction", "--with-correction");
+  refuse_without(a.question_given, a.arith.verification_percent, "--verification-question", "--with-verification");
   data::write_arith_jsonl(a.out, a.n, a.seed, a.arith);
   std::fprintf(stderr, "wrote %lld %s examples (seed %llu) to %s\n", static_cast<long long>(a.n),
                a.task.c_str(), static_cast<unsigned long long>(a.seed), a.out.c_str());
@@ -41,21 +53,26 @@ void register_make_data(CLI::App& app) {
   cmd->add_option("--max-operand", args->arith.max_operand, "Largest operand")->capture_default_str();
   cmd->add_option("--with-correction", args->arith.correction_percent,
                   "Percent of two-attempt self-correction examples ({\"messages\": ...})")->capture_default_str();
-  cmd->add_option("--correction-first-right", args->arith.correction_first_right,
-                  "Percent of those whose first attempt is right (kept unchanged); default: 25");
-  cmd->add_option("--correction-instruction", args->arith.correction_instruction,
-                  "The user turn before the second attempt (default: score.correction_instruction's default)");
+  auto* first_right = cmd->add_option("--correction-first-right", args->arith.correction_first_right,
+                                      "Percent of those whose first attempt is right (kept unchanged); default: 25");
+  auto* instruction = cmd->add_option("--correction-instruction", args->arith.correction_instruction,
+                                      "The user turn before the second attempt (default: score.correction_instruction's default)");
   cmd->add_option("--with-verification", args->arith.verification_percent,
                   "Percent of verification examples (a worked solution, half of them one step off, then Yes or No)")
       ->capture_default_str();
-  cmd->add_option("--verification-question", args->arith.verification_question,
-                  "The question before Yes / No (the default is the self_verify reward's)")
-      ->capture_default_str();
+  auto* question = cmd->add_option("--verification-question", args->arith.verification_question,
+                                   "The question before Yes / No (the default is the self_verify reward's)")
+                       ->capture_default_str();
   cmd->footer("Lines: {\"prompt\",\"completion\",\"answer\"}; with --with-correction K, K% are "
               "{\"messages\":[user, assistant (first attempt), user (correction instruction), assistant], \"answer\"}; "
               "with --with-verification K, K% are {\"messages\":[user, assistant (a solution, not trained on), "
               "user (verification question), assistant (Yes or No)], \"answer\"}.");
-  cmd->callback([args] { run_make_data(*args); });
+  cmd->callback([args, first_right, instruction, question] {
+    args->first_right_given = first_right->count() > 0;
+    args->instruction_given = instruction->count() > 0;
+    args->question_given = question->count() > 0;
+    run_make_data(*args);
+  });
 }
 
 }  // namespace scorch::cli

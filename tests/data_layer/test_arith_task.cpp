@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "config/config.h"
 #include "data/arith_task.h"
 
 namespace {
@@ -413,10 +414,24 @@ TEST(ArithTask, MakeDataVerificationAndTextFlagsWriteTheirTurnsAndRejectBadValue
   const std::string base = "make-data --task arith --n 10 --seed 4 --out " + bad;
   EXPECT_EQ(run(base + " --with-verification 101"), 2);
   EXPECT_EQ(run(base + " --with-correction 60 --with-verification 41"), 2);
-  EXPECT_EQ(run(base + " --correction-instruction ''"), 2);
+  EXPECT_EQ(run(base + " --with-correction 10 --correction-instruction ''"), 2);
   EXPECT_EQ(run(base + " --with-verification 10 --verification-question ''"), 2);
+  // A flag that shapes one kind of example, given without any example of that kind, would do
+  // nothing: refused rather than accepted and ignored.
+  EXPECT_EQ(run(base + " --correction-instruction 'Try again.'"), 2);
+  EXPECT_EQ(run(base + " --correction-first-right 50"), 2);
+  EXPECT_EQ(run(base + " --with-correction 10 --verification-question 'Is it right?'"), 2);
+  EXPECT_EQ(run(base + " --with-verification 10 --correction-instruction 'Try again.'"), 2);
   EXPECT_FALSE(std::filesystem::exists(bad));
   scorch::fs::remove_all(dir.string());
+}
+
+// The correction instruction is written twice (config/ cannot include data/): SCoRe's default
+// `score.correction_instruction` and the text make-data puts before the second attempt must agree,
+// or a model SFT-ed on make-data's traces meets another instruction in SCoRe and evaluation.
+TEST(ArithTask, TheCorrectionInstructionIsScoresDefault) {
+  EXPECT_EQ(std::string(scorch::data::kCorrectionInstruction), scorch::ScoreSection{}.correction_instruction);
+  EXPECT_NE(std::string(scorch::data::kCorrectionInstruction).find("correct the error"), std::string::npos);
 }
 
 }  // namespace
