@@ -119,6 +119,13 @@ TEST(ArithTask, SameSeedSameExamplesAndExampleIDependsOnlyOnSeedAndI) {
   EXPECT_GT(differ, 45);
 }
 
+// Two-attempt and verification examples alike: user, assistant, user, assistant.
+template <typename Json>
+void expect_four_alternating_turns(const Json& m) {
+  ASSERT_EQ(m.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(m[i]["role"], i % 2 == 0 ? "user" : "assistant") << i;
+}
+
 TEST(ArithTask, CorrectionExamplesHaveTheInstructionAWrongFirstAttemptMaskedAndACorrectSecond) {
   ArithOptions o;
   o.correction_percent = 40;
@@ -129,11 +136,7 @@ TEST(ArithTask, CorrectionExamplesHaveTheInstructionAWrongFirstAttemptMaskedAndA
     if (!ex.contains("messages")) continue;
     ++two_attempt;
     const auto& m = ex["messages"];
-    ASSERT_EQ(m.size(), 4u);
-    EXPECT_EQ(m[0]["role"], "user");
-    EXPECT_EQ(m[1]["role"], "assistant");
-    EXPECT_EQ(m[2]["role"], "user");
-    EXPECT_EQ(m[3]["role"], "assistant");
+    ASSERT_NO_FATAL_FAILURE(expect_four_alternating_turns(m));
     // ALGORITHMS.md §7's instruction, verbatim.
     EXPECT_EQ(m[2]["content"],
               "There might be an error in the solution above because of lack of understanding of the question. "
@@ -237,11 +240,7 @@ TEST(ArithTask, VerificationExamplesShowARightOrOneStepWrongSolutionAndAnswerYes
     if (!ex.contains("messages")) continue;
     ++verification;
     const auto& m = ex["messages"];
-    ASSERT_EQ(m.size(), 4u);
-    EXPECT_EQ(m[0]["role"], "user");
-    EXPECT_EQ(m[1]["role"], "assistant");
-    EXPECT_EQ(m[2]["role"], "user");
-    EXPECT_EQ(m[3]["role"], "assistant");
+    ASSERT_NO_FATAL_FAILURE(expect_four_alternating_turns(m));
     // The self_verify reward's default question (rewards/self_judge.cpp), verbatim.
     EXPECT_EQ(m[2]["content"], "Is this solution correct? Answer Yes or No.");
     // The shown solution is context only; the Yes / No is what SFT learns.
