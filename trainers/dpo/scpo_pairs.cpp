@@ -146,7 +146,6 @@ ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session
                                const std::vector<data::PromptRecord>& prompts, double threshold, uint64_t seed,
                                const std::string& out_path) {
   const bool gold_pairs = config.scpo.pairs == ScpoPairs::kGold;
-  if (gold_pairs) require_gold_answers(prompts, config.data.train);
   const Tokenizer& tok = *session.tokenizer;
   const int64_t k = config.scpo.num_samples;
   SamplingParams sp;

@@ -66,8 +66,9 @@ struct ScpoPairStats {
 // Samples scpo.num_samples responses per prompt (scpo.temperature, scpo.top_p,
 // generation.max_prompt_length / max_completion_length / stop) with the session's model and writes the
 // kept pairs to `out_path` as preference JSONL ({"prompt", "chosen", "rejected", "weight", "votes"}).
-// scpo.pairs picks the pairs (vote: `threshold` applies; gold: every prompt has its `answer`, see
-// require_gold_answers). With vote, gold answers are only used for the chosen_accuracy diagnostic.
+// scpo.pairs picks the pairs (vote: `threshold` applies; gold: the caller has checked every prompt's
+// `answer` with require_gold_answers, once, naming the user's data file). With vote, gold answers are
+// only used for the chosen_accuracy diagnostic.
 ScpoPairStats build_scpo_pairs(const Config& config, const ModelSession& session,
                                const std::vector<data::PromptRecord>& prompts, double threshold, uint64_t seed,
                                const std::string& out_path);
