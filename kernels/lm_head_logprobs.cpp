@@ -32,15 +32,25 @@ std::optional<at::Tensor> slice_or_none(const at::Tensor& t, int64_t r0, int64_t
   return t.slice(0, r0, r1);
 }
 
-// One chunk's logits, as token_logprobs reads them: hidden rows [R, H] x weight [V, H]^T in the
-// inputs' dtype, soft-capped in fp32 when cap > 0.
-at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& weight, double cap) {
+}  // namespace
+
+at::Tensor lm_head_chunk_logits(const at::Tensor& h, const at::Tensor& weight, double cap) {
   at::Tensor z = at::mm(h, weight.t());  // [R, V]
   if (cap > 0) z = z.to(at::kFloat).div_(cap).tanh_().mul_(cap);
   return z;
 }
 
-}  // namespace
+at::Tensor lm_head_chunk_grad_logits(const std::optional<at::Tensor>& grad_logp,
+                                     const std::optional<at::Tensor>& grad_entropy, const at::Tensor& z,
+                                     const at::Tensor& targets, const at::Tensor& lse, const at::Tensor& entropy,
+                                     double temperature, double cap, at::ScalarType dtype) {
+  at::Tensor g = token_logprobs_backward_dispatch(grad_logp, grad_entropy, z, targets, lse, entropy, temperature);
+  if (cap > 0) {  // z is c tanh(x / c) in fp32: d/dx = 1 - (z / c)^2
+    g.mul_(1.0 - z.div(cap).square_());
+    g = g.to(dtype);
+  }
+  return g;
+}
 
 int64_t lm_head_chunk_rows(int64_t chunk, int64_t vocab) {
   if (chunk > 0) return chunk;
@@ -90,7 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_chunks(const at::Tensor& 
   if (expectation) *expectation = at::empty({rows, hidden.size(1)}, hidden.options());
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
-    const at::Tensor z = chunk_logits(hidden.slice(0, r0, r1), weight, softcap);
+    const at::Tensor z = lm_head_chunk_logits(hidden.slice(0, r0, r1), weight, softcap);
     auto [lp, ent, chunk_lse] = token_logprobs_forward_dispatch(z, targets.slice(0, r0, r1), temperature, with_entropy);
     logp.slice(0, r0, r1).copy_(lp);
     lse.slice(0, r0, r1).copy_(chunk_lse);
@@ -153,14 +163,11 @@ std::tuple<at::Tensor, at::Tensor> lm_head_logprobs_backward(const at::Tensor& g
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t r1 = std::min(rows, r0 + step);
     const at::Tensor h = hidden.slice(0, r0, r1);
-    const at::Tensor z = chunk_logits(h, weight, softcap);
-    at::Tensor g = token_logprobs_backward_dispatch(slice_or_none(grad_logp, r0, r1), slice_or_none(grad_entropy, r0, r1), z,
-                                            targets.slice(0, r0, r1), lse.slice(0, r0, r1),
-                                            entropy.numel() == rows ? entropy.slice(0, r0, r1) : entropy, temperature);
-    if (softcap > 0) {  // z is c tanh(x / c) in fp32: d/dx = 1 - (z / c)^2
-      g.mul_(1.0 - z.div(softcap).square_());
-      g = g.to(hidden.scalar_type());
-    }
+    const at::Tensor z = lm_head_chunk_logits(h, weight, softcap);
+    const at::Tensor g = lm_head_chunk_grad_logits(
+        slice_or_none(grad_logp, r0, r1), slice_or_none(grad_entropy, r0, r1), z, targets.slice(0, r0, r1),
+        lse.slice(0, r0, r1), entropy.numel() == rows ? entropy.slice(0, r0, r1) : entropy, temperature, softcap,
+        hidden.scalar_type());
     if (need_hidden) {
       at::Tensor rows_out = grad_hidden.slice(0, r0, r1);  // [R, H], contiguous
       at::mm_out(rows_out, g, weight);

@@ -8,6 +8,7 @@
 // This header is deliberately light: it must stay cheap for every trainer file that includes it.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <functional>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -48,6 +49,37 @@ std::tuple<at::Tensor, at::Tensor> lm_head_logprobs(const at::Tensor& hidden, co
                                                     const at::Tensor& targets, double temperature = 1.0,
                                                     bool with_entropy = false, int64_t chunk = 0,
                                                     double logit_softcap = 0.0);
+
+// A loss that is a sum of per-token terms, L = Σ_t ℓ_t(logp_t, entropy_t), over the tokens of
+// lm_head_logprobs(hidden, weight, targets), differentiated in the forward (the trick of Liger's
+// fused linear cross-entropy, for any token-separable loss): while each chunk's logits are at hand,
+// the chunk's ℓ is evaluated and differentiated with respect to its logp / entropy (autograd on the
+// [R] values), turned into the logits' gradient and from there into grad_hidden and grad_weight.
+// Three GEMMs per chunk for a trained weight (eager's count: forward, grad_hidden, grad_weight) and
+// two for a frozen one, instead of lm_head_logprobs' recomputing backward (four); the backward only
+// scales the stored gradients by the loss's upstream gradient.
+//   loss_fn(logp [R] fp32, entropy [R] fp32 or empty, begin, end) -> a scalar: the terms of tokens
+//   [begin, end) of the flattened N, built from differentiable ATen ops on logp and entropy (both
+//   leaves requiring grad) and any constants sliced to [begin, end). It is called once per chunk, in
+//   order, so it must be separable: a term may depend on its own token only (a per-token mask,
+//   advantage, reference log-prob or a fixed normaliser are fine; a sequence mean of logp, a batch
+//   quantile of the entropy are not -- use lm_head_logprobs for those).
+// Returns (loss: a 0-dim tensor of loss_fn's dtype, differentiable with respect to hidden and weight;
+// logp [N] fp32 and entropy [N] fp32 (empty unless with_entropy), both without gradient).
+// Under no grad (or when neither input requires grad) the loss is evaluated and nothing is stored.
+// Memory: grad_weight [V, H] (fp32 while summing, then weight's dtype) and grad_hidden [N, H] are held
+// from the forward to the backward; the logits as in lm_head_logprobs (one chunk at a time).
+// Errors: as lm_head_logprobs; loss_fn returning anything but a one-element floating tensor.
+using TokenLossFn =
+    std::function<at::Tensor(const at::Tensor& logp, const at::Tensor& entropy, int64_t begin, int64_t end)>;
+struct LmHeadTokenLoss {
+  at::Tensor loss;     // 0-dim, differentiable
+  at::Tensor logp;     // [N] fp32, no gradient
+  at::Tensor entropy;  // [N] fp32 or empty, no gradient
+};
+LmHeadTokenLoss lm_head_token_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                   const TokenLossFn& loss_fn, double temperature = 1.0, bool with_entropy = false,
+                                   int64_t chunk = 0, double logit_softcap = 0.0);
 
 // Group-relative advantages (ALGORITHMS.md §4) for rewards laid out group by group:
 //   rewards [B * G] fp32, group_size G (the G completions of one prompt are adjacent).

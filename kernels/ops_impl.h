@@ -37,6 +37,15 @@ void check_lm_head_logprobs_inputs(const at::Tensor& hidden, const at::Tensor& w
                                    double temperature, int64_t chunk, double softcap);
 // Rows of hidden per chunk: `chunk` when > 0, else about 2^25 logits per chunk.
 int64_t lm_head_chunk_rows(int64_t chunk, int64_t vocab);
+// One chunk's logits as token_logprobs reads them: h [R, H] x weight [V, H]^T in the inputs' dtype,
+// soft-capped (c tanh(z / c)) in fp32 when cap > 0.
+at::Tensor lm_head_chunk_logits(const at::Tensor& h, const at::Tensor& weight, double cap);
+// The gradient with respect to the chunk's pre-cap logits, in `dtype`, from the gradients of its logp
+// and entropy (token_logprobs' backward kernel, times the soft cap's derivative when cap > 0).
+at::Tensor lm_head_chunk_grad_logits(const std::optional<at::Tensor>& grad_logp,
+                                     const std::optional<at::Tensor>& grad_entropy, const at::Tensor& z,
+                                     const at::Tensor& targets, const at::Tensor& lse, const at::Tensor& entropy,
+                                     double temperature, double cap, at::ScalarType dtype);
 // Forward: (logp [N] fp32, entropy [N] fp32 or empty [0], lse [N] fp32 of the (capped) logits / T).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_logprobs_forward(const at::Tensor& hidden,
                                                                         const at::Tensor& weight,

@@ -338,3 +338,70 @@ def test_decode_attention_equals_rope_kv_write_then_grouped_sdpa():
     assert out.shape == (B, 1, H * D)
     assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
     assert (out.double() - expect).abs().max() / expect.abs().max() < 1e-5
+
+
+# lm_head_logprob_loss: Σ c_t logp_t with the gradients taken in the forward (lm_head_token_loss's
+# torch op); against float64 autograd of the full product, trained and frozen weight, soft cap,
+# temperature, -100 targets, V not a multiple of the chunk, N = 1, bf16.
+@pytest.mark.parametrize("n,h,v,chunk", [(1, 8, 11, 4), (37, 16, 1000, 8), (20, 12, 257, 0)])
+@pytest.mark.parametrize("temperature,softcap", [(1.0, 0.0), (0.7, 0.0), (1.3, 5.0)])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_lm_head_logprob_loss_matches_float64(n, h, v, chunk, temperature, softcap, frozen):
+    torch.manual_seed(11)
+    hidden = torch.randn(n, h)
+    weight = torch.randn(v, h) * 0.5
+    targets = torch.randint(0, v, (n,))
+    targets[1::4] = -100
+    coef = torch.randn(n)
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_(not frozen)
+    loss, logp = ops.lm_head_logprob_loss(x, w, targets, coef, temperature, chunk, softcap)
+    assert loss.dim() == 0 and not logp.requires_grad
+    (2.5 * loss).backward()  # the upstream gradient scales the stored ones
+    x64 = hidden.double().requires_grad_()
+    w64 = weight.double().requires_grad_(not frozen)
+    ref_logp, _ = _lm_head_reference(x64, w64, targets, temperature, softcap)
+    ref = (coef.double() * ref_logp).sum()
+    (2.5 * ref).backward()
+    torch.testing.assert_close(loss.double(), ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logp.double(), ref_logp.detach(), rtol=1e-5, atol=1e-5)
+    rel = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    assert rel(x.grad, x64.grad) < 1e-5
+    assert (w.grad is None) if frozen else rel(w.grad, w64.grad) < 1e-5
+    assert x.grad[1::4].abs().max() == 0 if n > 1 else True  # ignored targets: no gradient
+
+
+def test_lm_head_logprob_loss_equals_lm_head_logprobs_in_bf16_and_under_no_grad():
+    torch.manual_seed(12)
+    hidden = torch.randn(40, 64).bfloat16()
+    weight = (torch.randn(3001, 64) * 0.2).bfloat16()
+    targets = torch.randint(0, 3001, (40,))
+    coef = -torch.ones(40)
+    grads = []
+    for fused in (True, False):
+        x, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        if fused:
+            loss, logp = ops.lm_head_logprob_loss(x, w, targets, coef, 0.9, 16, 0.0)
+        else:
+            logp, _ = ops.lm_head_logprobs(x, w, targets, 0.9, False, 16, 0.0)
+            loss = (coef * logp).sum()
+        loss.backward()
+        grads.append((loss.detach(), logp.detach(), x.grad, w.grad))
+    (la, pa, xa, wa), (lb, pb, xb, wb) = grads
+    torch.testing.assert_close(pa, pb, rtol=0, atol=0)  # the same bf16 logits through the same kernel
+    torch.testing.assert_close(la, lb, rtol=1e-6, atol=1e-6)
+    assert xa.dtype == torch.bfloat16 and wa.dtype == torch.bfloat16
+    rel = lambda a, b: ((a.double() - b.double()).norm() / b.double().norm()).item()
+    assert rel(xa, xb) < 1e-2 and rel(wa, wb) < 1e-2  # bf16 rounding of the same fp32 sums
+    with torch.no_grad():
+        loss, logp = ops.lm_head_logprob_loss(hidden, weight, targets, coef, 0.9, 16, 0.0)
+    torch.testing.assert_close(logp, pa, rtol=0, atol=0)
+    assert not loss.requires_grad
+
+
+def test_lm_head_logprob_loss_rejects_bad_coefficients():
+    h, w, t = torch.randn(4, 8), torch.randn(10, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(RuntimeError, match="coefficients must be"):
+        ops.lm_head_logprob_loss(h, w, t, torch.ones(3))
+    with pytest.raises(RuntimeError, match="does not match hidden"):
+        ops.lm_head_logprob_loss(h, torch.randn(10, 7), t, torch.ones(4))
