@@ -736,19 +736,32 @@ at::Tensor Transformer::cap_logits(const at::Tensor& logits) const {
   return at::tanh(logits / cap) * cap;
 }
 
+namespace {
+
+// SCORCH_LM_HEAD: "" (the fused ops), "unfused" or "recompute" (read once).
+const std::string& lm_head_mode() {
+  static const std::string mode = [] {
+    const char* v = std::getenv("SCORCH_LM_HEAD");
+    const std::string m = v != nullptr ? v : "";
+    if (!m.empty() && m != "unfused" && m != "recompute") {
+      throw UserError("SCORCH_LM_HEAD='" + m + "' is not a mode: unset it, or set unfused or recompute");
+    }
+    return m;
+  }();
+  return mode;
+}
+
+}  // namespace
+
 std::pair<at::Tensor, at::Tensor> Transformer::token_logprobs(const at::Tensor& hidden, const at::Tensor& targets,
                                                               double temperature, bool with_entropy) const {
-  static const bool unfused = [] {
-    const char* v = std::getenv("SCORCH_LM_HEAD");
-    return v != nullptr && std::string(v) == "unfused";
-  }();
   const int64_t H = hidden.size(-1);
   if (targets.sizes() != hidden.sizes().slice(0, hidden.dim() - 1)) {
     throw std::invalid_argument("Transformer::token_logprobs: targets must have hidden's leading shape");
   }
   const at::Tensor t = targets.reshape({-1});
   at::Tensor logp, entropy;
-  if (unfused) {
+  if (lm_head_mode() == "unfused") {
     const at::Tensor z = logits(hidden);
     std::tie(logp, entropy) = scorch::token_logprobs(z.reshape({-1, z.size(-1)}), t, temperature, with_entropy);
   } else {
@@ -756,6 +769,29 @@ std::pair<at::Tensor, at::Tensor> Transformer::token_logprobs(const at::Tensor& 
                                                /*chunk=*/0, config_.final_logit_softcapping);
   }
   return {logp.view(targets.sizes()), with_entropy ? entropy.view(targets.sizes()) : entropy};
+}
+
+LmHeadTokenLoss Transformer::token_loss(const at::Tensor& hidden, const at::Tensor& targets,
+                                        const TokenLossFn& loss_fn, double temperature, bool with_entropy) const {
+  if (targets.sizes() != hidden.sizes().slice(0, hidden.dim() - 1)) {
+    throw std::invalid_argument("Transformer::token_loss: targets must have hidden's leading shape");
+  }
+  LmHeadTokenLoss out;
+  if (!lm_head_mode().empty()) {  // the comparison paths: log-probs with autograd, then the loss
+    auto [logp, entropy] = token_logprobs(hidden, targets, temperature, with_entropy);
+    const at::Tensor lp = logp.reshape({-1});
+    const at::Tensor ent = with_entropy ? entropy.reshape({-1}) : entropy;
+    out.loss = loss_fn(lp, ent, 0, lp.size(0)).reshape({});
+    out.logp = logp.detach();
+    out.entropy = entropy.detach();
+    return out;
+  }
+  const int64_t H = hidden.size(-1);
+  out = lm_head_token_loss(hidden.reshape({-1, H}), lm_head_weight(), targets.reshape({-1}), loss_fn, temperature,
+                           with_entropy, /*chunk=*/0, config_.final_logit_softcapping);
+  out.logp = out.logp.view(targets.sizes());
+  if (with_entropy) out.entropy = out.entropy.view(targets.sizes());
+  return out;
 }
 
 std::map<std::string, at::Tensor> Transformer::named_parameters() const {

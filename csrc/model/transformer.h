@@ -18,6 +18,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "kernels/ops.h"
 #include "model/kv_cache.h"
 #include "model/model_config.h"
 
@@ -108,9 +109,20 @@ class Transformer {
   // reference log-probs go through here. It runs kernels' lm_head_logprobs, which never holds the
   // [tokens, vocab] logits (chunked GEMMs, recomputed in the backward), with the config's final
   // logit soft cap; the environment variable SCORCH_LM_HEAD=unfused (a debugging switch for
-  // comparisons, not a setting) takes logits() then token_logprobs instead.
+  // comparisons, not a setting) takes logits() then token_logprobs instead. Trainers whose loss is
+  // a sum of per-token terms use token_loss() below.
   std::pair<at::Tensor, at::Tensor> token_logprobs(const at::Tensor& hidden, const at::Tensor& targets,
                                                    double temperature = 1.0, bool with_entropy = false) const;
+  // A loss that is a sum of per-token terms over `targets` (hidden [..., hidden], targets [...]), with
+  // the LM head's gradients taken in the forward: kernels' lm_head_token_loss (no [tokens, vocab]
+  // logits, and no second pass over the vocabulary in the backward), the config's final logit soft
+  // cap. loss_fn sees the flattened tokens [begin, end) in order (see TokenLossFn in kernels/ops.h:
+  // each term may depend on its own token only). Returns the loss (backward it) and the per-token logp
+  // / entropy without gradient, shaped as targets. SCORCH_LM_HEAD=unfused (logits(), then
+  // token_logprobs) or =recompute (lm_head_logprobs) instead evaluates loss_fn once over all tokens
+  // with ordinary autograd: the comparison paths.
+  LmHeadTokenLoss token_loss(const at::Tensor& hidden, const at::Tensor& targets, const TokenLossFn& loss_fn,
+                             double temperature = 1.0, bool with_entropy = false) const;
   // Activation checkpointing (model.gradient_checkpointing): when on, a forward that differentiates
   // with respect to the weights and has no cache keeps only each decoder layer's input and
   // recomputes the layer in the backward (the same ops, so the same loss and gradients).

@@ -230,6 +230,80 @@ TEST(GrpoTrainer, PackedRowsGiveThePaddedRowsLogprobsAndGradients) {
   }
 }
 
+// policy_gradient_step differentiates a token-separable loss inside the LM head's forward
+// (Transformer::token_loss + policy_token_loss). Against the plain path -- log-probs with autograd,
+// policy_loss, backward -- for every loss type, with π_old (clipping active), a per-token β and
+// reference (SCoRe's), per-token advantages, the entropy bonus: the same numerator, metrics and
+// parameter gradients up to fp32 reassociation.
+TEST(GrpoTrainer, TheInForwardPolicyGradientEqualsPolicyLossThenBackward) {
+  auto model = small_model();
+  for (auto& [name, t] : model->named_parameters()) {
+    at::NoGradGuard no_grad;
+    t.normal_(0.0, 0.3, at::make_generator<at::CPUGeneratorImpl>(11));
+    t.requires_grad_(true);
+  }
+  const std::vector<std::vector<int64_t>> prompts = {{5, 6}, {9}, {4, 7, 8}, {2}};
+  const std::vector<std::vector<int64_t>> completions = {{11, 3}, {13, 14, 0}, {6}, {20, 21, 22, 23}};
+  std::vector<PolicyRow> rows;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    PolicyRow row;
+    row.prompt = &prompts[r];
+    row.completion = completions[r];
+    row.logprobs.assign(completions[r].size(), -1.0f);
+    for (size_t j = 0; j < completions[r].size(); ++j) row.advantages.push_back(0.7f * r - 1.0f + 0.3f * j);
+    rows.push_back(row);
+  }
+  PolicyBatch b = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU);
+  ASSERT_EQ(b.advantages.dim(), 2);  // per-token advantages
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor logp = completion_logprobs(*model, b, 0.7, false).first;
+    at::Tensor noise = at::randn(logp.sizes(), at::make_generator<at::CPUGeneratorImpl>(5));
+    b.old_logp = logp + 0.3 * noise;                    // ratios away from 1: some clipped
+    b.ref_logp = logp - 0.2 * noise.abs();
+    b.kl_coef = at::rand(logp.sizes(), at::make_generator<at::CPUGeneratorImpl>(6)) * 0.1;
+  }
+  for (GrpoLossType type : {GrpoLossType::kDapo, GrpoLossType::kGrpo, GrpoLossType::kDrGrpo, GrpoLossType::kBnpo}) {
+    SCOPED_TRACE(static_cast<int>(type));
+    PolicyLossOptions options;
+    options.loss_type = type;
+    options.epsilon_high = 0.28;
+    options.entropy_coef = 0.01;
+    options.max_completion_length = 4;
+    ASSERT_TRUE(policy_loss_is_token_separable(options));
+    std::vector<at::Tensor> fused_grads, plain_grads;
+    for (auto& [name, t] : model->named_parameters()) t.mutable_grad() = at::Tensor();
+    std::map<std::string, double> metrics;
+    const double numerator = policy_gradient_step(*model, b, 0.7, options, /*denominator=*/5.0, 1, false, metrics).first;
+    for (auto& [name, t] : model->named_parameters()) fused_grads.push_back(t.grad().clone());
+
+    for (auto& [name, t] : model->named_parameters()) t.mutable_grad() = at::Tensor();
+    auto [logp, entropy] = completion_logprobs(*model, b, 0.7, true);
+    PolicyLossInputs in;
+    in.logp = logp, in.entropy = entropy, in.old_logp = b.old_logp, in.ref_logp = b.ref_logp, in.kl_coef = b.kl_coef;
+    in.advantages = b.advantages, in.mask = b.completion_mask;
+    PolicyLossOutput plain = policy_loss(in, options, 5.0);
+    plain.loss.backward();
+    for (auto& [name, t] : model->named_parameters()) plain_grads.push_back(t.grad().clone());
+
+    EXPECT_NEAR(numerator, plain.numerator.item<double>(), 1e-5 * std::abs(plain.numerator.item<double>()));
+    EXPECT_GT(plain.metrics.at("clip_ratio/region_mean"), 0.0);  // the clip is exercised
+    for (const auto& [k, v] : plain.metrics) EXPECT_NEAR(metrics.at(k), v, 1e-6) << k;
+    for (size_t i = 0; i < plain_grads.size(); ++i) {
+      const double scale = plain_grads[i].abs().max().item<double>();
+      ASSERT_GT(scale, 0.0) << i;
+      EXPECT_LT((fused_grads[i] - plain_grads[i]).abs().max().item<double>(), 1e-4 * scale) << i;
+    }
+  }
+  // GSPO's sequence-level ratio and the entropy mask take the plain path.
+  PolicyLossOptions gspo;
+  gspo.importance_sampling_level = ImportanceSamplingLevel::kSequence;
+  EXPECT_FALSE(policy_loss_is_token_separable(gspo));
+  PolicyLossOptions masked;
+  masked.top_entropy_quantile = 0.5;
+  EXPECT_FALSE(policy_loss_is_token_separable(masked));
+}
+
 TEST(GrpoTrainer, ValidationRejectsSingleGenerationsAndTooLongSequences) {
   register_test_reward();
   Config c = toy_config("unused");

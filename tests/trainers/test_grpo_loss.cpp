@@ -187,6 +187,36 @@ void check_against_reference(const Opts& o, uint64_t seed) {
     const double fd = (reference_loss(d, plus, old, o, denom) - reference_loss(d, minus, old, o, denom)) / (2 * h);
     EXPECT_NEAR(grad[static_cast<int64_t>(i)].item<double>(), fd, 2e-5 + 1e-4 * std::abs(fd)) << "token " << i;
   }
+
+  // The per-token form the LM head differentiates in the forward (policy_token_loss), summed over
+  // chunks of 3 flattened tokens: the same value and gradients (logp and entropy) as the reference;
+  // GSPO's sequence-level ratio and the entropy mask are refused.
+  const PolicyLossOptions options = to_options(o);
+  PolicyLossInputs terms_in = to_inputs(d, o, at::Tensor());
+  if (!policy_loss_is_token_separable(options)) {
+    EXPECT_TRUE(o.sequence || o.top_q < 1.0);
+    EXPECT_THROW(policy_token_terms(terms_in, options), std::invalid_argument);
+    return;
+  }
+  const PolicyTokenTerms terms = policy_token_terms(terms_in, options);
+  const at::Tensor lp = tensor(d.logp, d.B, d.T).reshape({-1}).requires_grad_(true);
+  const at::Tensor ent = tensor(d.ent, d.B, d.T).reshape({-1}).requires_grad_(true);
+  at::Tensor sum = at::zeros({}, at::kFloat);
+  const int64_t n = lp.size(0);
+  for (int64_t b = 0; b < n; b += 3) {
+    const int64_t e = std::min(n, b + 3);
+    sum = sum + policy_token_loss(terms, lp.slice(0, b, e), ent.slice(0, b, e), b, e, options);
+  }
+  EXPECT_NEAR(sum.item<double>(), expected * denom, 1e-5 * std::max(1.0, std::abs(expected * denom)));
+  (sum / denom).backward();
+  EXPECT_LT((lp.grad().to(at::kDouble) - grad).abs().max().item<double>(), 1e-6);
+  for (size_t i = 0; i < d.ent.size(); ++i) {
+    Data plus = d, minus = d;
+    plus.ent[i] += h, minus.ent[i] -= h;
+    const double fd = (reference_loss(plus, d.logp, old, o, denom) - reference_loss(minus, d.logp, old, o, denom)) / (2 * h);
+    const double got = ent.grad().defined() ? ent.grad()[static_cast<int64_t>(i)].item<double>() : 0.0;
+    EXPECT_NEAR(got, fd, 2e-5 + 1e-4 * std::abs(fd)) << "entropy of token " << i;
+  }
 }
 
 TEST(GrpoLoss, EveryLossTypeAndOptionMatchesTheFloat64TrlReference) {

@@ -212,36 +212,55 @@ void add_padding_metrics(const std::vector<PolicyBatch>& batches, std::map<std::
   m["forward/padding_unpacked"] = 1.0 - tokens / padded;
 }
 
+namespace {
+
+// The hidden states [R, C, H] that predict the completion tokens of rows `input_ids` [R, S] whose
+// completions start at `prompt_lengths` [R]: completion token j of row r is predicted by the hidden
+// state at P_r − 1 + j.
+at::Tensor completion_hidden(const Transformer& model, const at::Tensor& input_ids, const at::Tensor& prompt_lengths,
+                             int64_t C) {
+  const int64_t R = input_ids.size(0), S = input_ids.size(1);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(input_ids.device());
+  const at::Tensor positions = at::arange(S, long_opts).unsqueeze(0).expand({R, S});
+  const at::Tensor hidden = model.forward(input_ids, positions);                             // [R, S, H]
+  const at::Tensor where =
+      (prompt_lengths.unsqueeze(1) - 1 + at::arange(C, long_opts).unsqueeze(0)).clamp_max(S - 1);  // [R, C]
+  return hidden.gather(1, where.unsqueeze(-1).expand({R, C, hidden.size(-1)}));                  // [R, C, H]
+}
+
+// The same through a row layout (pack_rows).
+at::Tensor completion_hidden(const Transformer& model, const RowLayout& layout) {
+  const at::Tensor hidden = model.forward(layout.input_ids, layout.positions, layout.attention);  // [Q, T, H]
+  const int64_t R = layout.where.size(0), C = layout.where.size(1), H = hidden.size(-1);
+  return hidden.reshape({-1, H}).index_select(0, layout.where.reshape({-1})).view({R, C, H});
+}
+
+at::Tensor completion_hidden(const Transformer& model, const PolicyBatch& b) {
+  if (!b.layout.input_ids.defined()) {
+    return completion_hidden(model, b.input_ids, b.prompt_lengths, b.completion_ids.size(1));
+  }
+  return completion_hidden(model, b.layout);
+}
+
+}  // namespace
+
 std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const at::Tensor& input_ids,
                                                             const at::Tensor& prompt_lengths,
                                                             const at::Tensor& completion_ids, double temperature,
                                                             bool with_entropy) {
-  const int64_t R = input_ids.size(0), S = input_ids.size(1), C = completion_ids.size(1);
-  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(input_ids.device());
-  const at::Tensor positions = at::arange(S, long_opts).unsqueeze(0).expand({R, S});
-  const at::Tensor hidden = model.forward(input_ids, positions);                             // [R, S, H]
-  // Completion token j of row r is predicted by the hidden state at P_r − 1 + j.
-  const at::Tensor where =
-      (prompt_lengths.unsqueeze(1) - 1 + at::arange(C, long_opts).unsqueeze(0)).clamp_max(S - 1);  // [R, C]
-  const at::Tensor h = hidden.gather(1, where.unsqueeze(-1).expand({R, C, hidden.size(-1)}));     // [R, C, H]
-  return model.token_logprobs(h, completion_ids, temperature, with_entropy);                    // [R, C] each
+  const at::Tensor h = completion_hidden(model, input_ids, prompt_lengths, completion_ids.size(1));
+  return model.token_logprobs(h, completion_ids, temperature, with_entropy);  // [R, C] each
 }
 
 std::pair<at::Tensor, at::Tensor> completion_token_logprobs(const Transformer& model, const RowLayout& layout,
                                                             const at::Tensor& completion_ids, double temperature,
                                                             bool with_entropy) {
-  const at::Tensor hidden = model.forward(layout.input_ids, layout.positions, layout.attention);  // [Q, T, H]
-  const int64_t R = layout.where.size(0), C = layout.where.size(1), H = hidden.size(-1);
-  const at::Tensor h = hidden.reshape({-1, H}).index_select(0, layout.where.reshape({-1})).view({R, C, H});
-  return model.token_logprobs(h, completion_ids, temperature, with_entropy);  // [R, C] each
+  return model.token_logprobs(completion_hidden(model, layout), completion_ids, temperature, with_entropy);
 }
 
 std::pair<at::Tensor, at::Tensor> completion_logprobs(const Transformer& model, const PolicyBatch& b,
                                                       double temperature, bool with_entropy) {
-  if (!b.layout.input_ids.defined()) {
-    return completion_token_logprobs(model, b.input_ids, b.prompt_lengths, b.completion_ids, temperature, with_entropy);
-  }
-  return completion_token_logprobs(model, b.layout, b.completion_ids, temperature, with_entropy);
+  return model.token_logprobs(completion_hidden(model, b), b.completion_ids, temperature, with_entropy);
 }
 
 PolicyLossOptions policy_loss_options(const Config& c) {
@@ -262,17 +281,39 @@ PolicyLossOptions policy_loss_options(const Config& c) {
 std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const PolicyBatch& b, double temperature,
                                                    const PolicyLossOptions& options, double denominator,
                                                    size_t num_batches, bool compare_rollout, std::map<std::string, double>& m) {
-  auto [logp, entropy] = completion_logprobs(model, b, temperature, true);
   PolicyLossInputs in;
-  in.logp = logp;
   in.old_logp = b.old_logp;
   in.ref_logp = b.ref_logp;
   in.kl_coef = b.kl_coef;
-  in.entropy = options.entropy_coef != 0.0 ? entropy : entropy.detach();
   in.advantages = b.advantages;
   in.mask = b.completion_mask;
-  PolicyLossOutput out = policy_loss(in, options, denominator);
-  out.loss.backward();
+  at::Tensor logp;
+  PolicyLossOutput out;
+  if (policy_loss_is_token_separable(options)) {
+    // A sum of per-token terms: the LM head differentiates it in the forward (Transformer::token_loss);
+    // policy_loss then runs on the detached values for the metrics.
+    const PolicyTokenTerms terms = policy_token_terms(in, options);
+    const TokenLossFn fn = [&](const at::Tensor& lp, const at::Tensor& ent, int64_t begin, int64_t end) {
+      return policy_token_loss(terms, lp, ent, begin, end, options);
+    };
+    LmHeadTokenLoss r = model.token_loss(completion_hidden(model, b), b.completion_ids, fn, temperature, true);
+    (r.loss / denominator).backward();
+    logp = r.logp;
+    in.logp = r.logp;
+    in.entropy = r.entropy;
+    {
+      at::NoGradGuard no_grad;
+      out = policy_loss(in, options, denominator);
+    }
+    out.numerator = r.loss.detach();
+  } else {
+    at::Tensor entropy;
+    std::tie(logp, entropy) = completion_logprobs(model, b, temperature, true);
+    in.logp = logp;
+    in.entropy = options.entropy_coef != 0.0 ? entropy : entropy.detach();
+    out = policy_loss(in, options, denominator);
+    out.loss.backward();
+  }
 
   // Means over the step's micro-batches (each micro-batch's value is TRL's masked batch mean).
   const double n = static_cast<double>(num_batches);

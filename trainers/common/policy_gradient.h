@@ -124,7 +124,9 @@ PolicyLossOptions policy_loss_options(const Config& config);
 // divided by `denominator`, and backward. Adds the loss's metrics as means over `num_batches`
 // micro-batches, and with `compare_rollout` the gap between the engine's sampling log-probs and
 // the policy's on the same tokens ("rollout/logprob_diff_mean|max"). Returns the undivided loss
-// numerator and the (detached) policy log-probs [B, C].
+// numerator and the (detached) policy log-probs [B, C]. When the options make the loss a sum of
+// per-token terms (policy_loss_is_token_separable) the LM head differentiates it in the forward
+// (Transformer::token_loss, policy_token_loss); otherwise log-probs, then policy_loss, then backward.
 std::pair<double, at::Tensor> policy_gradient_step(const Transformer& model, const PolicyBatch& batch,
                                                    double temperature, const PolicyLossOptions& options,
                                                    double denominator, size_t num_batches, bool compare_rollout,

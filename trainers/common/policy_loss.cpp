@@ -33,6 +33,23 @@ double masked_batch_mean(const at::Tensor& x, const at::Tensor& mask) {
       .item<double>();
 }
 
+// −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A), ρ = exp(log_w) (≤ delta in the first term when delta > 0);
+// *ratio gets ρ before the delta cap (the clip metrics read it).
+at::Tensor clipped_objective(const at::Tensor& log_w, const at::Tensor& adv, const PolicyLossOptions& o,
+                             at::Tensor* ratio = nullptr) {
+  at::Tensor coef_1 = at::exp(log_w);
+  const at::Tensor coef_2 = at::clamp(coef_1, 1.0 - o.epsilon_low, 1.0 + o.epsilon_high);
+  if (ratio != nullptr) *ratio = coef_1;
+  if (o.delta > 0) coef_1 = at::clamp_max(coef_1, o.delta);
+  return -at::minimum(coef_1 * adv, coef_2 * adv);
+}
+
+// k3 = exp(ref − logp) − (ref − logp) − 1.
+at::Tensor k3_kl(const at::Tensor& ref_logp, const at::Tensor& logp) {
+  const at::Tensor d = ref_logp - logp;
+  return at::exp(d) - d - 1.0;
+}
+
 }  // namespace
 
 PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& o, double denominator) {
@@ -65,10 +82,8 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   if (o.importance_sampling_level == ImportanceSamplingLevel::kSequence) {
     log_w = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)).unsqueeze(-1);
   }
-  at::Tensor coef_1 = at::exp(log_w);
-  const at::Tensor coef_2 = at::clamp(coef_1, 1.0 - o.epsilon_low, 1.0 + o.epsilon_high);
-  if (o.delta > 0) coef_1 = at::clamp_max(coef_1, o.delta);
-  at::Tensor per_token = -at::minimum(coef_1 * adv, coef_2 * adv);           // [B, T] or [B, 1]
+  at::Tensor coef_1;                                                         // ρ, for the clip metrics
+  at::Tensor per_token = clipped_objective(log_w, adv, o, &coef_1);          // [B, T] or [B, 1]
 
   PolicyLossOutput out;
   at::Tensor entropy_mask;
@@ -89,8 +104,7 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   }
   at::Tensor kl;
   if (o.beta != 0.0 || in.kl_coef.defined()) {
-    const at::Tensor d = in.ref_logp - logp;
-    kl = at::exp(d) - d - 1.0;                                               // k3, [B, T]
+    kl = k3_kl(in.ref_logp, logp);                                           // [B, T]
     per_token = per_token + (in.kl_coef.defined() ? in.kl_coef.to(logp.scalar_type()) * kl : o.beta * kl);
   }
   if (o.entropy_coef != 0.0) per_token = per_token - o.entropy_coef * in.entropy;
@@ -116,6 +130,54 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   if (kl.defined()) out.metrics["kl"] = masked_batch_mean(kl.detach(), mask);
   if (in.entropy.defined()) out.metrics["entropy"] = masked_batch_mean(in.entropy.detach(), mask);
   return out;
+}
+
+bool policy_loss_is_token_separable(const PolicyLossOptions& o) {
+  return o.importance_sampling_level == ImportanceSamplingLevel::kToken && o.top_entropy_quantile >= 1.0;
+}
+
+PolicyTokenTerms policy_token_terms(const PolicyLossInputs& in, const PolicyLossOptions& o) {
+  check(policy_loss_is_token_separable(o),
+        "policy_token_terms: sequence-level importance weights and the entropy mask are not per-token terms");
+  check(in.mask.defined() && in.mask.dim() == 2, "mask must be [B, T]");
+  check(o.loss_type != GrpoLossType::kDrGrpo || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
+  const int64_t B = in.mask.size(0), T = in.mask.size(1);
+  check(in.advantages.defined() && ((in.advantages.dim() == 1 && in.advantages.size(0) == B) ||
+                                    in.advantages.sizes() == in.mask.sizes()),
+        "advantages must be [B] or mask's shape [B, T]");
+  check(o.beta == 0.0 || (in.ref_logp.defined() && in.ref_logp.sizes() == in.mask.sizes()),
+        "beta > 0 needs ref_logp of mask's shape");
+  check(!in.kl_coef.defined() || (in.kl_coef.sizes() == in.mask.sizes() && in.ref_logp.defined()),
+        "kl_coef must have mask's shape and needs ref_logp");
+  check(!in.old_logp.defined() || in.old_logp.sizes() == in.mask.sizes(), "old_logp must have mask's shape");
+  const at::Tensor mask = in.mask.to(at::kFloat);
+  PolicyTokenTerms t;
+  switch (o.loss_type) {  // the numerator table of policy_loss.h as one weight per token
+    case GrpoLossType::kGrpo: t.weight = mask / mask.sum(-1, /*keepdim=*/true).clamp_min(1.0); break;
+    case GrpoLossType::kBnpo: t.weight = mask / mask.sum().clamp_min(1.0); break;
+    case GrpoLossType::kDrGrpo: t.weight = mask / static_cast<double>(o.max_completion_length); break;
+    case GrpoLossType::kDapo: t.weight = mask; break;
+  }
+  t.weight = t.weight.reshape({-1});
+  t.advantages = (in.advantages.dim() == 1 ? in.advantages.unsqueeze(1).expand({B, T}) : in.advantages)
+                     .to(at::kFloat).reshape({-1});
+  if (in.old_logp.defined()) t.old_logp = in.old_logp.to(at::kFloat).reshape({-1});
+  if (o.beta != 0.0 || in.kl_coef.defined()) {
+    t.ref_logp = in.ref_logp.to(at::kFloat).reshape({-1});
+    t.kl_coef = in.kl_coef.defined() ? in.kl_coef.to(at::kFloat).reshape({-1})
+                                     : at::full({B * T}, o.beta, mask.options());
+  }
+  return t;
+}
+
+at::Tensor policy_token_loss(const PolicyTokenTerms& t, const at::Tensor& logp, const at::Tensor& entropy,
+                             int64_t begin, int64_t end, const PolicyLossOptions& o) {
+  const auto slice = [&](const at::Tensor& x) { return x.slice(0, begin, end); };
+  const at::Tensor old = t.old_logp.defined() ? slice(t.old_logp) : logp.detach();
+  at::Tensor per_token = clipped_objective(logp - old, slice(t.advantages), o);
+  if (t.ref_logp.defined()) per_token = per_token + slice(t.kl_coef) * k3_kl(slice(t.ref_logp), logp);
+  if (o.entropy_coef != 0.0) per_token = per_token - o.entropy_coef * entropy;
+  return (per_token * slice(t.weight)).sum();
 }
 
 }  // namespace scorch::trainers

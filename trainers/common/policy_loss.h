@@ -76,4 +76,23 @@ int64_t policy_loss_units(const at::Tensor& mask, GrpoLossType loss_type);
 // Throws std::invalid_argument for inconsistent shapes or missing inputs the options need.
 PolicyLossOutput policy_loss(const PolicyLossInputs& inputs, const PolicyLossOptions& options, double denominator);
 
+// The same loss as a sum of per-token terms, for the LM head to differentiate in the forward
+// (Transformer::token_loss): possible when every term depends on its own token only, i.e. token-level
+// importance weights (not GSPO's sequence level) and no entropy mask (its quantile spans the batch).
+bool policy_loss_is_token_separable(const PolicyLossOptions& options);
+
+// policy_loss's inputs other than logp / entropy, flattened to [B·T] (undefined where unused), and
+// each token's weight in the micro-batch's numerator (the table above: mask / max(row tokens, 1) for
+// grpo, mask / L for dr_grpo, mask for dapo, mask / max(all tokens, 1) for bnpo).
+struct PolicyTokenTerms {
+  at::Tensor old_logp, ref_logp, kl_coef, advantages, weight;
+};
+// Throws std::invalid_argument for options that are not separable or inconsistent shapes.
+PolicyTokenTerms policy_token_terms(const PolicyLossInputs& inputs, const PolicyLossOptions& options);
+
+// Σ_t weight_t · l_t over the flattened tokens [begin, end), with logp / entropy the values of those
+// tokens: the micro-batch's numerator summed over all chunks (policy_loss's, to rounding).
+at::Tensor policy_token_loss(const PolicyTokenTerms& terms, const at::Tensor& logp, const at::Tensor& entropy,
+                             int64_t begin, int64_t end, const PolicyLossOptions& options);
+
 }  // namespace scorch::trainers

@@ -1,8 +1,9 @@
 // The SFT step, top to bottom:
 //   micro-batch (padded, or packed with per-sample positions and a block-diagonal mask)
 //   -> hidden = model(input_ids, positions, mask)
-//   -> logp = model.token_logprobs(hidden, targets)  (the LM head chunk by chunk: no [tokens, vocab] logits)
-//   -> loss = -Σ mask·logp / (target tokens of the whole step, all micro-batches and ranks)
+//   -> loss = -Σ mask·logp / (target tokens of the whole step, all micro-batches and ranks), through
+//      model.token_loss (the LM head chunk by chunk, its gradients taken in the forward: no
+//      [tokens, vocab] logits and no second pass over the vocabulary)
 #include "trainers/sft/sft_trainer.h"
 #include "trainers/sft/sft_task.h"
 
@@ -51,12 +52,13 @@ DeviceBatch to_device(const data::Batch& b, bool packed, c10::Device device) {
   return d;
 }
 
-// Sum over trained tokens of -log p(target): the micro-batch's undivided loss.
+// Sum over trained tokens of -log p(target): the micro-batch's undivided loss (the LM head's
+// gradients taken in the forward: Transformer::token_loss).
 at::Tensor nll_sum(const Transformer& model, const DeviceBatch& b) {
   at::Tensor hidden = model.forward(b.input_ids, b.positions, b.attention);   // [B, T, H]
   at::Tensor targets = b.targets.masked_fill(b.loss_mask.logical_not(), -100);  // [B, T]
-  auto [logp, entropy] = model.token_logprobs(hidden, targets);               // [B, T] fp32
-  return -logp.sum();
+  const TokenLossFn nll = [](const at::Tensor& logp, const at::Tensor&, int64_t, int64_t) { return -logp.sum(); };
+  return model.token_loss(hidden, targets, nll).loss;                         // ignored targets: logp 0
 }
 
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Peak memory and time of one loss + backward through the LM head, three ways, in the same run:
+"""Peak memory and time of one loss + backward through the LM head, four ways, in the same run:
 
   eager           logits = h @ W.T; log_softmax(logits.float()); gather      (TRL's selective_log_softmax)
   token_logprobs  logits = h @ W.T; torch.ops.scorch.token_logprobs(logits, targets)
-  fused           torch.ops.scorch.lm_head_logprobs(h, W, targets)            (never holds [N, V] logits)
+  fused           torch.ops.scorch.lm_head_logprobs(h, W, targets)            (never holds [N, V] logits;
+                  the backward recomputes each chunk's logits: 4 GEMMs in all)
+  fused_loss      torch.ops.scorch.lm_head_logprob_loss(h, W, targets, -1)   (the same loss differentiated
+                  in the forward, what the trainers run: 3 GEMMs, 2 with a frozen weight)
 
 at Qwen2.5-0.5B's LM-head shape (H 896, V 151,936) and Llama 3's (H 2048, V 128,256), the loss being
 -sum(logp), backward to h and W (both require grad; with --frozen-weight W requires none, as LoRA's
@@ -46,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from benchlib import QWEN2_5_0_5B, ROOT, TOKENIZER, run  # noqa: E402
 
-METHODS = ("eager", "token_logprobs", "fused")
+METHODS = ("eager", "token_logprobs", "fused", "fused_loss")
 
 
 def parse_args():
@@ -77,6 +80,11 @@ def step_fn(method, h, w, t, chunk):
     def step():
         h.grad = None
         w.grad = None
+        if method == "fused_loss":
+            coef = torch.full((h.shape[0],), -1.0, device=h.device)
+            loss, _ = torch.ops.scorch.lm_head_logprob_loss(h, w, t, coef, 1.0, chunk, 0.0)
+            loss.backward()
+            return
         if method == "fused":
             logp, _ = torch.ops.scorch.lm_head_logprobs(h, w, t, 1.0, False, chunk, 0.0)
         else:
@@ -137,7 +145,7 @@ def estimated_peak(method, n, hdim, v, esize):
     """Rough upper bound in bytes (for skipping what the machine cannot hold)."""
     logits32 = n * v * 4
     grads = (n + v) * hdim * 4
-    if method == "fused":
+    if method in ("fused", "fused_loss"):
         return 2 * min(n, max(1, (1 << 25) // v)) * v * 4 + grads
     if method == "token_logprobs":
         return 2 * n * v * esize + grads
@@ -230,8 +238,10 @@ def tflops_table(args):
             torch.ops.scorch.lm_head_logprobs(h, w, t, 1.0, False, args.chunk, 0.0)
 
     step = step_fn("fused", h, w, t, args.chunk)
+    step_loss = step_fn("fused_loss", h, w, t, args.chunk)
     rows = []
-    for name, fn, flops in (("forward", fwd, 2 * n * v * hdim), ("forward + backward", step, 6 * n * v * hdim)):
+    for name, fn, flops in (("forward", fwd, 2 * n * v * hdim), ("forward + backward", step, 6 * n * v * hdim),
+                            ("lm_head_logprob_loss forward + backward", step_loss, 6 * n * v * hdim)):
         fn()
         torch.cuda.synchronize()
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
