@@ -124,6 +124,45 @@ TEST(TokenLogprobsCuda, OutOfRangeTargetGivesNanInsteadOfReadingOutOfBounds) {
   EXPECT_TRUE(std::isnan(logp[1].item<float>()));
 }
 
+// lm_head_token_loss on CUDA (cuBLAS GEMMs + the token_logprobs kernels per chunk, the gradients
+// taken in the forward) against the same op on the CPU: a non-linear per-token loss with the
+// entropy, a trained and a frozen weight, fp32 and bf16, V not a multiple of anything.
+TEST(LmHeadTokenLossCuda, MatchesTheCpuOpInFp32AndBf16) {
+  SKIP_WITHOUT_CUDA();
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    for (bool frozen : {false, true}) {
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + (frozen ? " frozen" : " trained"));
+      at::manual_seed(9);
+      const at::Tensor hidden = random_nonzero({300, 96}).to(dtype);
+      const at::Tensor weight = random_nonzero({5003, 96}, 0.2).to(dtype);
+      const at::Tensor targets = random_targets(300, 5003);
+      const at::Tensor a = at::randn({300});
+      std::vector<at::Tensor> grads;
+      std::vector<at::Tensor> values;
+      for (c10::Device device : {c10::Device(at::kCPU), c10::Device(at::kCUDA)}) {
+        const at::Tensor ad = a.to(device);
+        const scorch::TokenLossFn fn = [&ad](const at::Tensor& logp, const at::Tensor& ent, int64_t b, int64_t e) {
+          return (ad.slice(0, b, e) * at::exp(logp) - 0.05 * ent).sum();
+        };
+        const at::Tensor x = hidden.to(device).requires_grad_(true);
+        const at::Tensor w = weight.to(device).requires_grad_(!frozen);
+        scorch::LmHeadTokenLoss out = scorch::lm_head_token_loss(x, w, targets.to(device), fn, 0.8, true, 64);
+        out.loss.backward();
+        values.push_back(out.loss.cpu());
+        values.push_back(out.logp.cpu());
+        grads.push_back(x.grad().cpu());
+        if (!frozen) grads.push_back(w.grad().cpu());
+        EXPECT_EQ(frozen, !w.grad().defined());
+      }
+      const double tol = dtype == at::kFloat ? 1e-4 : 2e-2;
+      EXPECT_LT(relative_error(values[2], values[0]), tol);
+      EXPECT_LT(relative_error(values[3], values[1]), tol);
+      const size_t half = grads.size() / 2;
+      for (size_t i = 0; i < half; ++i) EXPECT_LT(relative_error(grads[half + i], grads[i]), tol) << i;
+    }
+  }
+}
+
 TEST(GroupAdvantagesCuda, MatchesCpuReferenceForEveryModeAndScale) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(13);

@@ -130,6 +130,33 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   return out;
 }
 
+// Every parameter drawn from N(0, 0.3²) (outputs far from uniform) and set to require grad.
+void randomize_parameters(Transformer& model, uint64_t seed) {
+  for (auto& [name, t] : model.named_parameters()) {
+    at::NoGradGuard no_grad;
+    t.normal_(0.0, 0.3, at::make_generator<at::CPUGeneratorImpl>(seed));
+    t.requires_grad_(true);
+  }
+}
+
+// Policy rows of these prompts and completions (rollout log-probs -1), advantage(r, j) one per row
+// (j = 0) or one per token.
+template <class AdvantageFn>
+std::vector<PolicyRow> policy_rows(const std::vector<std::vector<int64_t>>& prompts,
+                                   const std::vector<std::vector<int64_t>>& completions, AdvantageFn advantage,
+                                   bool per_token) {
+  std::vector<PolicyRow> rows;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    PolicyRow row;
+    row.prompt = &prompts[r];
+    row.completion = completions[r];
+    row.logprobs.assign(completions[r].size(), -1.0f);
+    for (size_t j = 0; j < (per_token ? completions[r].size() : 1); ++j) row.advantages.push_back(advantage(r, j));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 TEST(GrpoTrainer, CompletionLogprobsMatchAOneRowForwardOfPromptAndCompletion) {
   auto model = small_model();
   // Two rows of different prompt and completion lengths, right padded.
@@ -162,22 +189,12 @@ TEST(GrpoTrainer, CompletionLogprobsMatchAOneRowForwardOfPromptAndCompletion) {
 // of 2 x 7: [7 5 2] [4 3 2] = 2 rows x 14 = 28 positions instead of 6 x 7 = 42.
 TEST(GrpoTrainer, PackedRowsGiveThePaddedRowsLogprobsAndGradients) {
   auto model = small_model();
-  for (auto& [name, t] : model->named_parameters()) {
-    at::NoGradGuard no_grad;
-    t.normal_(0.0, 0.3, at::make_generator<at::CPUGeneratorImpl>(7));  // outputs far from uniform
-    t.requires_grad_(true);
-  }
+  randomize_parameters(*model, 7);
   const std::vector<std::vector<int64_t>> prompts = {{5, 6}, {9}, {4}, {7, 8, 1}, {2}, {3, 3, 4, 5}};
   const std::vector<std::vector<int64_t>> completions = {{11}, {13, 14, 0}, {6}, {20, 21}, {30}, {40, 41, 42}};
-  std::vector<PolicyRow> rows;
-  for (size_t r = 0; r < prompts.size(); ++r) {
-    PolicyRow row;
-    row.prompt = &prompts[r];
-    row.completion = completions[r];
-    row.logprobs.assign(completions[r].size(), -1.0f);
-    row.advantages = {static_cast<float>(r) - 2.5f};
-    rows.push_back(row);
-  }
+  const std::vector<PolicyRow> rows = policy_rows(prompts, completions, [](size_t r, size_t) {
+    return static_cast<float>(r) - 2.5f;
+  }, /*per_token=*/false);
   const PolicyBatch padded = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU, /*pack=*/false);
   const PolicyBatch packed = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU, /*pack=*/true);
   EXPECT_FALSE(padded.layout.packed);
@@ -237,22 +254,12 @@ TEST(GrpoTrainer, PackedRowsGiveThePaddedRowsLogprobsAndGradients) {
 // parameter gradients up to fp32 reassociation.
 TEST(GrpoTrainer, TheInForwardPolicyGradientEqualsPolicyLossThenBackward) {
   auto model = small_model();
-  for (auto& [name, t] : model->named_parameters()) {
-    at::NoGradGuard no_grad;
-    t.normal_(0.0, 0.3, at::make_generator<at::CPUGeneratorImpl>(11));
-    t.requires_grad_(true);
-  }
+  randomize_parameters(*model, 11);
   const std::vector<std::vector<int64_t>> prompts = {{5, 6}, {9}, {4, 7, 8}, {2}};
   const std::vector<std::vector<int64_t>> completions = {{11, 3}, {13, 14, 0}, {6}, {20, 21, 22, 23}};
-  std::vector<PolicyRow> rows;
-  for (size_t r = 0; r < prompts.size(); ++r) {
-    PolicyRow row;
-    row.prompt = &prompts[r];
-    row.completion = completions[r];
-    row.logprobs.assign(completions[r].size(), -1.0f);
-    for (size_t j = 0; j < completions[r].size(); ++j) row.advantages.push_back(0.7f * r - 1.0f + 0.3f * j);
-    rows.push_back(row);
-  }
+  const std::vector<PolicyRow> rows = policy_rows(prompts, completions, [](size_t r, size_t j) {
+    return 0.7f * static_cast<float>(r) - 1.0f + 0.3f * static_cast<float>(j);
+  }, /*per_token=*/true);
   PolicyBatch b = pack_policy_batch(rows, /*pad_id=*/0, at::kCPU);
   ASSERT_EQ(b.advantages.dim(), 2);  // per-token advantages
   {

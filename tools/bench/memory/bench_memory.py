@@ -29,7 +29,7 @@ backward (the recomputed forward GEMM is not counted) and 2 N V H for the forwar
 
 --whole-model adds one SFT step of a Qwen2.5-0.5B-shaped random model (`scorch train`, trainer sft,
 one packed row of --model-tokens tokens) with model.gradient_checkpointing off / on and the fused LM
-head on / off (SCORCH_LM_HEAD=unfused): peak memory (the process's max RSS on the CPU; on CUDA the
+head on / off (SCORCH_LM_HEAD=unfused; --lm-heads also recompute): peak memory (the process's max RSS on the CPU; on CUDA the
 device memory in use, nvidia-smi polled every 0.1 s, above what was in use before) and step time.
 Full fine-tuning's first step peaks in AdamW's step (weights + gradients + both moments, ~16 bytes a
 parameter), which hides the activations at moderate lengths; --lora trains an r=16 adapter on the
@@ -70,6 +70,11 @@ def parse_args():
     p.add_argument("--lora", action="store_true",
                    help="whole model with LoRA r=16 (base frozen): the peak is weights + activations, not AdamW state")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--lm-heads", nargs="*", default=["fused", "unfused"], choices=["fused", "recompute", "unfused"],
+                   help="whole model: the LM head paths (SCORCH_LM_HEAD): fused = gradients in the forward "
+                        "(the default path), recompute = lm_head_logprobs' recomputing backward, unfused = logits")
+    p.add_argument("--no-checkpointing-on", action="store_true",
+                   help="whole model: only gradient_checkpointing off")
     p.add_argument("--frozen-weight", action="store_true",
                    help="LM-head table: the weight needs no gradient (LoRA's frozen base): only grad_hidden")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -283,9 +288,9 @@ def whole_model_table(args):
         print(f"## Whole model: one SFT step, Qwen2.5-0.5B-shaped random model, {n} tokens, {what} ({args.device})\n")
         print("| gradient_checkpointing | LM head | peak memory | step time |")
         print("|---|---|---|---|")
-        for ckpt in (False, True):
-            for fused in (True, False):
-                run_dir = os.path.join(tmp, f"run-{ckpt}-{fused}")
+        for ckpt in ((False,) if args.no_checkpointing_on else (False, True)):
+            for head in args.lm_heads:
+                run_dir = os.path.join(tmp, f"run-{ckpt}-{head}")
                 with open(os.path.join(tmp, "job.yaml"), "w") as f:
                     f.write(f"trainer: sft\nseed: 1\nmodel: {{path: {tmp}/base, device: {args.device}, "
                             f"gradient_checkpointing: {str(ckpt).lower()}}}\n"
@@ -296,8 +301,9 @@ def whole_model_table(args):
                             + ("lora: {enabled: true, r: 16, lora_alpha: 32, target_modules: all-linear}\n"
                                if args.lora else ""))
                 env = dict(os.environ)
-                if not fused:
-                    env["SCORCH_LM_HEAD"] = "unfused"
+                env.pop("SCORCH_LM_HEAD", None)
+                if head != "fused":
+                    env["SCORCH_LM_HEAD"] = head
                 code = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
                         "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
                 t0 = time.perf_counter()
@@ -314,7 +320,7 @@ def whole_model_table(args):
                 r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
                 wall = time.perf_counter() - t0
                 if r.returncode != 0:
-                    print(f"| {ckpt} | {'fused' if fused else 'unfused'} | failed: "
+                    print(f"| {ckpt} | {head} | failed: "
                           f"{(r.stderr or r.stdout).strip().splitlines()[-1:]} | |", flush=True)
                     continue
                 rss = int(r.stdout.strip().splitlines()[-1].split()[1]) * 1024
@@ -323,7 +329,7 @@ def whole_model_table(args):
                 peak = (f"{gpu_peak / 1024:.2f} GiB (GPU, nvidia-smi)" if args.device == "cuda"
                         else f"{gib(rss)} (max RSS)")
                 step = m.get("time/step", wall)
-                print(f"| {ckpt} | {'fused' if fused else 'unfused'} | {peak} | {step:.1f} s |", flush=True)
+                print(f"| {ckpt} | {head} | {peak} | {step:.1f} s |", flush=True)
         print()
 
 
