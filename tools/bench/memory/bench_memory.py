@@ -21,7 +21,9 @@ its resident set at that point -- real memory, not an estimate. A case whose est
 torch.cuda.max_memory_allocated() minus the memory allocated before the step (allocator stats).
 
 Time: the median of --iters steps after one warm-up step (CPU default: 1 step, no warm-up, for the
-large shapes). The fused op's effective TFLOP/s counts the model's 6 N V H FLOPs of forward +
+large shapes). On the CPU also the process's CPU time (user + sys) of that step: unlike wall time it
+does not grow when other jobs share the cores (at --threads 1 it is the step's own work; with more
+threads OpenMP's spin-waiting counts too). The fused op's effective TFLOP/s counts the model's 6 N V H FLOPs of forward +
 backward (the recomputed forward GEMM is not counted) and 2 N V H for the forward alone.
 
   tools/bench/memory/bench_memory.py --device cpu [--tokens 4096 16384] [--shapes 896x151936 2048x128256]
@@ -131,19 +133,23 @@ def child(spec):
     h, w, t = inputs(a["n"], a["h"], a["v"], dtype, "cpu", a.get("frozen", False))
     step = step_fn(a["method"], h, w, t, a["chunk"])
     times = []
+    cpu_times = []
     peak = 0
     for i in range(a["iters"]):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident set
         before = proc_kb("VmRSS")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         peak = max(peak, (proc_kb("VmHWM") - before) * 1024)
         h.grad = None
         w.grad = None
     times.sort()
-    print(json.dumps({"peak_extra": peak, "seconds": times[len(times) // 2]}))
+    cpu_times.sort()
+    print(json.dumps({"peak_extra": peak, "seconds": times[len(times) // 2],
+                      "cpu_seconds": cpu_times[len(cpu_times) // 2]}))
 
 
 def estimated_peak(method, n, hdim, v, esize):
@@ -206,14 +212,20 @@ def lm_head_table(args):
     print(f"## LM head: one loss + backward{' to hidden only (frozen weight)' if args.frozen_weight else ''} "
           f"({args.device}, {args.dtype}, "
           f"{torch.get_num_threads() if args.device == 'cpu' else 1} thread(s){'' if args.device == 'cpu' else ' / GPU'})\n")
-    print("| H | V | tokens | fp32 logits | method | peak extra memory | / fp32 logits | time | / eager |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    cpu = args.device == "cpu"
+    if cpu:  # CPU time (user + sys of the process) is robust to other jobs sharing the cores; wall time is not
+        print("| H | V | tokens | fp32 logits | method | peak extra memory | / fp32 logits | time | / eager "
+              "| CPU time | / eager |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        print("| H | V | tokens | fp32 logits | method | peak extra memory | / fp32 logits | time | / eager |")
+        print("|---|---|---|---|---|---|---|---|---|")
     esize = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
     for shape in args.shapes:
         hdim, v = (int(x) for x in shape.split("x"))
         for n in args.tokens:
             logits32 = n * v * 4
-            eager_time = None
+            eager_time = eager_cpu = None
             for method in args.methods:
                 est = estimated_peak(method, n, hdim, v, esize)
                 if args.device == "cpu" and est > args.max_gb * 2**30:
@@ -225,10 +237,14 @@ def lm_head_table(args):
                           flush=True)
                     continue
                 if method == "eager":
-                    eager_time = r["seconds"]
+                    eager_time, eager_cpu = r["seconds"], r.get("cpu_seconds")
                 ratio = f"{r['seconds'] / eager_time:.2f}x" if eager_time else "-"
-                print(f"| {hdim} | {v} | {n} | {gib(logits32)} | {method} | {gib(r['peak_extra'])} | "
-                      f"{r['peak_extra'] / logits32:.3f} | {r['seconds']:.2f} s | {ratio} |", flush=True)
+                line = (f"| {hdim} | {v} | {n} | {gib(logits32)} | {method} | {gib(r['peak_extra'])} | "
+                        f"{r['peak_extra'] / logits32:.3f} | {r['seconds']:.2f} s | {ratio} |")
+                if cpu:
+                    cpu_ratio = f"{r['cpu_seconds'] / eager_cpu:.2f}x" if eager_cpu else "-"
+                    line += f" {r['cpu_seconds']:.2f} s | {cpu_ratio} |"
+                print(line, flush=True)
     print()
 
 
