@@ -1,5 +1,5 @@
 // Device helpers shared by the decode-step kernels (decode_ops_cuda.cu, decode_attention_cuda.cu):
-// conversions and the RoPE pair with ATen's per-op rounding. CUDA sources only.
+// conversions, the RoPE pair with ATen's per-op rounding, a block-wide sum. CUDA sources only.
 #pragma once
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -27,6 +27,19 @@ __device__ __forceinline__ void rope_pair(T x1_in, T x2_in, T c1, T s1, T c2, T 
   const float b2 = to_float(to_dtype<T>(__fmul_rn(x1, to_float(s2))));
   o1 = to_dtype<T>(__fsub_rn(a1, b1));
   o2 = to_dtype<T>(__fadd_rn(a2, b2));
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  v = lane < warps ? warp_sums[lane] : 0.f;
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  __syncthreads();  // warp_sums is reused by the block's next row
+  return v;
 }
 
 }  // namespace scorch::kernels
