@@ -410,6 +410,71 @@ TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
   }
 }
 
+// model.fused_training_ops: a differentiating forward through kernels' fused RMSNorm, add + RMSNorm,
+// RoPE (q / k as transposed views) and SiLU * up gives the eager ops' loss to fp32 round-off and
+// their gradients to fp32 round-off, for each family whose rounding the kernels implement (llama,
+// qwen2 tied, qwen3's per-head q/k norms) and for one whose norms they do not (olmo2: its norms stay
+// eager, RoPE and SiLU * up are fused with bit-equal forwards: the same loss bits). The fused graph
+// has fewer nodes.
+TEST(Transformer, FusedTrainingOpsGiveTheEagerLossAndGradients) {
+  auto family = [](const std::string& type, nlohmann::json extra) {
+    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
+    j["model_type"] = type;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    return scorch::model_config_from_json(j, "family");
+  };
+  const std::vector<std::pair<std::string, ModelConfig>> configs = {
+      {"llama", tiny_config("llama", false)},
+      {"qwen2 tied", tiny_config("qwen2", true)},
+      {"qwen3", family("qwen3", {{"head_dim", 8}})},
+      {"olmo2", family("olmo2", {})},
+  };
+  for (const auto& [label, config] : configs) {
+    SCOPED_TRACE(label);
+    Transformer m = random_model(config, 31);
+    m.set_requires_grad(true);
+    m.layers_[0].up_weight.requires_grad_(false);  // a frozen weight: no gradient, none asked
+    at::manual_seed(32);
+    const PackedLoss loss_of(m.config().vocab_size);
+    auto run = [&](bool fused, std::map<std::string, at::Tensor>& grads, int& nodes) {
+      m.set_fused_training_ops(fused);
+      const at::Tensor loss = loss_of(m);
+      nodes = 0;
+      for (const auto& [name, n] : graph_nodes(loss)) nodes += n;
+      loss.backward();
+      for (auto& [name, t] : m.named_parameters()) {
+        if (t.grad().defined()) grads[name] = t.grad().clone();
+        t.mutable_grad() = at::Tensor();
+      }
+      return loss.item<double>();
+    };
+    std::map<std::string, at::Tensor> eager_grads, fused_grads;
+    int eager_nodes = 0, fused_nodes = 0;
+    const double eager = run(false, eager_grads, eager_nodes);
+    const double fused = run(true, fused_grads, fused_nodes);
+    const bool kernels_apply = !m.config().norm_weight_in_fp32;
+    if (kernels_apply) {
+      EXPECT_LT(std::abs(fused - eager) / std::abs(eager), 1e-6);
+      EXPECT_LT(fused_nodes, eager_nodes * 3 / 4) << "the layer ops should be one node each";
+    } else {  // RoPE and SiLU * up fused (bit-equal forwards), the norms eager
+      EXPECT_EQ(fused, eager);
+      EXPECT_LT(fused_nodes, eager_nodes);
+    }
+    ASSERT_EQ(fused_grads.size(), eager_grads.size());
+    double worst = 0;
+    for (const auto& [name, ref] : eager_grads) {
+      const at::Tensor& g = fused_grads.at(name);
+      const double rel = (g - ref).norm().item<double>() / ref.norm().item<double>();
+      EXPECT_LT(rel, 1e-5) << name;
+      EXPECT_GT(ref.abs().max().item<double>(), 0) << name;
+      worst = std::max(worst, rel);
+    }
+    EXPECT_FALSE(fused_grads.count("model.layers.0.mlp.up_proj.weight"));
+    std::printf("[ info ] %s: loss %.9g fused vs %.9g eager; worst gradient relative difference %.1e; graph %d vs %d "
+                "nodes\n", label.c_str(), fused, eager, worst, fused_nodes, eager_nodes);
+  }
+}
+
 // Transformer::token_logprobs (the fused LM head) against float64 log_softmax of the full logits,
 // values and gradients, tied and untied.
 TEST(Transformer, TokenLogprobsEqualsFloat64LogSoftmaxOfTheLogits) {
