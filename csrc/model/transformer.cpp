@@ -121,7 +121,12 @@ bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
 // where nothing needs a gradient; where something does, when `fused_training` is on
 // (Transformer::set_fused_training_ops; their backward is in kernels/). The same forward values
 // either way; the gradients differ by the dtype's rounding (the fused backward rounds once).
+// The kernels take bf16 / fp16 / fp32: a float64 model (tests' references) runs the eager ops.
 bool use_fused_ops(bool fused_training, std::initializer_list<const at::Tensor*> inputs) {
+  for (const at::Tensor* t : inputs) {
+    const at::ScalarType dtype = t->defined() ? t->scalar_type() : at::kFloat;
+    if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) return false;
+  }
   return fused_training || !needs_grad(inputs);
 }
 
