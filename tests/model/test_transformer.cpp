@@ -320,6 +320,24 @@ std::map<std::string, int> graph_nodes(const at::Tensor& root) {
   return count;
 }
 
+// Each family's layer variant (qwen3 q/k norms, olmo2 post-norms, gemma2 sandwich norms with soft
+// caps and a sliding window narrower than the packed samples, so window and full masks differ).
+std::vector<std::pair<std::string, ModelConfig>> layer_variants() {
+  auto family = [](const std::string& type, nlohmann::json extra) {
+    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
+    j["model_type"] = type;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    return scorch::model_config_from_json(j, "family");
+  };
+  return {
+      {"llama", tiny_config("llama", false)},
+      {"qwen2 tied", tiny_config("qwen2", true)},
+      {"qwen3", family("qwen3", {{"head_dim", 8}})},
+      {"olmo2", family("olmo2", {})},
+      {"gemma2 window 3", family("gemma2", {{"head_dim", 8}, {"sliding_window", 3}, {"tie_word_embeddings", true}})},
+  };
+}
+
 // A packed two-sample batch (block-diagonal mask) and its loss: -sum log p of the next tokens.
 struct PackedLoss {
   at::Tensor ids, pos, mask, targets;
@@ -344,23 +362,9 @@ struct PackedLoss {
 
 // model.gradient_checkpointing: the same loss bit for bit and the same gradients to fp32 round-off,
 // with a frozen weight (no gradient for it); and the graph really holds one node per layer instead
-// of the layer's ops (the activations inside a layer are not kept).
-// Each family's layer variant (qwen3 q/k norms, olmo2 post-norms, gemma2 sandwich norms with soft
-// caps and a sliding window narrower than the packed samples, so window and full masks differ).
+// of the layer's ops (the activations inside a layer are not kept). Each family's layer variant.
 TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
-  auto family = [](const std::string& type, nlohmann::json extra) {
-    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
-    j["model_type"] = type;
-    for (auto& [k, v] : extra.items()) j[k] = v;
-    return scorch::model_config_from_json(j, "family");
-  };
-  const std::vector<std::pair<std::string, ModelConfig>> configs = {
-      {"llama", tiny_config("llama", false)},
-      {"qwen2 tied", tiny_config("qwen2", true)},
-      {"qwen3", family("qwen3", {{"head_dim", 8}})},
-      {"olmo2", family("olmo2", {})},
-      {"gemma2 window 3", family("gemma2", {{"head_dim", 8}, {"sliding_window", 3}, {"tie_word_embeddings", true}})},
-  };
+  const auto configs = layer_variants();
   for (const auto& [label, config] : configs) {
     const bool tied = config.tie_word_embeddings;
     SCOPED_TRACE(label);
@@ -413,22 +417,11 @@ TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
 // model.fused_training_ops: a differentiating forward through kernels' fused RMSNorm, add + RMSNorm,
 // RoPE (q / k as transposed views) and SiLU * up gives the eager ops' loss to fp32 round-off and
 // their gradients to fp32 round-off, for each family whose rounding the kernels implement (llama,
-// qwen2 tied, qwen3's per-head q/k norms) and for one whose norms they do not (olmo2: its norms stay
-// eager, RoPE and SiLU * up are fused with bit-equal forwards: the same loss bits). The fused graph
-// has fewer nodes.
+// qwen2 tied, qwen3's per-head q/k norms) and for those whose norms they do not (olmo2, gemma2: the
+// norms and GeGLU stay eager, RoPE and SiLU * up are fused with bit-equal forwards: the same loss
+// bits). The fused graph has fewer nodes.
 TEST(Transformer, FusedTrainingOpsGiveTheEagerLossAndGradients) {
-  auto family = [](const std::string& type, nlohmann::json extra) {
-    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
-    j["model_type"] = type;
-    for (auto& [k, v] : extra.items()) j[k] = v;
-    return scorch::model_config_from_json(j, "family");
-  };
-  const std::vector<std::pair<std::string, ModelConfig>> configs = {
-      {"llama", tiny_config("llama", false)},
-      {"qwen2 tied", tiny_config("qwen2", true)},
-      {"qwen3", family("qwen3", {{"head_dim", 8}})},
-      {"olmo2", family("olmo2", {})},
-  };
+  const auto configs = layer_variants();
   for (const auto& [label, config] : configs) {
     SCOPED_TRACE(label);
     Transformer m = random_model(config, 31);
