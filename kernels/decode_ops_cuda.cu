@@ -118,12 +118,6 @@ void launch_rms_norm(const at::Tensor& x_rows, const at::Tensor* delta_rows, con
 
 // --- rope ----------------------------------------------------------------------------------------
 
-struct RopeGeometry {
-  int64_t heads, tokens, half;
-  int64_t xs0, xs1, xs2;  // x's strides over (B, M, T)
-  int64_t cb, ct, sb, st;  // cos / sin strides over (B, T), 0 where broadcast
-};
-
 template <typename T>
 __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, const T* __restrict__ sin,
                             T* __restrict__ out, int64_t pairs, RopeGeometry g) {
@@ -257,9 +251,7 @@ at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at:
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = empty_contiguous(x, x.sizes());
   if (x.numel() == 0) return out;
-  const RopeTableStrides cs = rope_table_strides(cos), ss = rope_table_strides(sin);
-  const RopeGeometry g{x.size(1),  x.size(2), x.size(3) / 2, x.stride(0), x.stride(1),
-                       x.stride(2), cs.batch, cs.time,      ss.batch,    ss.time};
+  const RopeGeometry g = rope_geometry(x, cos, sin);
   const int64_t pairs = x.numel() / 2;
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(x.scalar_type(), "fused_rope_cuda", [&] {

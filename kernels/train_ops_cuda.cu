@@ -86,20 +86,14 @@ __global__ void sum_partials_kernel(const float* __restrict__ partials, int64_t 
 
 // --- rope backward -----------------------------------------------------------------------------
 
-struct RopeBackwardGeometry {
-  int64_t heads, tokens, half;
-  int64_t gs0, gs1, gs2;  // grad's strides over (B, M, T)
-  int64_t cb, ct, sb, st;  // cos / sin strides over (B, T), 0 where broadcast
-};
-
 template <typename T>
 __global__ void rope_backward_kernel(const T* __restrict__ grad, const T* __restrict__ cos, const T* __restrict__ sin,
-                                     T* __restrict__ grad_x, int64_t pairs, RopeBackwardGeometry g) {
+                                     T* __restrict__ grad_x, int64_t pairs, RopeGeometry g) {
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = idx % g.half, row = idx / g.half;
     const int64_t t = row % g.tokens, m = (row / g.tokens) % g.heads, b = row / (g.tokens * g.heads);
-    const T* gr = grad + b * g.gs0 + m * g.gs1 + t * g.gs2;
+    const T* gr = grad + b * g.xs0 + m * g.xs1 + t * g.xs2;
     const T* c = cos + b * g.cb + t * g.ct;
     const T* s = sin + b * g.sb + t * g.st;
     const float g1 = to_float(gr[i]), g2 = to_float(gr[i + g.half]);
@@ -181,9 +175,7 @@ at::Tensor fused_rope_backward_cuda(const at::Tensor& grad, const at::Tensor& co
   const c10::cuda::CUDAGuard guard(grad.device());
   at::Tensor grad_x = empty_contiguous(grad, grad.sizes());
   if (grad.numel() == 0) return grad_x;
-  const RopeTableStrides cs = rope_table_strides(cos), ss = rope_table_strides(sin);
-  const RopeBackwardGeometry g{grad.size(1),   grad.size(2), grad.size(3) / 2, grad.stride(0), grad.stride(1),
-                               grad.stride(2), cs.batch,     cs.time,          ss.batch,       ss.time};
+  const RopeGeometry g = rope_geometry(grad, cos, sin);
   const int64_t pairs = grad.numel() / 2;
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(grad.scalar_type(), "fused_rope_backward_cuda", [&] {
