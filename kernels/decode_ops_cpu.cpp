@@ -19,6 +19,7 @@
 // second time under __attribute__((target("avx2,fma"))) (and AVX-512 for silu), picked at run time
 // with the width ATen itself runs at (simd_level). This file is compiled with -ffp-contract=off
 // (kernels/CMakeLists.txt): a fused multiply-add would skip the roundings it exists to reproduce.
+#include "kernels/cpu_loops.h"
 #include "kernels/ops_impl.h"
 
 #include <ATen/Dispatch.h>
@@ -36,60 +37,43 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define SCORCH_DECODE_AVX2 1
+#if defined(SCORCH_DECODE_AVX2)
 // Exported by libtorch_cpu (torch ships sleef.h for extensions): ATen's Vectorized<float>::exp with
 // AVX2 and with AVX-512.
 extern "C" __attribute__((target("avx2,fma"))) __m256 Sleef_expf8_u10(__m256);
 extern "C" __attribute__((target("avx512f"))) __m512 Sleef_expf16_u10(__m512);
-#define SCORCH_AVX2_TARGET __attribute__((target("avx2,fma")))
-#define SCORCH_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 #endif
 
-#define SCORCH_INLINE inline __attribute__((always_inline))
-
 namespace scorch::kernels {
+namespace cpu {
+// The vector width ATen's own CPU kernels run with (its CPU detection, capped by the environment
+// variable ATEN_CPU_CAPABILITY=default|avx2|avx512): silu then takes its exp from the same Sleef
+// function as at::silu, and ATEN_CPU_CAPABILITY=default selects the scalar loops (as tests do).
+SimdLevel simd_level() {
+#ifdef SCORCH_DECODE_AVX2
+  static const SimdLevel level = [] {
+    const std::string aten = at::get_cpu_capability();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (aten == "AVX512" && avx512) return SimdLevel::kAvx512;
+    if ((aten == "AVX512" || aten == "AVX2") && avx2) return SimdLevel::kAvx2;
+    return SimdLevel::kScalar;
+  }();
+  return level;
+#else
+  return SimdLevel::kScalar;
+#endif
+}
+}  // namespace cpu
+
 namespace {
 
-// Smallest amount of work (elements) worth a task of its own in at::parallel_for.
-constexpr int64_t kGrainElements = 1 << 15;
-
-int64_t grain_rows(int64_t row_elements) {
-  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_elements));
-}
-
-// --- the dtype, as fp32 values: load, round to the dtype (and back), store ------------------------
-// Branch-free and always inlined, so that the row loops below vectorise (with AVX2 in the *_avx2
-// instantiations). bf16 rounds to nearest even as c10::BFloat16(float) does (NaN -> 0x7fc0).
-template <typename T>
-struct Dtype;
-
-template <>
-struct Dtype<float> {
-  static SCORCH_INLINE float load(float v) { return v; }
-  static SCORCH_INLINE float round(float v) { return v; }
-  static SCORCH_INLINE float store(float v) { return v; }
-};
-
-template <>
-struct Dtype<c10::BFloat16> {
-  static SCORCH_INLINE uint16_t bits(float v) {
-    const uint32_t u = c10::bit_cast<uint32_t>(v);
-    const uint16_t rounded = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    return v != v ? uint16_t{0x7fc0} : rounded;
-  }
-  static SCORCH_INLINE float load(c10::BFloat16 v) { return c10::bit_cast<float>(static_cast<uint32_t>(v.x) << 16); }
-  static SCORCH_INLINE float round(float v) { return c10::bit_cast<float>(static_cast<uint32_t>(bits(v)) << 16); }
-  static SCORCH_INLINE c10::BFloat16 store(float v) { return c10::BFloat16(bits(v), c10::BFloat16::from_bits()); }
-};
-
-template <>
-struct Dtype<c10::Half> {  // c10's conversions (scalar; fp16 is not a CPU inference dtype worth AVX code)
-  static SCORCH_INLINE float load(c10::Half v) { return static_cast<float>(v); }
-  static SCORCH_INLINE float round(float v) { return static_cast<float>(c10::Half(v)); }
-  static SCORCH_INLINE c10::Half store(float v) { return c10::Half(v); }
-};
+using cpu::Dtype;
+using cpu::SimdLevel;
+using cpu::cpu_has_avx2;
+using cpu::cpu_has_avx512;
+using cpu::grain_rows;
 
 // --- rms_norm ------------------------------------------------------------------------------------
 
@@ -106,29 +90,11 @@ struct RmsNormArgs {
   float eps;
 };
 
-// Sum of squares of a row in float64: eight independent accumulators (lanes of a vector).
-template <typename T>
-SCORCH_INLINE double sum_of_squares(const T* x, int64_t n) {
-  double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      const double h = Dtype<T>::load(x[i + k]);
-      acc[k] += h * h;
-    }
-  for (; i < n; ++i) {
-    const double h = Dtype<T>::load(x[i]);
-    acc[0] += h * h;
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 // y = dtype(w * dtype(h * r)), r = 1 / sqrt(mean(h^2) + eps).
 template <typename T>
 SCORCH_INLINE void normalize_row(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int64_t n,
                                  float eps) {
-  const float mean = static_cast<float>(sum_of_squares(x, n) / static_cast<double>(n));
-  const float r = 1.0f / std::sqrt(mean + eps);
+  const float r = cpu::inverse_rms(x, n, eps);
   for (int64_t i = 0; i < n; ++i) y[i] = Dtype<T>::store(Dtype<T>::load(w[i]) * Dtype<T>::round(Dtype<T>::load(x[i]) * r));
 }
 
@@ -188,19 +154,20 @@ SCORCH_INLINE void rope_range(const RopeArgs<T>& a, int64_t begin, int64_t end) 
 
 template <typename T>
 struct SiluAndMulArgs {
-  const T* gu;  // [R, 2I] rows, stride apart
-  int64_t stride;
-  T* out;       // [R, I] contiguous
+  const T* gate;  // [R, I] rows, gate_stride apart (silu_and_mul: the first half of gu's rows)
+  int64_t gate_stride;
+  const T* up;    // [R, I] rows, up_stride apart (silu_and_mul: the second half)
+  int64_t up_stride;
+  T* out;         // [R, I] contiguous
   int64_t inter;
+  int64_t total;  // R * I, or less: the last row ends there (silu_mul's flat layout, see there)
 };
 
 SCORCH_INLINE void silu_in_place_scalar(float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = v[i] / (1.0f + std::exp(-v[i]));
 }
 
-// Which silu: std::exp, or ATen's vectorised x / (1 + exp(-x)) with Sleef's exp, 8 or 16 lanes.
-enum class SimdLevel { kScalar, kAvx2, kAvx512 };
-
+// Which silu (SimdLevel): std::exp, or ATen's vectorised x / (1 + exp(-x)) with Sleef's exp, 8 or 16 lanes.
 // ATen's CPU loop (cpu_kernel_vec) takes two vectors of the dtype per step (AVX2: 16 fp32 / 32 bf16
 // elements, AVX-512: 32 / 64) and leaves the rest of the row to its scalar op: the same split here
 // (`block`, from the start of the row: chunks of a row are multiples of 64) gives each element the
@@ -239,11 +206,12 @@ SCORCH_INLINE void silu_and_mul_range(const SiluAndMulArgs<T>& a, int64_t begin,
   constexpr int64_t kAvx2Block = 2 * 32 / sizeof(T), kAvx512Block = 2 * 64 / sizeof(T);  // ATen's step
   float act[kChunk];
   for (int64_t r = begin; r < end; ++r) {
-    const T* g = a.gu + r * a.stride;
-    const T* u = g + a.inter;
+    const T* g = a.gate + r * a.gate_stride;
+    const T* u = a.up + r * a.up_stride;
     T* o = a.out + r * a.inter;
-    for (int64_t c0 = 0; c0 < a.inter; c0 += kChunk) {
-      const int64_t len = std::min(kChunk, a.inter - c0);
+    const int64_t row_len = std::min(a.inter, a.total - r * a.inter);
+    for (int64_t c0 = 0; c0 < row_len; c0 += kChunk) {
+      const int64_t len = std::min(kChunk, row_len - c0);
       for (int64_t i = 0; i < len; ++i) act[i] = D::load(g[c0 + i]);
 #ifdef SCORCH_DECODE_AVX2
       if constexpr (kSimd == SimdLevel::kAvx512) {
@@ -268,23 +236,6 @@ SCORCH_INLINE void silu_and_mul_range(const SiluAndMulArgs<T>& a, int64_t begin,
 // target but never used for the arithmetic: -ffp-contract=off.)
 
 #ifdef SCORCH_DECODE_AVX2
-// The vector width ATen's own CPU kernels run with (its CPU detection, capped by the environment
-// variable ATEN_CPU_CAPABILITY=default|avx2|avx512): silu then takes its exp from the same Sleef
-// function as at::silu, and ATEN_CPU_CAPABILITY=default selects the scalar loops (as tests do).
-SimdLevel simd_level() {
-  static const SimdLevel level = [] {
-    const std::string aten = at::get_cpu_capability();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    if (aten == "AVX512" && avx512) return SimdLevel::kAvx512;
-    if ((aten == "AVX512" || aten == "AVX2") && avx2) return SimdLevel::kAvx2;
-    return SimdLevel::kScalar;
-  }();
-  return level;
-}
-bool cpu_has_avx2() { return simd_level() != SimdLevel::kScalar; }
-bool cpu_has_avx512() { return simd_level() == SimdLevel::kAvx512; }
 template <typename T, bool kAdd>
 SCORCH_AVX2_TARGET void rms_norm_range_avx2(const RmsNormArgs<T>& a, int64_t begin, int64_t end) {
   rms_norm_range<T, kAdd>(a, begin, end);
@@ -301,9 +252,6 @@ template <typename T>
 SCORCH_AVX512_TARGET void silu_and_mul_range_avx512(const SiluAndMulArgs<T>& a, int64_t begin, int64_t end) {
   silu_and_mul_range<T, SimdLevel::kAvx512>(a, begin, end);
 }
-#else
-constexpr bool cpu_has_avx2() { return false; }
-constexpr bool cpu_has_avx512() { return false; }
 #endif
 
 template <typename T, bool kAdd>
@@ -433,9 +381,34 @@ at::Tensor silu_and_mul_cpu(const at::Tensor& gu) {
   if (out.numel() == 0) return out;
   const at::Tensor rows = as_rows(gu);
   SCORCH_DISPATCH_DECODE_TYPES(gu.scalar_type(), "silu_and_mul_cpu", [&] {
-    const SiluAndMulArgs<scalar_t> a{rows.const_data_ptr<scalar_t>(), rows.stride(0), out.data_ptr<scalar_t>(),
-                                     sizes.back()};
+    const scalar_t* gu_rows = rows.const_data_ptr<scalar_t>();
+    const SiluAndMulArgs<scalar_t> a{gu_rows, rows.stride(0), gu_rows + sizes.back(), rows.stride(0),
+                                     out.data_ptr<scalar_t>(), sizes.back(), rows.size(0) * sizes.back()};
     run_silu_and_mul(a, rows.size(0));
+  });
+  return out;
+}
+
+at::Tensor silu_mul_cpu(const at::Tensor& gate, const at::Tensor& up) {
+  check_silu_mul_inputs(gate, up);
+  at::Tensor out = empty_like_contiguous(gate, gate.sizes());
+  if (out.numel() == 0) return out;
+  SCORCH_DISPATCH_DECODE_TYPES(gate.scalar_type(), "silu_mul_cpu", [&] {
+    if (gate.is_contiguous() && up.is_contiguous()) {
+      // at::silu runs over a contiguous gate as one flat array (vector steps from its start, the
+      // scalar exp on its tail only): the same here, in pieces of kFlatRow elements (a multiple of
+      // every vector step) so that threads can share it.
+      constexpr int64_t kFlatRow = 1 << 12;
+      const int64_t total = gate.numel();
+      const SiluAndMulArgs<scalar_t> a{gate.const_data_ptr<scalar_t>(), kFlatRow, up.const_data_ptr<scalar_t>(),
+                                       kFlatRow, out.data_ptr<scalar_t>(), kFlatRow, total};
+      run_silu_and_mul(a, (total + kFlatRow - 1) / kFlatRow);
+    } else {
+      const at::Tensor g = as_rows(gate), u = as_rows(up);
+      const SiluAndMulArgs<scalar_t> a{g.const_data_ptr<scalar_t>(), g.stride(0), u.const_data_ptr<scalar_t>(),
+                                       u.stride(0), out.data_ptr<scalar_t>(), g.size(1), g.numel()};
+      run_silu_and_mul(a, g.size(0));
+    }
   });
   return out;
 }

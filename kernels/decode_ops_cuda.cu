@@ -1,4 +1,5 @@
-// Decode-step ops, CUDA: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul.
+// Decode-step ops, CUDA: fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, silu_mul (their
+// backward: train_ops_cuda.cu).
 // At decode shapes (a few rows of 896..4864 elements) every one of these is launch-bound: the point
 // is one launch instead of the composition's 2-8 (RMSNorm alone is to(fp32), pow, mean, add, rsqrt,
 // mul, to(dtype), mul), with the composition's rounding kept (ops.h).
@@ -9,7 +10,7 @@
 //       reads back its own output, written by the same thread) and writes y = dtype(w * dtype(h * r)).
 //   rope          one thread per (row, pair d / d + D/2); the row's address from its (b, m, t) and the
 //                 strides, so x may be any strided view and cos / sin broadcast views.
-//   silu_and_mul  one thread per 16 bytes of output (8 bf16 / 4 fp32) when rows are aligned, else per
+//   silu_and_mul / silu_mul  one thread per 16 bytes of output (8 bf16 / 4 fp32) when rows are aligned, else per
 //                 element: out = dtype(dtype(g / (1 + expf(-g))) * u), ATen's CUDA silu arithmetic.
 // Everything runs on the current stream, allocates only the outputs and never synchronises, so the
 // ops can be captured in a CUDA graph. This file is NOT compiled with --use_fast_math (CMakeLists.txt):
@@ -39,19 +40,6 @@ template <typename T, int kSize>
 struct alignas(sizeof(T) * kSize) Pack {
   T v[kSize];
 };
-
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float warp_sums[32];
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = lane < warps ? warp_sums[lane] : 0.f;
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  __syncthreads();  // warp_sums is reused by the block's next row
-  return v;
-}
 
 // --- rms_norm / add_rms_norm -----------------------------------------------------------------------
 
@@ -130,12 +118,6 @@ void launch_rms_norm(const at::Tensor& x_rows, const at::Tensor* delta_rows, con
 
 // --- rope ----------------------------------------------------------------------------------------
 
-struct RopeGeometry {
-  int64_t heads, tokens, half;
-  int64_t xs0, xs1, xs2;  // x's strides over (B, M, T)
-  int64_t cb, ct, sb, st;  // cos / sin strides over (B, T), 0 where broadcast
-};
-
 template <typename T>
 __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, const T* __restrict__ sin,
                             T* __restrict__ out, int64_t pairs, RopeGeometry g) {
@@ -208,17 +190,18 @@ __device__ __forceinline__ T silu_times(T g, T u) {
   return to_dtype<T>(__fmul_rn(to_float(act), to_float(u)));
 }
 
-// One thread per kVec outputs; rows [R, 2I] with row stride `stride`, output [R, I].
+// One thread per kVec outputs; gate / up rows [R, I] with row strides gate_stride / up_stride
+// (silu_and_mul: the halves of gu's rows), output [R, I].
 template <typename T, int kVec>
-__global__ void silu_and_mul_kernel(const T* __restrict__ gu, int64_t stride, T* __restrict__ out, int64_t rows,
-                                    int64_t inter) {
+__global__ void silu_and_mul_kernel(const T* __restrict__ gate, int64_t gate_stride, const T* __restrict__ up,
+                                    int64_t up_stride, T* __restrict__ out, int64_t rows, int64_t inter) {
   using P = Pack<T, kVec>;
   const int64_t packs_per_row = inter / kVec, packs = rows * packs_per_row;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < packs;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = idx / packs_per_row, j = (idx % packs_per_row) * kVec;
-    const T* g = gu + row * stride + j;
-    const P gv = *reinterpret_cast<const P*>(g), uv = *reinterpret_cast<const P*>(g + inter);
+    const P gv = *reinterpret_cast<const P*>(gate + row * gate_stride + j);
+    const P uv = *reinterpret_cast<const P*>(up + row * up_stride + j);
     P o;
 #pragma unroll
     for (int k = 0; k < kVec; ++k) o.v[k] = silu_times(gv.v[k], uv.v[k]);
@@ -268,9 +251,7 @@ at::Tensor fused_rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at:
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = empty_contiguous(x, x.sizes());
   if (x.numel() == 0) return out;
-  const RopeTableStrides cs = rope_table_strides(cos), ss = rope_table_strides(sin);
-  const RopeGeometry g{x.size(1),  x.size(2), x.size(3) / 2, x.stride(0), x.stride(1),
-                       x.stride(2), cs.batch, cs.time,      ss.batch,    ss.time};
+  const RopeGeometry g = rope_geometry(x, cos, sin);
   const int64_t pairs = x.numel() / 2;
   const auto stream = c10::cuda::getCurrentCUDAStream();
   SCORCH_DISPATCH_DECODE_TYPES(x.scalar_type(), "fused_rope_cuda", [&] {
@@ -303,6 +284,29 @@ at::Tensor rope_kv_write_cuda(const at::Tensor& qkv, const at::Tensor& cos, cons
   return q;
 }
 
+namespace {
+// silu_mul over rows gate / up [R, I] (row strides given, stride 1 along I) into out [R, I].
+void launch_silu_mul(const at::Tensor& like, const void* gate, int64_t gate_stride, const void* up, int64_t up_stride,
+                     at::Tensor& out, int64_t rows, int64_t inter) {
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  SCORCH_DISPATCH_DECODE_TYPES(like.scalar_type(), "silu_mul_cuda", [&] {
+    constexpr int kVec = 16 / sizeof(scalar_t);
+    const scalar_t* g = static_cast<const scalar_t*>(gate);
+    const scalar_t* u = static_cast<const scalar_t*>(up);
+    scalar_t* o = out.data_ptr<scalar_t>();
+    if (inter % kVec == 0 && gate_stride % kVec == 0 && up_stride % kVec == 0 && aligned16(g) && aligned16(u) &&
+        aligned16(o)) {
+      SCORCH_LAUNCH(elementwise_blocks(rows * inter / kVec), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, kVec>)(
+          g, gate_stride, u, up_stride, o, rows, inter);
+    } else {
+      SCORCH_LAUNCH(elementwise_blocks(rows * inter), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, 1>)(
+          g, gate_stride, u, up_stride, o, rows, inter);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+}  // namespace
+
 at::Tensor silu_and_mul_cuda(const at::Tensor& gu) {
   check_silu_and_mul_inputs(gu);
   const c10::cuda::CUDAGuard guard(gu.device());
@@ -312,21 +316,19 @@ at::Tensor silu_and_mul_cuda(const at::Tensor& gu) {
   at::Tensor out = empty_contiguous(gu, sizes);
   if (out.numel() == 0) return out;
   const at::Tensor rows = as_rows(gu);
-  const int64_t n_rows = rows.size(0), stride = rows.stride(0);
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  SCORCH_DISPATCH_DECODE_TYPES(gu.scalar_type(), "silu_and_mul_cuda", [&] {
-    constexpr int kVec = 16 / sizeof(scalar_t);
-    const scalar_t* in = rows.const_data_ptr<scalar_t>();
-    scalar_t* o = out.data_ptr<scalar_t>();
-    if (inter % kVec == 0 && stride % kVec == 0 && aligned16(in) && aligned16(o)) {
-      SCORCH_LAUNCH(elementwise_blocks(n_rows * inter / kVec), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, kVec>)(
-          in, stride, o, n_rows, inter);
-    } else {
-      SCORCH_LAUNCH(elementwise_blocks(n_rows * inter), kElementwiseThreads, 0, stream, silu_and_mul_kernel<scalar_t, 1>)(
-          in, stride, o, n_rows, inter);
-    }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  const char* base = static_cast<const char*>(rows.const_data_ptr());
+  launch_silu_mul(gu, base, rows.stride(0), base + inter * gu.element_size(), rows.stride(0), out, rows.size(0),
+                  inter);
+  return out;
+}
+
+at::Tensor silu_mul_cuda(const at::Tensor& gate, const at::Tensor& up) {
+  check_silu_mul_inputs(gate, up);
+  const c10::cuda::CUDAGuard guard(gate.device());
+  at::Tensor out = empty_contiguous(gate, gate.sizes());
+  if (out.numel() == 0) return out;
+  const at::Tensor g = as_rows(gate), u = as_rows(up);
+  launch_silu_mul(gate, g.const_data_ptr(), g.stride(0), u.const_data_ptr(), u.stride(0), out, g.size(0), g.size(1));
   return out;
 }
 

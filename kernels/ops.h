@@ -1,9 +1,9 @@
 // scorch's custom ops, as plain C++ functions (DESIGN.md "Kernels contract").
 // Each call goes through the PyTorch dispatcher, so it picks the CPU reference or the CUDA kernel
-// from the device of its inputs. token_logprobs and lm_head_logprobs are differentiable (autograd
-// registration); group_advantages and sample_tokens have no gradient; the decode-step ops
-// (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, rope_kv_write, decode_attention)
-// are inference-only.
+// from the device of its inputs. token_logprobs, lm_head_logprobs and the transformer layer's fused
+// ops (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, silu_mul) are differentiable
+// (autograd registration); group_advantages and sample_tokens have no gradient; rope_kv_write and
+// decode_attention are inference-only.
 // The same ops are torch.ops.scorch.* in Python once libscorch_ops.so is loaded (kernels/README.md).
 // This header is deliberately light: it must stay cheap for every trainer file that includes it.
 #pragma once
@@ -103,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(
     const at::Tensor& rewards, int64_t group_size, const std::string& mode = "grpo", double eps = 1e-4,
     const std::string& scale = "group");
 
-// --- Inference-only fused ops of the decode step -----------------------------------------------
+// --- Fused ops of the transformer layer (decode step and training) --------------------------------
 // Each replaces an ATen composition of transformers' modeling_llama (one kernel instead of 2 to 9)
 // and reproduces its rounding: every intermediate that PyTorch rounds to the tensor dtype is rounded
 // here at the same point, in fp32 arithmetic, with the same functions (CPU: ATen's CPU kernels',
@@ -112,8 +112,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(
 // sum the squares in another order, so the mean may differ by an ulp of fp32: bf16 / fp16 results
 // then differ on a small fraction of elements (measured on CPU: none of 3e5 in bf16, 4e-5 of fp16
 // elements, by <= 2 ulp), fp32 ones by a few ulp (on ~18% of elements; both are ~1e-7 from float64).
-// Inference only: there is no backward. With grad mode enabled and an input that requires grad,
-// each op throws (call them under torch.no_grad() / at::NoGradGuard / at::InferenceMode).
+// Backward (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul, silu_mul): one op per
+// fused op (fused_rms_norm_backward, fused_rope_backward, silu_mul_backward, registered for CPU and
+// CUDA) computes the gradients in fp32 from the saved inputs and rounds each once to the dtype --
+// the float64 formula's gradient up to that rounding, not the eager composition's bits (autograd
+// rounds there after every op). Formulas at each op. Differentiable once (no double backward).
+// With grad mode off, or no input requiring grad, no autograd node is recorded (as in generation).
+// rope_kv_write and decode_attention are inference only: with grad mode enabled and an input that
+// requires grad they throw (call them under torch.no_grad() / at::NoGradGuard / at::InferenceMode).
 // Outputs are new contiguous tensors of the inputs' dtype and device. dtypes: bf16 | fp16 | fp32,
 // the same for every tensor argument of a call; all arguments on one device. The CUDA kernels run on
 // the current stream, never synchronise and allocate nothing but their outputs (graph-capturable).
@@ -126,12 +132,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_advantages(
 //   weight [N]
 // Returns y [..., N]. Errors: a weight of the wrong shape, mixed dtypes or devices, another dtype,
 // a 0-dim x, eps < 0 or not finite.
+// Backward (r recomputed from x as the forward computes it, gw = w dy, all in fp32):
+//   grad_x = r (gw - h r^2 mean(gw h)),  grad_weight = sum over rows of dy dtype(h r)
+// grad_weight is summed in fp32 in a fixed order (per block of rows, then the blocks in order): the
+// same bits on every run, whatever the number of threads.
 at::Tensor fused_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // The residual add followed by the next RMSNorm (decoder layer: h = h + attn(...); norm(h)):
 //   sum = dtype(fp32(h) + fp32(delta));  y = fused_rms_norm(sum, weight, eps)
 //   h, delta [..., N] the same shape (no broadcasting);  weight [N]
 // Returns (sum [..., N], y [..., N]). Errors: as fused_rms_norm, and delta's shape differing from h's.
+// Backward: grad_h = grad_delta = grad_sum + fused_rms_norm's grad_x of the sum (one pass, one rounding).
 std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(const at::Tensor& h, const at::Tensor& delta,
                                                       const at::Tensor& weight, double eps);
 
@@ -144,6 +155,9 @@ std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(const at::Tensor& h, const
 //            (expanded views with stride 0 are fine), stride 1 on the last dim
 // Returns out [B, M, T, D] contiguous. Errors: wrong ranks or sizes, an odd D, a last-dim stride != 1,
 // mixed dtypes or devices.
+// Backward with respect to x only: with g = d loss / d out, c / s the tables, halves 1 = [:D/2], 2 = [D/2:]
+//   dx1 = g1 c1 + g2 s2,  dx2 = g2 c2 - g1 s1   (in fp32; the halves of sin need not be equal)
+// cos / sin are constant tables (the model's buffers): tables that require grad are an error.
 at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 // The gated MLP activation (LlamaMLP: down(act(gate(x)) * up(x)) with gate and up fused in one matmul):
@@ -155,7 +169,17 @@ at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 // result then differ by one ulp (measured: bit-equal in all three dtypes at every capability).
 //   gu [..., 2I], I >= 1 (any strides; a non-collapsible layout is copied first)
 // Returns out [..., I]. Errors: an odd or zero last dimension, a 0-dim gu, another dtype.
+// Backward: silu_mul's, on the two halves (the gradient [..., 2I] = cat(grad_gate, grad_up)).
 at::Tensor silu_and_mul(const at::Tensor& gu);
+
+// The same activation with gate and up as two tensors (the training forward projects them apart):
+//   out = dtype(dtype(silu(gate)) * up), bit-equal to `at::silu(gate) * up` as silu_and_mul is (a
+//   contiguous gate is taken as one flat array, as at::silu does: the vector exp from its start).
+//   gate, up [..., I] the same shape (any strides; a non-collapsible layout is copied first)
+// Backward, s = sigmoid(gate) in fp32:
+//   grad_gate = dy up s (1 + gate (1 - s)),  grad_up = dy silu(gate)
+// Errors: shapes differing, a 0-dim gate, mixed or other dtypes, mixed devices.
+at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up);
 
 // The attention input of one decode step, fused: qkv [B, H + 2 KV, 1, D] (the q/k/v projection of
 // one token per row, heads as one dimension, any strides but a contiguous last one), cos / sin

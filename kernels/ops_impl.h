@@ -118,6 +118,25 @@ std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cpu(const at::Tensor& h, c
                                                           const at::Tensor& weight, double eps);
 at::Tensor fused_rope_cpu(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor silu_and_mul_cpu(const at::Tensor& gu);
+at::Tensor silu_mul_cpu(const at::Tensor& gate, const at::Tensor& up);
+
+// --- the fused ops' backward (train_ops_cpu.cpp, train_ops_cuda.cu) ------------------------------
+// The gradients in fp32 from the saved inputs, rounded once to the dtype; outputs contiguous.
+void check_silu_mul_inputs(const at::Tensor& gate, const at::Tensor& up);
+void check_silu_mul_backward_inputs(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& up);
+void check_rms_norm_backward_inputs(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+                                    double eps, const std::optional<at::Tensor>& grad_residual);
+// RMSNorm y = w dtype(h r) of x [..., N]: (grad_x [..., N], grad_weight [N] or undefined unless
+// need_weight_grad). grad_residual [..., N] (optional) is added to grad_x in fp32 before its rounding.
+std::tuple<at::Tensor, at::Tensor> fused_rms_norm_backward_cpu(const at::Tensor& grad_y, const at::Tensor& x,
+                                                               const at::Tensor& weight, double eps,
+                                                               const std::optional<at::Tensor>& grad_residual,
+                                                               bool need_weight_grad);
+// RoPE's gradient with respect to x for grad [B, M, T, D] (strides as fused_rope's x) -> [B, M, T, D].
+at::Tensor fused_rope_backward_cpu(const at::Tensor& grad, const at::Tensor& cos, const at::Tensor& sin);
+// silu(gate) * up: (grad_gate, grad_up), each [..., I].
+std::tuple<at::Tensor, at::Tensor> silu_mul_backward_cpu(const at::Tensor& grad, const at::Tensor& gate,
+                                                         const at::Tensor& up);
 // Validates rope_kv_write's arguments (op names the caller in the messages: decode_attention takes
 // the same ones); returns the number of KV heads.
 int64_t check_rope_kv_write_inputs(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,

@@ -238,6 +238,34 @@ void check_silu_and_mul_inputs(const at::Tensor& gu) {
               ">= 2, got ", n);
 }
 
+void check_silu_mul_inputs(const at::Tensor& gate, const at::Tensor& up) {
+  TORCH_CHECK(gate.dim() >= 1, "scorch::silu_mul: gate must be [..., I], got a 0-dim tensor");
+  check_decode_dtype("silu_mul", "gate", gate);
+  TORCH_CHECK(up.sizes() == gate.sizes(), "scorch::silu_mul: up must have gate's shape ", gate.sizes(),
+              " (no broadcasting), got ", up.sizes());
+  check_same_dtype_and_device("silu_mul", "up", up, "gate", gate);
+}
+
+void check_silu_mul_backward_inputs(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& up) {
+  check_silu_mul_inputs(gate, up);
+  TORCH_CHECK(grad.sizes() == gate.sizes(), "scorch::silu_mul_backward: grad must have gate's shape ", gate.sizes(),
+              ", got ", grad.sizes());
+  check_same_dtype_and_device("silu_mul_backward", "grad", grad, "gate", gate);
+}
+
+void check_rms_norm_backward_inputs(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+                                    double eps, const std::optional<at::Tensor>& grad_residual) {
+  check_rms_norm_inputs("fused_rms_norm_backward", x, weight, eps);
+  TORCH_CHECK(grad_y.sizes() == x.sizes(), "scorch::fused_rms_norm_backward: grad_y must have x's shape ", x.sizes(),
+              ", got ", grad_y.sizes());
+  check_same_dtype_and_device("fused_rms_norm_backward", "grad_y", grad_y, "x", x);
+  if (grad_residual) {
+    TORCH_CHECK(grad_residual->sizes() == x.sizes(), "scorch::fused_rms_norm_backward: grad_residual must have x's "
+                "shape ", x.sizes(), ", got ", grad_residual->sizes());
+    check_same_dtype_and_device("fused_rms_norm_backward", "grad_residual", *grad_residual, "x", x);
+  }
+}
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -449,8 +477,135 @@ void check_inference_only(const char* op, std::initializer_list<const at::Tensor
                 "composition where a gradient is needed");
 }
 
+// --- the fused ops of the transformer layer: differentiable --------------------------------------
+// Each forward is the device kernel as in inference; the backward is its *_backward op (the
+// gradients in fp32 from the saved inputs, rounded once). Without grad mode, or with no input that
+// requires grad, the kernel is called directly (no autograd node, as in generation).
+
+using RmsNormBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                    const at::Tensor&, double,
+                                                                    const std::optional<at::Tensor>&, bool);
+using RopeBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&);
+using SiluMulSignature = at::Tensor(const at::Tensor&, const at::Tensor&);
+using SiluMulBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                    const at::Tensor&);
+
+bool records_grad(std::initializer_list<const at::Tensor*> inputs) {
+  if (!c10::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+// (grad_x, grad_weight or undefined) through the dispatcher; grad_residual is added to grad_x.
+std::pair<at::Tensor, at::Tensor> rms_norm_backward_call(const at::Tensor& grad_y, const at::Tensor& x,
+                                                         const at::Tensor& weight, double eps,
+                                                         const at::Tensor& grad_residual, bool need_weight) {
+  static const auto op = typed_op<RmsNormBackwardSignature>("scorch::fused_rms_norm_backward");
+  auto [grad_x, grad_w] = op.call(grad_y, x, weight, eps,
+                                  grad_residual.defined() ? std::optional<at::Tensor>(grad_residual) : std::nullopt,
+                                  need_weight);
+  return {grad_x, need_weight ? grad_w : at::Tensor()};
+}
+
+// Saves x and weight; r is recomputed in the backward (one more read of x, no [rows] tensor to keep).
+class FusedRmsNormFunction : public torch::autograd::Function<FusedRmsNormFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
+    static const auto op = typed_op<RmsNormSignature>("scorch::fused_rms_norm");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["eps"] = eps;
+    return op.call(x, weight, eps);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_x, grad_w] = rms_norm_backward_call(grads[0], saved[0], saved[1], ctx->saved_data["eps"].toDouble(),
+                                                   at::Tensor(), ctx->needs_input_grad(1));
+    return {ctx->needs_input_grad(0) ? grad_x : at::Tensor(), grad_w, at::Tensor()};
+  }
+};
+
+// Saves the sum (an output) and weight. d loss / d h = d loss / d delta = grad_sum + the norm's
+// gradient with respect to the sum, formed in one pass by the backward op.
+class FusedAddRmsNormFunction : public torch::autograd::Function<FusedAddRmsNormFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& h, const at::Tensor& delta,
+                               const at::Tensor& weight, double eps) {
+    static const auto op = typed_op<AddRmsNormSignature>("scorch::fused_add_rms_norm");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [sum, y] = op.call(h, delta, weight, eps);
+    ctx->save_for_backward({sum, weight});
+    ctx->saved_data["eps"] = eps;
+    ctx->set_materialize_grads(false);
+    return {sum, y};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor& grad_sum = grads[0];
+    const at::Tensor& grad_y = grads[1];
+    if (!grad_y.defined()) return {grad_sum, grad_sum, at::Tensor(), at::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_x, grad_w] = rms_norm_backward_call(grad_y, saved[0], saved[1], ctx->saved_data["eps"].toDouble(),
+                                                   grad_sum, ctx->needs_input_grad(2));
+    return {grad_x, grad_x, grad_w, at::Tensor()};
+  }
+};
+
+// cos / sin are tables (buffers), never differentiated: the autograd kernel refuses tables that
+// require grad. Nothing is saved but them.
+class FusedRopeFunction : public torch::autograd::Function<FusedRopeFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    static const auto op = typed_op<RopeSignature>("scorch::fused_rope");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({cos, sin});
+    return op.call(x, cos, sin);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = typed_op<RopeBackwardSignature>("scorch::fused_rope_backward");
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor grad = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();
+    return {op.call(grad, saved[0], saved[1]), at::Tensor(), at::Tensor()};
+  }
+};
+
+class SiluMulFunction : public torch::autograd::Function<SiluMulFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
+    static const auto op = typed_op<SiluMulSignature>("scorch::silu_mul");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({gate, up});
+    return op.call(gate, up);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = typed_op<SiluMulBackwardSignature>("scorch::silu_mul_backward");
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_gate, grad_up] = op.call(grads[0], saved[0], saved[1]);
+    return {ctx->needs_input_grad(0) ? grad_gate : at::Tensor(), ctx->needs_input_grad(1) ? grad_up : at::Tensor()};
+  }
+};
+
+// silu_and_mul(gu) = silu_mul(gate, up) on gu's halves: the same backward op, its two gradients
+// concatenated into gu's.
+class SiluAndMulFunction : public torch::autograd::Function<SiluAndMulFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gu) {
+    static const auto op = typed_op<SiluAndMulSignature>("scorch::silu_and_mul");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({gu});
+    return op.call(gu);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = typed_op<SiluMulBackwardSignature>("scorch::silu_mul_backward");
+    const at::Tensor gu = ctx->get_saved_variables()[0];
+    const int64_t inter = gu.size(-1) / 2;
+    auto [grad_gate, grad_up] = op.call(grads[0], gu.narrow(-1, 0, inter), gu.narrow(-1, inter, inter));
+    return {at::cat({grad_gate, grad_up}, -1)};
+  }
+};
+
 at::Tensor fused_rms_norm_autograd(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  check_inference_only("fused_rms_norm", {&x, &weight});
+  if (records_grad({&x, &weight})) return FusedRmsNormFunction::apply(x, weight, eps);
   static const auto op = typed_op<RmsNormSignature>("scorch::fused_rms_norm");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(x, weight, eps);
@@ -458,17 +613,29 @@ at::Tensor fused_rms_norm_autograd(const at::Tensor& x, const at::Tensor& weight
 
 std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_autograd(const at::Tensor& h, const at::Tensor& delta,
                                                                const at::Tensor& weight, double eps) {
-  check_inference_only("fused_add_rms_norm", {&h, &delta, &weight});
+  if (records_grad({&h, &delta, &weight})) {
+    auto out = FusedAddRmsNormFunction::apply(h, delta, weight, eps);
+    return {out[0], out[1]};
+  }
   static const auto op = typed_op<AddRmsNormSignature>("scorch::fused_add_rms_norm");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(h, delta, weight, eps);
 }
 
 at::Tensor fused_rope_autograd(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  check_inference_only("fused_rope", {&x, &cos, &sin});
+  TORCH_CHECK(!records_grad({&cos, &sin}), "scorch::fused_rope: cos / sin require grad, but the op treats them as "
+              "constant tables (it has no gradient for them); pass tables that do not require grad (.detach())");
+  if (records_grad({&x})) return FusedRopeFunction::apply(x, cos, sin);
   static const auto op = typed_op<RopeSignature>("scorch::fused_rope");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(x, cos, sin);
+}
+
+at::Tensor silu_mul_autograd(const at::Tensor& gate, const at::Tensor& up) {
+  if (records_grad({&gate, &up})) return SiluMulFunction::apply(gate, up);
+  static const auto op = typed_op<SiluMulSignature>("scorch::silu_mul");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(gate, up);
 }
 
 at::Tensor rope_kv_write_autograd(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
@@ -490,7 +657,7 @@ at::Tensor decode_attention_autograd(const at::Tensor& qkv, const at::Tensor& co
 }
 
 at::Tensor silu_and_mul_autograd(const at::Tensor& gu) {
-  check_inference_only("silu_and_mul", {&gu});
+  if (records_grad({&gu})) return SiluAndMulFunction::apply(gu);
   static const auto op = typed_op<SiluAndMulSignature>("scorch::silu_and_mul");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(gu);
@@ -550,6 +717,11 @@ at::Tensor silu_and_mul(const at::Tensor& gu) {
   return op.call(gu);
 }
 
+at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
+  static const auto op = kernels::typed_op<kernels::SiluMulSignature>("scorch::silu_mul");
+  return op.call(gate, up);
+}
+
 at::Tensor rope_kv_write(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                          at::Tensor& v_cache, const at::Tensor& slot, int64_t q_heads) {
   static const auto op = kernels::typed_op<kernels::RopeKvWriteSignature>("scorch::rope_kv_write");
@@ -587,6 +759,12 @@ TORCH_LIBRARY(scorch, m) {
   m.def("fused_add_rms_norm(Tensor h, Tensor delta, Tensor weight, float eps) -> (Tensor sum, Tensor y)");
   m.def("fused_rope(Tensor x, Tensor cos, Tensor sin) -> Tensor");
   m.def("silu_and_mul(Tensor gu) -> Tensor");
+  m.def("silu_mul(Tensor gate, Tensor up) -> Tensor");
+  // Their backward (the Autograd kernels' halves; also callable, e.g. for benchmarks).
+  m.def("fused_rms_norm_backward(Tensor grad_y, Tensor x, Tensor weight, float eps, Tensor? grad_residual, "
+        "bool need_weight_grad) -> (Tensor grad_x, Tensor grad_weight)");
+  m.def("fused_rope_backward(Tensor grad, Tensor cos, Tensor sin) -> Tensor");
+  m.def("silu_mul_backward(Tensor grad, Tensor gate, Tensor up) -> (Tensor grad_gate, Tensor grad_up)");
   m.def("sample_tokens(Tensor logits, Tensor uniforms, float temperature) -> Tensor");
   m.def("rope_kv_write(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slot, "
         "int q_heads) -> Tensor");
@@ -604,6 +782,10 @@ TORCH_LIBRARY_IMPL(scorch, CPU, m) {
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cpu);
   m.impl("fused_rope", &scorch::kernels::fused_rope_cpu);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cpu);
+  m.impl("silu_mul", &scorch::kernels::silu_mul_cpu);
+  m.impl("fused_rms_norm_backward", &scorch::kernels::fused_rms_norm_backward_cpu);
+  m.impl("fused_rope_backward", &scorch::kernels::fused_rope_backward_cpu);
+  m.impl("silu_mul_backward", &scorch::kernels::silu_mul_backward_cpu);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cpu);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cpu);
   m.impl("decode_attention", &scorch::kernels::decode_attention_cpu);
@@ -620,6 +802,10 @@ TORCH_LIBRARY_IMPL(scorch, CUDA, m) {
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_cuda);
   m.impl("fused_rope", &scorch::kernels::fused_rope_cuda);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_cuda);
+  m.impl("silu_mul", &scorch::kernels::silu_mul_cuda);
+  m.impl("fused_rms_norm_backward", &scorch::kernels::fused_rms_norm_backward_cuda);
+  m.impl("fused_rope_backward", &scorch::kernels::fused_rope_backward_cuda);
+  m.impl("silu_mul_backward", &scorch::kernels::silu_mul_backward_cuda);
   m.impl("sample_tokens", &scorch::kernels::sample_tokens_cuda);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_cuda);
   m.impl("decode_attention", &scorch::kernels::decode_attention_cuda);
@@ -633,6 +819,7 @@ TORCH_LIBRARY_IMPL(scorch, Autograd, m) {
   m.impl("fused_add_rms_norm", &scorch::kernels::fused_add_rms_norm_autograd);
   m.impl("fused_rope", &scorch::kernels::fused_rope_autograd);
   m.impl("silu_and_mul", &scorch::kernels::silu_and_mul_autograd);
+  m.impl("silu_mul", &scorch::kernels::silu_mul_autograd);
   m.impl("rope_kv_write", &scorch::kernels::rope_kv_write_autograd);
   m.impl("decode_attention", &scorch::kernels::decode_attention_autograd);
 }

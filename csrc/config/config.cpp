@@ -36,6 +36,7 @@ void visit(Config& c, V& v) {
     v.field("dtype", s.dtype, one_of({"auto", "float32", "bfloat16"}));
     v.field("device", s.device, one_of({"auto", "cpu", "cuda"}));
     v.field("gradient_checkpointing", s.gradient_checkpointing, Spec{});
+    v.field("fused_training_ops", s.fused_training_ops, Spec{});
   });
   v.section("tokenizer", [&] {
     auto& s = c.tokenizer;

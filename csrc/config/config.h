@@ -19,6 +19,9 @@ struct ModelSection {
   std::string dtype = "auto";       // auto | float32 | bfloat16 (auto: bf16 on CUDA, fp32 on CPU)
   std::string device = "auto";      // auto | cpu | cuda
   bool gradient_checkpointing = false;  // recompute each decoder layer in the backward (Transformer)
+  // Training forwards run kernels' fused RMSNorm / RoPE / SiLU * up with their fused backward
+  // (Transformer::set_fused_training_ops); false: the eager ATen ops (for comparisons).
+  bool fused_training_ops = true;
 };
 
 struct TokenizerSection {

@@ -3,7 +3,8 @@
 // are computed in fp32 (positions × inv_freq), cos/sin cast to the activation dtype and applied
 // with the rotate_half pairing (dimension i pairs with i + head_dim/2); attention is
 // at::scaled_dot_product_attention with scale head_dim^-0.5. Forwards that need no gradient use
-// kernels/' inference ops (a sibling layer in DESIGN.md's order: kernels depends on nothing here).
+// kernels/' fused ops, and so do training forwards with fused_training_ops (a sibling layer in
+// DESIGN.md's order: kernels depends on nothing here).
 #include "model/transformer.h"
 
 #include <ATen/ATen.h>
@@ -116,31 +117,47 @@ bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
   return false;
 }
 
+// Whether a forward may run kernels' fused layer ops (RMSNorm, add + RMSNorm, RoPE, SiLU * up): always
+// where nothing needs a gradient; where something does, when `fused_training` is on
+// (Transformer::set_fused_training_ops; their backward is in kernels/). The same forward values
+// either way; the gradients differ by the dtype's rounding (the fused backward rounds once).
+// The kernels take bf16 / fp16 / fp32: a float64 model (tests' references) runs the eager ops.
+bool use_fused_ops(bool fused_training, std::initializer_list<const at::Tensor*> inputs) {
+  for (const at::Tensor* t : inputs) {
+    const at::ScalarType dtype = t->defined() ? t->scalar_type() : at::kFloat;
+    if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) return false;
+  }
+  return fused_training || !needs_grad(inputs);
+}
+
 // x * cos + rotate_half(x) * sin over x [B, M, T, D] (M heads; q and k heads at once in the fused
-// path): kernels' fused_rope (the same rounding, one kernel) when nothing needs a gradient. With
-// tables narrower than D (partial rotary) the first cos.size(-1) dimensions rotate and the rest
-// pass through, as transformers' phi3.
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+// path): kernels' fused_rope (the same rounding, one kernel) or the eager ops. With tables narrower
+// than D (partial rotary) the first cos.size(-1) dimensions rotate and the rest pass through, as
+// transformers' phi3.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool fused_training) {
   const int64_t rotary = cos.size(-1), D = x.size(-1);
   if (rotary < D) {
-    return at::cat({apply_rope(x.narrow(-1, 0, rotary), cos, sin), x.narrow(-1, rotary, D - rotary)}, -1);
+    return at::cat({apply_rope(x.narrow(-1, 0, rotary), cos, sin, fused_training), x.narrow(-1, rotary, D - rotary)},
+                   -1);
   }
-  if (!needs_grad({&x})) return fused_rope(x, cos, sin);
+  if (use_fused_ops(fused_training, {&x})) return fused_rope(x, cos, sin);
   return x * cos + rotate_half(x) * sin;
 }
 
 // RMSNorm, and the residual add followed by RMSNorm, as the config's family computes them: kernels'
 // fused ops (one kernel each, the same per-op rounding; the sum of squares in another order) when
-// nothing needs a gradient and the family rounds as Llama does; the plain ops otherwise (the kernels
-// implement Llama's rounding only).
-at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& c) {
-  if (!c.norm_weight_in_fp32 && !needs_grad({&x, &weight})) return fused_rms_norm(x, weight, c.rms_norm_eps);
+// the family rounds as Llama does; the plain ops otherwise (the kernels implement Llama's rounding
+// only), or where a gradient is needed with fused_training off.
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& c, bool fused_training) {
+  if (!c.norm_weight_in_fp32 && use_fused_ops(fused_training, {&x, &weight})) {
+    return fused_rms_norm(x, weight, c.rms_norm_eps);
+  }
   return rms_norm(x, weight, c.rms_norm_eps, c.norm_weight_in_fp32, c.norm_weight_offset);
 }
 
 std::tuple<at::Tensor, at::Tensor> add_norm(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& weight,
-                                            const ModelConfig& c) {
-  if (!c.norm_weight_in_fp32 && !needs_grad({&h, &delta, &weight})) {
+                                            const ModelConfig& c, bool fused_training) {
+  if (!c.norm_weight_in_fp32 && use_fused_ops(fused_training, {&h, &delta, &weight})) {
     return fused_add_rms_norm(h, delta, weight, c.rms_norm_eps);
   }
   at::Tensor sum = h + delta;
@@ -195,21 +212,23 @@ at::Tensor project(const at::Tensor& x, const TransformerLayer& L, std::initiali
   return y + at::cat(terms, -1);
 }
 
-// The MLP's gated activation act(gate) * up (ModelConfig::hidden_act); gu [..., 2 I] = gate, up.
-at::Tensor gated_activation(const at::Tensor& gate, const at::Tensor& up, const ModelConfig& c) {
+// The MLP's gated activation act(gate) * up (ModelConfig::hidden_act): SiLU through kernels'
+// silu_mul (bit-equal to the eager pair) or the eager ops; GeGLU always eager.
+at::Tensor gated_activation(const at::Tensor& gate, const at::Tensor& up, const ModelConfig& c, bool fused_training) {
   if (c.hidden_act == Activation::kGeluTanh) return at::gelu(gate, "tanh") * up;
+  if (use_fused_ops(fused_training, {&gate, &up})) return silu_mul(gate, up);
   return at::silu(gate) * up;
 }
 
 // ModelConfig::qk_norm on the query and key projections q [B, T, H * D], k [B, T, KV * D] (in place
 // of the arguments; nothing to do without q/k norms).
-void norm_qk(const TransformerLayer& L, const ModelConfig& c, at::Tensor& q, at::Tensor& k) {
+void norm_qk(const TransformerLayer& L, const ModelConfig& c, bool fused_training, at::Tensor& q, at::Tensor& k) {
   if (c.qk_norm == QkNorm::kFull) {
-    q = norm(q, L.q_norm, c);
-    k = norm(k, L.k_norm, c);
+    q = norm(q, L.q_norm, c, fused_training);
+    k = norm(k, L.k_norm, c, fused_training);
   } else if (c.qk_norm == QkNorm::kPerHead) {
-    q = norm(q.unflatten(-1, {-1, c.head_dim}), L.q_norm, c).flatten(-2);
-    k = norm(k.unflatten(-1, {-1, c.head_dim}), L.k_norm, c).flatten(-2);
+    q = norm(q.unflatten(-1, {-1, c.head_dim}), L.q_norm, c, fused_training).flatten(-2);
+    k = norm(k.unflatten(-1, {-1, c.head_dim}), L.k_norm, c, fused_training).flatten(-2);
   }
 }
 
@@ -246,6 +265,9 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 // and k heads at once, and kernels' fused RMSNorm (each residual add fused with the norm after it),
 // RoPE and SiLU-and-multiply -- the same values as the separate ops up to the GEMMs' blocking and
 // the norms' order of summation.
+// With gradients (training) the projections stay separate (q, k, v and gate, up are distinct
+// parameters), and with `fused_training` the norms, RoPE and SiLU * up still run as kernels' fused
+// ops, with their fused backward (~20 ops per layer instead of ~42, before autograd's backward).
 // The families' variants (ModelConfig): q/k norms between the projection and RoPE; with post_norms
 // the attention and MLP outputs are normed before their residual add, and (pre_norms) the next
 // attention / MLP input is normed separately; GeGLU; soft-capped scores; a separate RoPE for the
@@ -256,13 +278,13 @@ std::optional<at::Tensor> additive_mask(const std::optional<at::Tensor>& mask, a
 // attention output [B, T, H * D], or nullopt (then RoPE, kv() and attend()).
 template <class KvFn, class QkvAttnFn>
 at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelConfig& c,
-                      const Transformer::LoraScale& lora, at::Tensor h, const Rope& rope, const LayerMasks& masks,
-                      KvFn&& kv, QkvAttnFn&& qkv_attn, size_t first_layer = 0) {
+                      const Transformer::LoraScale& lora, bool fused, at::Tensor h, const Rope& rope,
+                      const LayerMasks& masks, KvFn&& kv, QkvAttnFn&& qkv_attn, size_t first_layer = 0) {
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, I = c.intermediate_size;
   const double scale = c.attention_scale();
   if (layers.empty()) return h;
-  at::Tensor x = c.pre_norms ? norm(h, layers[0].input_norm, c) : h;  // the attention input
+  at::Tensor x = c.pre_norms ? norm(h, layers[0].input_norm, c, fused) : h;  // the attention input
   for (size_t i = 0; i < layers.size(); ++i) {
     const TransformerLayer& L = layers[i];
     const bool sliding = c.is_sliding_layer(first_layer + i);
@@ -276,22 +298,22 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
       at::Tensor proj = project(x, L, {Projection::q, Projection::k, Projection::v}, lora);  // [B, T, (H + 2 KV) D]
       if (c.qk_norm != QkNorm::kNone) {
         at::Tensor qp = proj.narrow(-1, 0, H * D), kp = proj.narrow(-1, H * D, KV * D);
-        norm_qk(L, c, qp, kp);
+        norm_qk(L, c, fused, qp, kp);
         proj = at::cat({qp, kp, proj.narrow(-1, (H + KV) * D, KV * D)}, -1);
       }
       const at::Tensor qkv = proj.view({B, T, H + 2 * KV, D}).transpose(1, 2);
-      if (auto fused = qkv_attn(static_cast<int64_t>(first_layer + i), qkv, mask, cos, sin)) {
-        attn = *fused;
+      if (auto attended = qkv_attn(static_cast<int64_t>(first_layer + i), qkv, mask, cos, sin)) {
+        attn = *attended;
       } else {
-        const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin);  // [B, H + KV, T, D]
+        const at::Tensor qk = apply_rope(qkv.narrow(1, 0, H + KV), cos, sin, fused);  // [B, H + KV, T, D]
         q = qk.narrow(1, 0, H);
         std::tie(k, v) = kv(static_cast<int64_t>(first_layer + i), qk.narrow(1, H, KV), qkv.narrow(1, H + KV, KV));
       }
     } else {
       at::Tensor qp = project(x, L, {Projection::q}, lora), kp = project(x, L, {Projection::k}, lora);
-      norm_qk(L, c, qp, kp);
-      q = apply_rope(qp.view({B, T, H, D}).transpose(1, 2), cos, sin);  // [B, H, T, D]
-      k = apply_rope(kp.view({B, T, KV, D}).transpose(1, 2), cos, sin);  // [B, KV, T, D]
+      norm_qk(L, c, fused, qp, kp);
+      q = apply_rope(qp.view({B, T, H, D}).transpose(1, 2), cos, sin, fused);  // [B, H, T, D]
+      k = apply_rope(kp.view({B, T, KV, D}).transpose(1, 2), cos, sin, fused);  // [B, KV, T, D]
       v = project(x, L, {Projection::v}, lora).view({B, T, KV, D}).transpose(1, 2);
       std::tie(k, v) = kv(static_cast<int64_t>(first_layer + i), k, v);
     }
@@ -301,26 +323,27 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
     const at::Tensor o = project(attn, L, {Projection::o}, lora);
     at::Tensor y;  // the MLP input
     if (c.post_norms) {
-      h = h + norm(o, L.post_attention_norm, c);
-      y = c.pre_norms ? norm(h, L.pre_feedforward_norm, c) : h;
+      h = h + norm(o, L.post_attention_norm, c, fused);
+      y = c.pre_norms ? norm(h, L.pre_feedforward_norm, c, fused) : h;
     } else {
-      std::tie(h, y) = add_norm(h, o, L.post_attention_norm, c);
+      std::tie(h, y) = add_norm(h, o, L.post_attention_norm, c, fused);
     }
     at::Tensor act;
     if (has_fused_gate_up(L) && !needs_grad({&L.gate_weight, &L.up_weight})) {
       const at::Tensor gu = project(y, L, {Projection::gate, Projection::up}, lora);  // [B, T, 2 I]
-      act = needs_grad({&gu}) || c.hidden_act != Activation::kSilu
-                ? gated_activation(gu.narrow(-1, 0, I), gu.narrow(-1, I, I), c)
-                : silu_and_mul(gu);
+      act = c.hidden_act == Activation::kSilu && use_fused_ops(fused, {&gu})
+                ? silu_and_mul(gu)
+                : gated_activation(gu.narrow(-1, 0, I), gu.narrow(-1, I, I), c, fused);
     } else {
-      act = gated_activation(project(y, L, {Projection::gate}, lora), project(y, L, {Projection::up}, lora), c);
+      act = gated_activation(project(y, L, {Projection::gate}, lora), project(y, L, {Projection::up}, lora), c,
+                             fused);
     }
     const at::Tensor down = project(act, L, {Projection::down}, lora);
     if (c.post_norms) {
-      h = h + norm(down, L.post_feedforward_norm, c);
-      if (i + 1 < layers.size()) x = c.pre_norms ? norm(h, layers[i + 1].input_norm, c) : h;
+      h = h + norm(down, L.post_feedforward_norm, c, fused);
+      if (i + 1 < layers.size()) x = c.pre_norms ? norm(h, layers[i + 1].input_norm, c, fused) : h;
     } else if (i + 1 < layers.size()) {
-      std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, c);
+      std::tie(h, x) = add_norm(h, down, layers[i + 1].input_norm, c, fused);
     } else {
       h = h + down;
     }
@@ -332,11 +355,11 @@ at::Tensor run_layers(const std::vector<TransformerLayer>& layers, const ModelCo
 // residual sum (run_layers on this layer alone, the same ops as inside the full loop, with the
 // layer's own mask and RoPE tables).
 at::Tensor run_one_layer(const TransformerLayer& layer, size_t index, const ModelConfig& c,
-                         const Transformer::LoraScale& lora, const at::Tensor& h, const Rope& rope,
+                         const Transformer::LoraScale& lora, bool fused, const at::Tensor& h, const Rope& rope,
                          const LayerMasks& masks) {
   const std::vector<TransformerLayer> one{layer};  // shares the layer's tensors
   return run_layers(
-      one, c, lora, h, rope, masks,
+      one, c, lora, fused, h, rope, masks,
       [](int64_t, const at::Tensor& k, const at::Tensor& v) { return std::make_pair(k, v); },
       [](int64_t, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&) {
         return std::optional<at::Tensor>();
@@ -351,6 +374,7 @@ struct CheckpointedLayerState : torch::CustomClassHolder {
   size_t index = 0;
   ModelConfig config;
   Transformer::LoraScale lora;
+  bool fused_training = true;
   std::shared_ptr<const Rope> rope;
   std::shared_ptr<const LayerMasks> masks;
 };
@@ -388,7 +412,8 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       // backward reproduces this output bit for bit; the graph built here dies with this scope.
       at::AutoGradMode grad(true);
       const at::Tensor x = h.detach().requires_grad_(true);
-      out = run_one_layer(state->layer, state->index, state->config, state->lora, x, *state->rope, *state->masks)
+      out = run_one_layer(state->layer, state->index, state->config, state->lora, state->fused_training, x,
+                          *state->rope, *state->masks)
                 .detach();
     }
     ctx->save_for_backward({h});
@@ -405,7 +430,8 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     at::AutoGradMode grad(true);
     const at::Tensor x = saved[0].detach().requires_grad_(true);
     const at::Tensor out =
-        run_one_layer(state->layer, state->index, state->config, state->lora, x, *state->rope, *state->masks);
+        run_one_layer(state->layer, state->index, state->config, state->lora, state->fused_training, x,
+                          *state->rope, *state->masks);
     // Differentiate with respect to the input and the parameters that train (frozen ones get none).
     const std::vector<at::Tensor> params = layer_parameters(state->layer);
     std::vector<at::Tensor> wrt{x};
@@ -658,13 +684,14 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
       state->index = i;
       state->config = c;
       state->lora = lora_scale_;
+      state->fused_training = fused_training_ops_;
       state->rope = shared_rope;
       state->masks = shared_masks;
       const std::vector<at::Tensor> params = layer_parameters(layers_[i]);
       out = CheckpointedLayer::apply(out, at::TensorList(params), std::move(state))[0];
     }
   } else {
-    out = run_layers(layers_, c, lora_scale_, h, rope, masks,
+    out = run_layers(layers_, c, lora_scale_, fused_training_ops_, h, rope, masks,
                      [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                        return cache ? cache->write(layer, k, v) : std::make_pair(k, v);  // [B, KV, used + T, D]
                      },
@@ -672,7 +699,7 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& p
                         const at::Tensor&) { return std::optional<at::Tensor>(); });
   }
   if (cache) cache->end_step();
-  return norm(out, norm_, c);
+  return norm(out, norm_, c, fused_training_ops_);
 }
 
 at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tensor& token_mask, const at::Tensor& slot,
@@ -694,7 +721,7 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
   }
   const int64_t H = c.num_attention_heads;
   const double scale = c.attention_scale();
-  const at::Tensor out = run_layers(layers_, c, lora_scale_, h, rope, masks,
+  const at::Tensor out = run_layers(layers_, c, lora_scale_, fused_training_ops_, h, rope, masks,
                                     [&](int64_t layer, const at::Tensor& k, const at::Tensor& v) {
                                       return cache.write_at(layer, k, v, slot);  // [B, KV, max_len, D]
                                     },
@@ -717,7 +744,7 @@ at::Tensor Transformer::decode_step(const at::Tensor& input_ids, const at::Tenso
                                           .transpose(1, 2)
                                           .reshape({B, 1, H * c.head_dim});
                                     });
-  return norm(out, norm_, c);
+  return norm(out, norm_, c, fused_training_ops_);
 }
 
 at::Tensor Transformer::embed(const at::Tensor& input_ids) const {

@@ -128,6 +128,12 @@ class Transformer {
   // recomputes the layer in the backward (the same ops, so the same loss and gradients).
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
+  // model.fused_training_ops (default on): forwards that differentiate run kernels' fused RMSNorm,
+  // add + RMSNorm, RoPE and SiLU * up with their fused backward, as forwards without gradients always
+  // do (families with Llama's rounding; kernels/ops.h). Off: the eager ATen ops and autograd's
+  // backward. The same forward values; gradients equal to the dtype's rounding.
+  void set_fused_training_ops(bool on) { fused_training_ops_ = on; }
+  bool fused_training_ops() const { return fused_training_ops_; }
   // LM head weight [vocab, hidden] (the embedding when tied): for fused hidden -> log-prob kernels.
   const at::Tensor& lm_head_weight() const { return config_.tie_word_embeddings ? embed_tokens_ : lm_head_; }
 
@@ -184,6 +190,7 @@ class Transformer {
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 on the weights' device, rope scaling applied
   at::Tensor local_inv_freq_;  // the sliding-window layers' (ModelConfig::local_rope_theta); else undefined
   bool gradient_checkpointing_ = false;
+  bool fused_training_ops_ = true;
 };
 
 // Decode attention with grouped-query heads: q [B, H, 1, D], k / v [B, KV, S, D], mask

@@ -10,9 +10,9 @@ namespace scorch {
 double activation_elements_per_token(const ModelConfig& c, bool gradient_checkpointing) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double L = static_cast<double>(c.num_hidden_layers);
-  const double per_layer = 4 * H + 3.0 * c.q_dim() + 3.0 * c.kv_dim() + 4 * I;
+  const double per_layer = 4 * H + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + 3 * I;
   const double layers = gradient_checkpointing ? L * H + per_layer : L * per_layer;
-  return layers + 3 * H;
+  return layers + 2 * H;
 }
 
 TrainingMemory estimate_training_memory(const ModelConfig& config, const std::map<std::string, at::Tensor>& trainable,

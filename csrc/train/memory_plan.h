@@ -5,10 +5,12 @@
 // change, instead of an out-of-memory error (or the kernel's OOM killer) hours in.
 //
 // Activations, elements kept per token per decoder layer in the backward (model dtype):
-//   a = 4·H + 3·q_dim + 3·kv_dim + 4·I
-// (two norms' inputs and outputs 4·H; q, k, v and the rotated q, k: 2·q_dim + 3·kv_dim; the
-// attention output q_dim; the MLP's gate, up, act(gate) and act(gate)·up 4·I)
-// plus 3·H per token outside the layers (embedding, final norm in/out). With
+//   a = 4·H + 2·q_dim + 2·kv_dim + 3·I
+// (two norms' inputs and outputs 4·H; the rotated q, k and v: q_dim + 2·kv_dim; the attention output
+// q_dim; the MLP's gate, up and act(gate)·up 3·I -- what the fused layer ops keep
+// (model.fused_training_ops: RoPE keeps only its tables, SiLU * up its two inputs; the eager ops
+// keep more, so the count stays a lower bound for them)) plus 2·H per token outside the layers
+// (the final norm's input and output). With
 // model.gradient_checkpointing a layer keeps only its input H and one layer is recomputed at a
 // time: L·H + a per token instead of L·a. Attention scores are not counted (fused attention keeps
 // none), nor the chunked LM head's one chunk, so for a given micro-batch shape the estimate is a

@@ -117,6 +117,7 @@ ModelSession open_model_session(const Config& config) {
               " trainable parameters (base frozen)");
   }
   s.model->set_gradient_checkpointing(config.model.gradient_checkpointing);
+  s.model->set_fused_training_ops(config.model.fused_training_ops);
   return s;
 }
 

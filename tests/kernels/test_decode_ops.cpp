@@ -1,7 +1,8 @@
 // The decode-step ops on CPU (fused_rms_norm, fused_add_rms_norm, fused_rope, silu_and_mul) against
 // the float64 formulas (accuracy) and against transformers' ATen compositions (rounding: bit-equal,
 // up to one ulp on a small fraction of elements where the op sums in another order or ATen's exp
-// differs), on decode and awkward shapes, strided views, broadcast tables; inference-only; errors.
+// differs), on decode and awkward shapes, strided views, broadcast tables; when they record a
+// backward; errors (their backward: test_train_ops.cpp).
 #include "kernels/ops.h"
 #include "tests/kernels/decode_ops_reference.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -265,21 +266,21 @@ void expect_error_containing(const std::function<void()>& fn, const std::string&
   }
 }
 
-TEST(DecodeOps, AreInferenceOnly) {
+// The layer ops record a backward when an input requires grad (test_train_ops.cpp checks it); the
+// RoPE tables are constants: tables that require grad are refused. Without grad mode nothing is recorded.
+TEST(DecodeOps, RecordABackwardOnlyWhereAGradientIsWanted) {
   const at::Tensor x = at::randn({2, 8}), w = at::ones({8}), gu = at::randn({2, 8});
   const at::Tensor q = at::randn({1, 2, 3, 8}), cos = at::randn({1, 1, 3, 8}), sin = at::randn({1, 1, 3, 8});
   const at::Tensor xg = x.clone().requires_grad_(true), wg = w.clone().requires_grad_(true);
   ASSERT_TRUE(c10::GradMode::is_enabled());
-  expect_error_containing([&] { scorch::fused_rms_norm(xg, w, kEps); }, "fused_rms_norm is inference-only", "x");
-  expect_error_containing([&] { scorch::fused_rms_norm(x, wg, kEps); }, "inference-only", "weight");
-  expect_error_containing([&] { scorch::fused_add_rms_norm(x, xg, w, kEps); }, "fused_add_rms_norm is inference-only",
-                          "delta");
-  expect_error_containing([&] { scorch::fused_rope(q.clone().requires_grad_(true), cos, sin); },
-                          "fused_rope is inference-only", "x");
-  expect_error_containing([&] { scorch::fused_rope(q, cos, sin.clone().requires_grad_(true)); }, "inference-only",
-                          "sin");
-  expect_error_containing([&] { scorch::silu_and_mul(gu.clone().requires_grad_(true)); },
-                          "silu_and_mul is inference-only", "gu");
+  EXPECT_TRUE(scorch::fused_rms_norm(xg, w, kEps).requires_grad());
+  EXPECT_TRUE(scorch::fused_rms_norm(x, wg, kEps).requires_grad());
+  EXPECT_TRUE(std::get<1>(scorch::fused_add_rms_norm(x, xg, w, kEps)).requires_grad());
+  EXPECT_TRUE(scorch::fused_rope(q.clone().requires_grad_(true), cos, sin).requires_grad());
+  EXPECT_TRUE(scorch::silu_and_mul(gu.clone().requires_grad_(true)).requires_grad());
+  EXPECT_TRUE(scorch::silu_mul(gu, gu.clone().requires_grad_(true)).requires_grad());
+  expect_error_containing([&] { scorch::fused_rope(q, cos, sin.clone().requires_grad_(true)); },
+                          "cos / sin require grad", "sin");
   // Grad mode on but nothing requires grad: fine, and nothing is recorded.
   EXPECT_FALSE(scorch::fused_rms_norm(x, w, kEps).requires_grad());
   {
@@ -288,6 +289,7 @@ TEST(DecodeOps, AreInferenceOnly) {
     EXPECT_TRUE(at::equal(scorch::fused_rms_norm(xg, wg, kEps), scorch::fused_rms_norm(x, w, kEps)));
     EXPECT_FALSE(std::get<1>(scorch::fused_add_rms_norm(xg, x, wg, kEps)).requires_grad());
     EXPECT_FALSE(scorch::silu_and_mul(gu.clone().requires_grad_(true)).requires_grad());
+    EXPECT_NO_THROW(scorch::fused_rope(q, cos, sin.clone().requires_grad_(true)));
   }
   {
     at::InferenceMode inference;

@@ -112,6 +112,64 @@ TEST(EmulatedKernels, DecodeOpsMatchTheCpuOps) {
   }
 }
 
+// The fused ops' backward kernels (train_ops_cuda.cu) and silu_mul's forward against the CPU ops:
+// RMSNorm's grad_x (with and without a residual gradient) within fp32 summation order, its weight
+// gradient (per-block partials, then the blocks summed in order) the same bits in every thread order;
+// RoPE's bit-equal; silu_mul's within the exp (CPU: Sleef). Rows of 896 and odd sizes, more rows than
+// the norm kernel's 512 blocks, strided views.
+TEST(EmulatedKernels, TrainOpsBackwardMatchesTheCpuOps) {
+  at::manual_seed(71);
+  c10::NoGradGuard no_grad;
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    const double tol = dtype == at::kFloat ? 2e-6 : dtype == at::kBFloat16 ? 1.6e-2 : 2e-3;
+    struct NormCase {
+      int64_t rows, n, pad;
+    };
+    for (const NormCase c : {NormCase{5, 896, 0}, NormCase{7, 33, 3}, NormCase{520, 8, 0}, NormCase{2, 1001, 1}}) {
+      const std::string where = std::string(c10::toString(dtype)) + " rows=" + std::to_string(c.rows) + " n=" +
+                                std::to_string(c.n) + " pad=" + std::to_string(c.pad);
+      const at::Tensor x = random_nonzero({c.rows, c.n + c.pad}, 2.0).to(dtype).narrow(1, 0, c.n);
+      const at::Tensor dy = random_nonzero({c.rows, c.n}).to(dtype), res = random_nonzero({c.rows, c.n}).to(dtype);
+      const at::Tensor w = (1 + 0.3 * random_nonzero({c.n})).to(dtype);
+      for (const bool with_residual : {false, true}) {
+        const std::optional<at::Tensor> r = with_residual ? std::optional<at::Tensor>(res) : std::nullopt;
+        auto [gx_emu, gw_emu] = in_every_schedule(
+            [&] { return emu::fused_rms_norm_backward_cuda(dy, x, w, 1e-6, r, true); }, where);
+        auto [gx_cpu, gw_cpu] = cpu::fused_rms_norm_backward_cpu(dy, x, w, 1e-6, r, true);
+        EXPECT_LE(relative_error(gx_emu, gx_cpu), tol) << where << " grad_x, residual " << with_residual;
+        EXPECT_LE(relative_error(gw_emu, gw_cpu), tol) << where << " grad_weight";
+        auto [gx_only, gw_none] = emu::fused_rms_norm_backward_cuda(dy, x, w, 1e-6, r, false);
+        EXPECT_TRUE(at::equal(gx_only, gx_emu) && !gw_none.defined()) << where << " without the weight gradient";
+      }
+    }
+    // RoPE: the gradient of a transposed view's output, per-row and broadcast tables.
+    const int64_t B = 3, T = 5, H = 6, D = 16;
+    const at::Tensor g = random_nonzero({B, T, H * D}).to(dtype).view({B, T, H, D}).transpose(1, 2);
+    for (const int64_t tb : {B, int64_t{1}}) {
+      const at::Tensor cos = random_nonzero({tb, 1, T, D}).to(dtype), sin = random_nonzero({tb, 1, T, D}).to(dtype);
+      EXPECT_TRUE(at::equal(in_every_schedule([&] { return emu::fused_rope_backward_cuda(g, cos, sin); }, "rope"),
+                            cpu::fused_rope_backward_cpu(g, cos, sin)))
+          << dtype << " tables batch " << tb;
+    }
+    // silu_mul: forward and backward, contiguous and as the halves of one projection.
+    const at::Tensor gu = random_nonzero({4, 2 * 1001}, 3.0).to(dtype);
+    const at::Tensor gate = gu.narrow(1, 0, 1001), up = gu.narrow(1, 1001, 1001);
+    const at::Tensor dy = random_nonzero({4, 1001}).to(dtype);
+    for (const bool contiguous : {true, false}) {
+      const at::Tensor ga = contiguous ? gate.contiguous() : gate, ua = contiguous ? up.contiguous() : up;
+      const std::string where = std::string(c10::toString(dtype)) + (contiguous ? " contiguous" : " halves");
+      EXPECT_LE(relative_error(in_every_schedule([&] { return emu::silu_mul_cuda(ga, ua); }, where),
+                               cpu::silu_mul_cpu(ga, ua)),
+                dtype == at::kFloat ? 1e-6 : 8e-3)
+          << where;
+      auto [dg_emu, du_emu] = in_every_schedule([&] { return emu::silu_mul_backward_cuda(dy, ga, ua); }, where);
+      auto [dg_cpu, du_cpu] = cpu::silu_mul_backward_cpu(dy, ga, ua);
+      EXPECT_LE(relative_error(dg_emu, dg_cpu), tol) << where << " grad_gate";
+      EXPECT_LE(relative_error(du_emu, du_cpu), tol) << where << " grad_up";
+    }
+  }
+}
+
 // sample_tokens: the block-per-row inverse-CDF kernel (tile sums in float64, warp scans, ballots)
 // draws the CPU op's tokens from the same uniforms (at most one boundary case apart), over vocabulary
 // sizes with one tile, many tiles and a ragged last tile; -1 for a NaN row.

@@ -320,6 +320,24 @@ std::map<std::string, int> graph_nodes(const at::Tensor& root) {
   return count;
 }
 
+// Each family's layer variant (qwen3 q/k norms, olmo2 post-norms, gemma2 sandwich norms with soft
+// caps and a sliding window narrower than the packed samples, so window and full masks differ).
+std::vector<std::pair<std::string, ModelConfig>> layer_variants() {
+  auto family = [](const std::string& type, nlohmann::json extra) {
+    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
+    j["model_type"] = type;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    return scorch::model_config_from_json(j, "family");
+  };
+  return {
+      {"llama", tiny_config("llama", false)},
+      {"qwen2 tied", tiny_config("qwen2", true)},
+      {"qwen3", family("qwen3", {{"head_dim", 8}})},
+      {"olmo2", family("olmo2", {})},
+      {"gemma2 window 3", family("gemma2", {{"head_dim", 8}, {"sliding_window", 3}, {"tie_word_embeddings", true}})},
+  };
+}
+
 // A packed two-sample batch (block-diagonal mask) and its loss: -sum log p of the next tokens.
 struct PackedLoss {
   at::Tensor ids, pos, mask, targets;
@@ -344,23 +362,9 @@ struct PackedLoss {
 
 // model.gradient_checkpointing: the same loss bit for bit and the same gradients to fp32 round-off,
 // with a frozen weight (no gradient for it); and the graph really holds one node per layer instead
-// of the layer's ops (the activations inside a layer are not kept).
-// Each family's layer variant (qwen3 q/k norms, olmo2 post-norms, gemma2 sandwich norms with soft
-// caps and a sliding window narrower than the packed samples, so window and full masks differ).
+// of the layer's ops (the activations inside a layer are not kept). Each family's layer variant.
 TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
-  auto family = [](const std::string& type, nlohmann::json extra) {
-    nlohmann::json j = scorch::model_config_to_json(tiny_config("llama"));
-    j["model_type"] = type;
-    for (auto& [k, v] : extra.items()) j[k] = v;
-    return scorch::model_config_from_json(j, "family");
-  };
-  const std::vector<std::pair<std::string, ModelConfig>> configs = {
-      {"llama", tiny_config("llama", false)},
-      {"qwen2 tied", tiny_config("qwen2", true)},
-      {"qwen3", family("qwen3", {{"head_dim", 8}})},
-      {"olmo2", family("olmo2", {})},
-      {"gemma2 window 3", family("gemma2", {{"head_dim", 8}, {"sliding_window", 3}, {"tie_word_embeddings", true}})},
-  };
+  const auto configs = layer_variants();
   for (const auto& [label, config] : configs) {
     const bool tied = config.tie_word_embeddings;
     SCOPED_TRACE(label);
@@ -407,6 +411,60 @@ TEST(Transformer, GradientCheckpointingGivesTheSameLossAndGradients) {
     for (const auto& [name, n] : plain_nodes) plain_total += n;
     for (const auto& [name, n] : ckpt_nodes) ckpt_total += n;
     EXPECT_LT(ckpt_total * 2, plain_total) << "the layers' own ops should not be in the graph";
+  }
+}
+
+// model.fused_training_ops: a differentiating forward through kernels' fused RMSNorm, add + RMSNorm,
+// RoPE (q / k as transposed views) and SiLU * up gives the eager ops' loss to fp32 round-off and
+// their gradients to fp32 round-off, for each family whose rounding the kernels implement (llama,
+// qwen2 tied, qwen3's per-head q/k norms) and for those whose norms they do not (olmo2, gemma2: the
+// norms and GeGLU stay eager, RoPE and SiLU * up are fused with bit-equal forwards: the same loss
+// bits). The fused graph has fewer nodes.
+TEST(Transformer, FusedTrainingOpsGiveTheEagerLossAndGradients) {
+  const auto configs = layer_variants();
+  for (const auto& [label, config] : configs) {
+    SCOPED_TRACE(label);
+    Transformer m = random_model(config, 31);
+    m.set_requires_grad(true);
+    m.layers_[0].up_weight.requires_grad_(false);  // a frozen weight: no gradient, none asked
+    at::manual_seed(32);
+    const PackedLoss loss_of(m.config().vocab_size);
+    auto run = [&](bool fused, std::map<std::string, at::Tensor>& grads, int& nodes) {
+      m.set_fused_training_ops(fused);
+      const at::Tensor loss = loss_of(m);
+      nodes = 0;
+      for (const auto& [name, n] : graph_nodes(loss)) nodes += n;
+      loss.backward();
+      for (auto& [name, t] : m.named_parameters()) {
+        if (t.grad().defined()) grads[name] = t.grad().clone();
+        t.mutable_grad() = at::Tensor();
+      }
+      return loss.item<double>();
+    };
+    std::map<std::string, at::Tensor> eager_grads, fused_grads;
+    int eager_nodes = 0, fused_nodes = 0;
+    const double eager = run(false, eager_grads, eager_nodes);
+    const double fused = run(true, fused_grads, fused_nodes);
+    const bool kernels_apply = !m.config().norm_weight_in_fp32;
+    if (kernels_apply) {
+      EXPECT_LT(std::abs(fused - eager) / std::abs(eager), 1e-6);
+      EXPECT_LT(fused_nodes, eager_nodes * 3 / 4) << "the layer ops should be one node each";
+    } else {  // RoPE and SiLU * up fused (bit-equal forwards), the norms eager
+      EXPECT_EQ(fused, eager);
+      EXPECT_LT(fused_nodes, eager_nodes);
+    }
+    ASSERT_EQ(fused_grads.size(), eager_grads.size());
+    double worst = 0;
+    for (const auto& [name, ref] : eager_grads) {
+      const at::Tensor& g = fused_grads.at(name);
+      const double rel = (g - ref).norm().item<double>() / ref.norm().item<double>();
+      EXPECT_LT(rel, 1e-5) << name;
+      EXPECT_GT(ref.abs().max().item<double>(), 0) << name;
+      worst = std::max(worst, rel);
+    }
+    EXPECT_FALSE(fused_grads.count("model.layers.0.mlp.up_proj.weight"));
+    std::printf("[ info ] %s: loss %.9g fused vs %.9g eager; worst gradient relative difference %.1e; graph %d vs %d "
+                "nodes\n", label.c_str(), fused, eager, worst, fused_nodes, eager_nodes);
   }
 }
 

@@ -222,7 +222,7 @@ def test_group_advantages_defaults_and_nan_rewards():
     assert mean[0].item() == pytest.approx(2 / 3)
 
 
-# --- decode-step ops (inference only): torch.ops.scorch.* against transformers' compositions ----------
+# --- the layer ops: torch.ops.scorch.* against transformers' compositions ----------------------------
 
 def hf_rms_norm(x, weight, eps):
     h = x.to(torch.float32)
@@ -261,16 +261,24 @@ def test_decode_ops_match_the_torch_compositions(dtype):
     assert (act != ref_act).float().mean().item() < 2e-2
 
 
-def test_decode_ops_are_inference_only():
-    x, w = torch.randn(2, 8, requires_grad=True), torch.ones(8)
-    with pytest.raises(RuntimeError, match="fused_rms_norm is inference-only"):
-        ops.fused_rms_norm(x, w, 1e-6)
-    with pytest.raises(RuntimeError, match="silu_and_mul is inference-only"):
-        ops.silu_and_mul(x)
+def test_layer_ops_are_differentiable_from_python():
+    torch.manual_seed(5)
+    x, w = torch.randn(3, 16, requires_grad=True), (1 + 0.3 * torch.randn(16)).requires_grad_()
+    gate, up = torch.randn(3, 16, requires_grad=True), torch.randn(3, 16, requires_grad=True)
+    dy, dact = torch.randn(3, 16), torch.randn(3, 16)
+    (ops.fused_rms_norm(x, w, 1e-6) * dy).sum().backward()
+    (ops.silu_mul(gate, up) * dact).sum().backward()
+    x64, w64, g64, u64 = (t.detach().double().requires_grad_() for t in (x, w, gate, up))
+    (hf_rms_norm(x64, w64, 1e-6) * dy.double()).sum().backward()
+    (torch.nn.functional.silu(g64) * u64 * dact.double()).sum().backward()
+    for got, want in ((x.grad, x64.grad), (w.grad, w64.grad), (gate.grad, g64.grad), (up.grad, u64.grad)):
+        torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="cos / sin require grad"):
+        ops.fused_rope(torch.randn(1, 2, 3, 8), torch.randn(1, 1, 3, 8, requires_grad=True), torch.randn(1, 1, 3, 8))
     with torch.no_grad():
         assert not ops.fused_rms_norm(x, w, 1e-6).requires_grad
     with torch.inference_mode():
-        assert ops.silu_and_mul(x).shape == (2, 4)
+        assert ops.silu_and_mul(x).shape == (3, 8)
 
 
 def test_decode_ops_reject_bad_shapes():

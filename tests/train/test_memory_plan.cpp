@@ -33,13 +33,13 @@ TEST(MemoryPlan, GradientsAndAdamWStateAreCountedPerTrainableTensor) {
   EXPECT_DOUBLE_EQ(m.activations, 0) << "an unknown micro-batch shape counts no activations";
   EXPECT_DOUBLE_EQ(estimate_training_memory(c, trainable, 4, false, {}, 4).optimizer, m.optimizer / 4) << "ZeRO-1";
 
-  // Activations: rows × tokens × (L·a + 3H) elements, a = 4H + 3·q_dim + 3·kv_dim + 4I (head_dim 16).
+  // Activations: rows × tokens × (L·a + 2H) elements, a = 4H + 2·q_dim + 2·kv_dim + 3I (head_dim 16).
   MicroBatchShape shape{3, 50, ""};
   m = estimate_training_memory(c, trainable, 2, false, shape);
-  const double a = 4 * 64 + 3 * 64 + 3 * 32 + 4 * 160;
-  EXPECT_DOUBLE_EQ(m.activations, 3.0 * 50 * (3 * a + 3 * 64) * 2);
+  const double a = 4 * 64 + 2 * 64 + 2 * 32 + 3 * 160;
+  EXPECT_DOUBLE_EQ(m.activations, 3.0 * 50 * (3 * a + 2 * 64) * 2);
   m = estimate_training_memory(c, trainable, 2, true, shape);
-  EXPECT_DOUBLE_EQ(m.activations, 3.0 * 50 * (3 * 64 + a + 3 * 64) * 2) << "checkpointing keeps layer inputs";
+  EXPECT_DOUBLE_EQ(m.activations, 3.0 * 50 * (3 * 64 + a + 2 * 64) * 2) << "checkpointing keeps layer inputs";
   EXPECT_DOUBLE_EQ(m.total(), m.gradients + m.optimizer + m.activations);
   const std::string text = describe(m, shape);
   EXPECT_NE(text.find("3 rows × 50 tokens"), std::string::npos) << text;
@@ -65,7 +65,7 @@ double measured_activation_bytes(const Transformer& model, int64_t rows, int64_t
 }
 
 // Without checkpointing the whole graph is alive after the forward: the estimate is at most what it
-// holds, and not less than a third of it. With checkpointing the forward keeps each layer's input
+// holds (with the fused layer ops, and more so with the eager ones), and not less than a third of it. With checkpointing the forward keeps each layer's input
 // (the estimate minus one layer's recomputation, which lives only during the backward), and the
 // whole estimate stays below the uncheckpointed graph.
 TEST(MemoryPlan, ActivationEstimateIsALowerBoundOfWhatAutogradKeeps) {
@@ -85,10 +85,16 @@ TEST(MemoryPlan, ActivationEstimateIsALowerBoundOfWhatAutogradKeeps) {
               full_measured / full);
   EXPECT_LE(full, full_measured);
   EXPECT_GE(full, full_measured / 3);
+  // The eager layer ops (model.fused_training_ops: false) keep more: still a lower bound.
+  model.set_fused_training_ops(false);
+  const double eager_measured = measured_activation_bytes(model, rows, tokens);
+  std::printf("eager layer ops: graph %.0f bytes (ratio %.2f)\n", eager_measured, eager_measured / full);
+  EXPECT_LE(full, eager_measured);
+  model.set_fused_training_ops(true);
 
   model.set_gradient_checkpointing(true);
   const double checkpointed = estimate_training_memory(c, params, 4, true, shape).activations;
-  const double one_layer = rows * tokens * (4 * 128 + 3 * 128 + 3 * 32 + 4 * 352) * 4.0;
+  const double one_layer = rows * tokens * (4 * 128 + 2 * 128 + 2 * 32 + 3 * 352) * 4.0;
   const double kept_measured = measured_activation_bytes(model, rows, tokens);
   std::printf("checkpointing: estimate %.0f bytes (%.0f kept through the forward), graph %.0f bytes (ratio %.2f)\n",
               checkpointed, checkpointed - one_layer, kept_measured, kept_measured / (checkpointed - one_layer));

@@ -119,14 +119,14 @@ TEST(GrpoRun, LoraRolloutsSampleTheAdaptedPolicyEveryStep) {
 
 // The fused LM head against the unfused one (SCORCH_LM_HEAD=unfused) through the CLI: 10 GRPO steps
 // (policy, old-policy-free, reference and entropy log-probs all through Transformer::token_logprobs)
-// give the same losses to fp32 round-off.
-TEST(GrpoRun, FusedLmHeadGivesTheUnfusedLossesOver10Steps) {
-  auto run = [](const std::string& tag, const std::string& env) {
+// give the same losses to fp32 round-off; so do the fused layer ops against the eager ones.
+TEST(GrpoRun, FusedLmHeadAndLayerOpsGiveTheUnfusedLossesOver10Steps) {
+  auto run = [](const std::string& tag, const std::string& env, const std::string& model_keys = "") {
     const std::string dir = scorch::test::temp_dir(tag);
     EXPECT_EQ(scorch::test::make_tiny_job_files(dir, 16), "");
     const std::string tok = scorch::test::quickstart_tokenizer();
     std::ofstream(dir + "/job.yaml")
-        << "trainer: grpo\nseed: 7\nmodel: {path: " << dir << "/base}\n"
+        << "trainer: grpo\nseed: 7\nmodel: {path: " << dir << "/base" << model_keys << "}\n"
         << "tokenizer: {path: " << tok << ", chat_template: plain}\n"
         << "data: {train: " << dir << "/train.jsonl}\n"
         << "train: {max_steps: 10, micro_batch_size: 2, gradient_accumulation_steps: 1, threads: 1}\n"
@@ -139,15 +139,35 @@ TEST(GrpoRun, FusedLmHeadGivesTheUnfusedLossesOver10Steps) {
     auto r = scorch::test::run_command(env + " '" + SCORCH_BIN + "' train " + dir + "/job.yaml --run-dir " + dir + "/run");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     std::vector<double> losses;
-    for (const auto& m : read_jsonl(dir + "/run/metrics.jsonl")) losses.push_back(m["loss"].get<double>());
+    for (const auto& m : read_jsonl(dir + "/run/metrics.jsonl")) {
+      losses.push_back(m["loss"].get<double>());
+      losses.push_back(m["grad_norm"].get<double>());
+    }
     return losses;
   };
+  // model.fused_training_ops against the eager layer ops: 10 steps (rollouts, reference log-probs and
+  // the policy's backward), the same losses within 1e-5 relative, grad norms to fp32 round-off.
+  {
+    const auto eager = run("grpo-eager-ops", "", ", fused_training_ops: false");
+    const auto fused = run("grpo-fused-ops", "");
+    ASSERT_EQ(eager.size(), 20u);
+    ASSERT_EQ(fused.size(), 20u);
+    double worst_loss = 0, worst_grad = 0;
+    for (size_t i = 0; i < 20; i += 2) {
+      worst_loss = std::max(worst_loss, std::abs(fused[i] - eager[i]) / std::max(1e-3, std::abs(eager[i])));
+      worst_grad = std::max(worst_grad, std::abs(fused[i + 1] - eager[i + 1]) / std::abs(eager[i + 1]));
+    }
+    std::printf("10 GRPO steps: fused vs eager layer ops, worst relative difference: loss %.2e, grad_norm %.2e\n",
+                worst_loss, worst_grad);
+    EXPECT_LT(worst_loss, 1e-5);
+    EXPECT_LT(worst_grad, 1e-4);
+  }
   const auto unfused = run("grpo-unfused", "SCORCH_LM_HEAD=unfused");
   const auto fused = run("grpo-fused", "");
-  ASSERT_EQ(unfused.size(), 10u);
-  ASSERT_EQ(fused.size(), 10u);
+  ASSERT_EQ(unfused.size(), 20u);
+  ASSERT_EQ(fused.size(), 20u);
   double worst = 0, spread = 0;
-  for (size_t i = 0; i < 10; ++i) {
+  for (size_t i = 0; i < 20; i += 2) {
     worst = std::max(worst, std::abs(fused[i] - unfused[i]) / std::max(1e-3, std::abs(unfused[i])));
     spread = std::max(spread, std::abs(fused[i] - fused[0]));
   }

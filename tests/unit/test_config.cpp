@@ -30,6 +30,8 @@ TEST(Config, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.trainer, "sft");
   EXPECT_EQ(c.model.path, "models/tiny");
   EXPECT_EQ(c.seed, 42u);
+  EXPECT_TRUE(c.model.fused_training_ops);
+  EXPECT_FALSE(c.model.gradient_checkpointing);
   EXPECT_DOUBLE_EQ(c.optim.learning_rate, 1e-5);
   EXPECT_EQ(c.grpo.num_generations, 8);
   EXPECT_EQ(c.grpo.loss_type, GrpoLossType::kDapo);

@@ -5,7 +5,7 @@ samples per prompt, the same rule-based reward, group advantages, the DAPO token
 AdamW) on the same initial weights, in the same run. TRL is not used: it is not installed here.
 
     tools/bench/grpo/bench_grpo.py [--build-dir build] [--shape quickstart|qwen2.5-0.5b] [--device cpu|cuda]
-        [--steps 4] [--prompts 4] [--G 4] [--completion 64] [--prompt-pad 0] [--threads 2]
+        [--steps 4] [--prompts 4] [--G 4] [--completion 64] [--prompt-pad 0] [--threads 2] [--set KEY=VALUE ...]
 
 Both sides sample until EOS or --completion new tokens from a random-init model (so nearly every
 completion runs to the limit), and report the median over the steps after the first (warm-up).
@@ -97,6 +97,8 @@ def main():
     ap.add_argument("--completion", type=int, default=64)
     ap.add_argument("--prompt-pad", type=int, default=0, help="filler words (~4 tokens each) in every prompt, for long prompts")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for scorch's side, e.g. model.fused_training_ops=false (repeatable)")
     a = ap.parse_args()
     dtype = "bfloat16" if a.device == "cuda" else "float32"
     scorch = os.path.join(a.build_dir, "scorch")
@@ -120,7 +122,7 @@ def main():
                     f"grpo: {{num_generations: {a.G}, loss_type: dapo, epsilon_high: 0.28}}\n"
                     f"rewards: [{{name: math_answer}}]\n"
                     f"checkpoint: {{export_final: false, save_every: 0}}\nlog: {{every: 1, level: warn, progress: false, samples: 0}}\n")
-        run([scorch, "train", f"{d}/job.yaml", "--run-dir", f"{d}/run"])
+        run([scorch, "train", f"{d}/job.yaml", "--run-dir", f"{d}/run"] + [arg for kv in a.set for arg in ("--set", kv)])
         ms = [json.loads(l) for l in open(f"{d}/run/metrics.jsonl")]
         rest = ms[1:] or ms
         med = lambda k: statistics.median(m.get(k, 0.0) for m in rest)
@@ -130,7 +132,7 @@ def main():
                    str(a.prompts), str(a.G), str(a.completion), a.device, dtype]).stdout
         theirs = json.loads(out.strip().splitlines()[-1])
     print(f"GRPO step, {a.shape} shape, {a.device} {dtype}, {a.prompts} prompts x G={a.G}, <= {a.completion} new tokens, "
-          f"{a.threads} threads, median of steps 2..{a.steps}")
+          f"{a.threads} threads, median of steps 2..{a.steps}" + "".join(f", --set {kv}" for kv in a.set))
     print(f"{'implementation':<16} {'generation s':>12} {'reward s':>9} {'training s':>10} {'step s':>8} {'gen tok':>8} {'tok/s':>8}")
     for name, r in (("scorch", ours), ("eager pytorch", theirs)):
         print(f"{name:<16} {r['gen']:>12.3f} {r['reward']:>9.4f} {r['train']:>10.3f} {r['step']:>8.3f} {r['tokens']:>8.0f} "

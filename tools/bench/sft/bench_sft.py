@@ -3,7 +3,7 @@
 eager PyTorch loop (transformers LlamaForCausalLM, AdamW, the same batch shapes and masked loss) on
 the same model weights, same thread count, in the same run.
 
-    tools/bench/sft/bench_sft.py [--build-dir build] [--threads 2] [--steps 12]
+    tools/bench/sft/bench_sft.py [--build-dir build] [--threads 2] [--steps 12] [--set KEY=VALUE ...]
     tools/bench/sft/bench_sft.py --device cuda --models qwen2.5-0.5b --batch 16   (tools/bench/sft/gpu.sh)
 
 Throughput counts trained (completion) tokens per second of optimizer-step time, median over the
@@ -84,11 +84,13 @@ def main():
     ap.add_argument("--models", default="quickstart,small", help="comma-separated: " + ",".join(MODELS))
     ap.add_argument("--python", default=sys.executable, help="the interpreter with torch + transformers")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for scorch's side, e.g. model.fused_training_ops=false (repeatable)")
     a = ap.parse_args()
     scorch = os.path.join(a.build_dir, "scorch")
     cuda = a.device == "cuda"
     print(f"SFT step throughput, {'CUDA bf16' if cuda else 'CPU fp32'}, {a.threads} threads, micro-batch {a.batch}, "
-          f"{a.steps} steps (median after 2 warm-up)")
+          f"{a.steps} steps (median after 2 warm-up)" + "".join(f", --set {kv}" for kv in a.set))
     if cuda:
         print(f"{'model':<20} {'scorch tok/s':>13} {'pytorch tok/s':>14} {'ratio':>6} {'scorch MFU':>11} {'pytorch MFU':>12}")
     else:
@@ -110,7 +112,8 @@ def main():
                         f"train: {{max_steps: {a.steps}, micro_batch_size: {a.batch}, threads: {a.threads}}}\n"
                         f"optim: {{learning_rate: 1.0e-3}}\ncheckpoint: {{export_final: false, save_every: 0}}\n"
                         f"log: {{every: 1, level: warn, progress: false}}\n")
-            _, ours_mb = peak_rss_mb([scorch, "train", f"{tmp}/job.yaml", "--run-dir", f"{tmp}/run"])
+            sets = [arg for kv in a.set for arg in ("--set", kv)]
+            _, ours_mb = peak_rss_mb([scorch, "train", f"{tmp}/job.yaml", "--run-dir", f"{tmp}/run"] + sets)
             metrics = [json.loads(l) for l in open(f"{tmp}/run/metrics.jsonl")][2:]
             ours = statistics.median(m["num_tokens"] / m["time/step"] for m in metrics)
             out, theirs_mb = peak_rss_mb([a.python, "-c", BASELINE, f"{tmp}/model", f"{tmp}/train.jsonl",
