@@ -64,6 +64,14 @@ def thread_env(threads, build_dir=None):
     return env
 
 
+def run_pair(pair, prefix, threads, build_dir, run):
+    """One interleaved pair: scorch first in even pairs, TRL first in odd ones. run(side, env, tag)
+    runs one side; returns (order, {side: result})."""
+    order = ("scorch", "trl") if pair % 2 == 0 else ("trl", "scorch")
+    res = {side: run(side, thread_env(threads, build_dir), f"{prefix}-t{threads}-p{pair}-{side}") for side in order}
+    return order, res
+
+
 def ensure_trl_venv(venv, project_venv):
     """Creates the TRL venv on first use: torch / transformers from the project's venv (a .pth file),
     the packages of requirements.txt installed into it."""
@@ -174,12 +182,8 @@ def bench_sft(a, report):
         for threads in a.threads:
             rows, checks = [], []
             for pair in range(a.pairs):
-                order = ("scorch", "trl") if pair % 2 == 0 else ("trl", "scorch")
-                res = {}
-                for side in order:
-                    tag = f"sft-{name}-t{threads}-p{pair}-{side}"
-                    env = thread_env(threads, a.build_dir)
-                    res[side] = (run_scorch_sft if side == "scorch" else run_trl_sft)(a, env, model, data, threads, tag)
+                order, res = run_pair(pair, f"sft-{name}", threads, a.build_dir, lambda side, env, tag: (
+                    run_scorch_sft if side == "scorch" else run_trl_sft)(a, env, model, data, threads, tag))
                 s, t = res["scorch"], res["trl"]
                 st, tt = statistics.median(s["times"][1:]), statistics.median(t["times"][1:])
                 s_tok = sum(s["tokens"][1:]) / sum(s["times"][1:])
@@ -360,16 +364,10 @@ def bench_grpo(a, report):
     for ti, threads in enumerate(a.threads):
         rows = []
         for pair in range(a.pairs):
-            order = ("scorch", "trl") if pair % 2 == 0 else ("trl", "scorch")
-            res = {}
-            for side in order:
-                tag = f"grpo-t{threads}-p{pair}-{side}"
-                env = thread_env(threads, a.build_dir)
-                if side == "scorch":
-                    res[side] = run_scorch_grpo(a, env, model, data, threads, tag)
-                else:
-                    keep = samples if ti == 0 and pair == 0 else None
-                    res[side] = run_trl_grpo(a, env, model, data, threads, tag, keep)
+            keep = samples if ti == 0 and pair == 0 else None
+            order, res = run_pair(pair, "grpo", threads, a.build_dir, lambda side, env, tag: (
+                run_scorch_grpo(a, env, model, data, threads, tag) if side == "scorch"
+                else run_trl_grpo(a, env, model, data, threads, tag, keep)))
             rows.append((pair + 1, "/".join(order), res["scorch"], res["trl"]))
         report.append(grpo_table(threads, rows))
         print_flush(report)
