@@ -33,6 +33,23 @@ double masked_batch_mean(const at::Tensor& x, const at::Tensor& mask) {
       .item<double>();
 }
 
+// The inputs besides logp / entropy against the mask's shape [B, T] (policy_loss has checked that
+// logp has it too), and the options' own needs.
+void check_token_inputs(const PolicyLossInputs& in, const PolicyLossOptions& o) {
+  check(in.mask.defined() && in.mask.dim() == 2, "mask must be [B, T]");
+  const auto shape = in.mask.sizes();
+  check(in.advantages.defined() &&
+            ((in.advantages.dim() == 1 && in.advantages.size(0) == shape[0]) || in.advantages.sizes() == shape),
+        "advantages must be [B] or logp's shape [B, T]");
+  check(!in.kl_coef.defined() ||
+            (in.kl_coef.sizes() == shape && in.ref_logp.defined() && in.ref_logp.sizes() == shape),
+        "kl_coef must have logp's shape and needs ref_logp of logp's shape");
+  check(!in.old_logp.defined() || in.old_logp.sizes() == shape, "old_logp must have logp's shape");
+  check(o.beta == 0.0 || (in.ref_logp.defined() && in.ref_logp.sizes() == shape),
+        "beta > 0 needs ref_logp of logp's shape");
+  check(o.loss_type != GrpoLossType::kDrGrpo || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
+}
+
 // −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A), ρ = exp(log_w) (≤ delta in the first term when delta > 0);
 // *ratio gets ρ before the delta cap (the clip metrics read it).
 at::Tensor clipped_objective(const at::Tensor& log_w, const at::Tensor& adv, const PolicyLossOptions& o,
@@ -55,19 +72,10 @@ at::Tensor k3_kl(const at::Tensor& ref_logp, const at::Tensor& logp) {
 PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& o, double denominator) {
   check(in.logp.defined() && in.logp.dim() == 2, "logp must be [B, T]");
   check(in.mask.defined() && in.mask.sizes() == in.logp.sizes(), "mask must have logp's shape [B, T]");
-  check(in.advantages.defined() && ((in.advantages.dim() == 1 && in.advantages.size(0) == in.logp.size(0)) ||
-                                    in.advantages.sizes() == in.logp.sizes()),
-        "advantages must be [B] or logp's shape [B, T]");
-  check(!in.kl_coef.defined() || (in.kl_coef.sizes() == in.logp.sizes() && in.ref_logp.defined() &&
-                                  in.ref_logp.sizes() == in.logp.sizes()),
-        "kl_coef must have logp's shape and needs ref_logp of logp's shape");
-  check(!in.old_logp.defined() || in.old_logp.sizes() == in.logp.sizes(), "old_logp must have logp's shape");
-  check(o.beta == 0.0 || (in.ref_logp.defined() && in.ref_logp.sizes() == in.logp.sizes()),
-        "beta > 0 needs ref_logp of logp's shape");
+  check_token_inputs(in, o);
   const bool needs_entropy = o.top_entropy_quantile < 1.0 || o.entropy_coef != 0.0;
   check(!needs_entropy || (in.entropy.defined() && in.entropy.sizes() == in.logp.sizes()),
         "top_entropy_quantile < 1 or entropy_coef != 0 needs entropy of logp's shape");
-  check(o.loss_type != GrpoLossType::kDrGrpo || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
   check(denominator > 0, "denominator must be > 0");
 
   const at::Tensor& logp = in.logp;                                          // [B, T]
@@ -139,17 +147,8 @@ bool policy_loss_is_token_separable(const PolicyLossOptions& o) {
 PolicyTokenTerms policy_token_terms(const PolicyLossInputs& in, const PolicyLossOptions& o) {
   check(policy_loss_is_token_separable(o),
         "policy_token_terms: sequence-level importance weights and the entropy mask are not per-token terms");
-  check(in.mask.defined() && in.mask.dim() == 2, "mask must be [B, T]");
-  check(o.loss_type != GrpoLossType::kDrGrpo || o.max_completion_length > 0, "dr_grpo needs max_completion_length > 0");
+  check_token_inputs(in, o);
   const int64_t B = in.mask.size(0), T = in.mask.size(1);
-  check(in.advantages.defined() && ((in.advantages.dim() == 1 && in.advantages.size(0) == B) ||
-                                    in.advantages.sizes() == in.mask.sizes()),
-        "advantages must be [B] or mask's shape [B, T]");
-  check(o.beta == 0.0 || (in.ref_logp.defined() && in.ref_logp.sizes() == in.mask.sizes()),
-        "beta > 0 needs ref_logp of mask's shape");
-  check(!in.kl_coef.defined() || (in.kl_coef.sizes() == in.mask.sizes() && in.ref_logp.defined()),
-        "kl_coef must have mask's shape and needs ref_logp");
-  check(!in.old_logp.defined() || in.old_logp.sizes() == in.mask.sizes(), "old_logp must have mask's shape");
   const at::Tensor mask = in.mask.to(at::kFloat);
   PolicyTokenTerms t;
   switch (o.loss_type) {  // the numerator table of policy_loss.h as one weight per token
